@@ -1,0 +1,83 @@
+"""faceverify: face embeddings, verification and identification with modern CNNs.
+
+The public API is small::
+
+    import faceverify as fv
+
+    model = fv.build_model()                      # ConvNeXt-Atto, GPU if present
+    emb = fv.compute_embedding(model, ["a.jpg", "b.jpg"])   # float32 [2, 320]
+    result = fv.verify(emb[0], emb[1], model=model)         # score, threshold, same
+
+Importing this package is cheap: torch and timm load on first use of a function.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from faceverify.errors import (
+    BatchImageError,
+    ConfigError,
+    DeviceError,
+    FaceVerifyError,
+    ImageError,
+    InputError,
+    ModelError,
+    WeightsNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access (PEP 562).
+_LAZY = {
+    "build_model": "faceverify.models.factory",
+    "DEFAULT_MODEL": "faceverify.models.factory",
+    "EmbeddingModel": "faceverify.models.embedder",
+    "DEFAULT_THRESHOLD": "faceverify.models.embedder",
+    "list_models": "faceverify.models.registry",
+    "compute_embedding": "faceverify.embed",
+    "embed_images": "faceverify.embed",
+    "EmbeddingResult": "faceverify.embed",
+    "cosine_similarity": "faceverify.verify",
+    "similarity_matrix": "faceverify.verify",
+    "verify": "faceverify.verify",
+    "Verification": "faceverify.verify",
+    "load_image": "faceverify.io",
+    "PreprocessConfig": "faceverify.preprocess",
+}
+
+__all__ = [
+    "BatchImageError",
+    "ConfigError",
+    "DeviceError",
+    "FaceVerifyError",
+    "ImageError",
+    "InputError",
+    "ModelError",
+    "WeightsNotFoundError",
+    "__version__",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:
+    from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
+    from faceverify.io import load_image
+    from faceverify.models.embedder import DEFAULT_THRESHOLD, EmbeddingModel
+    from faceverify.models.factory import DEFAULT_MODEL, build_model
+    from faceverify.models.registry import list_models
+    from faceverify.preprocess import PreprocessConfig
+    from faceverify.verify import Verification, cosine_similarity, similarity_matrix, verify
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faceverify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,63 @@
+"""Choosing the compute device: the GPU when there is one, unless told otherwise."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Union
+
+from faceverify.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+DeviceLike = Union[str, "torch.device", None]
+VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def resolve_device(device: DeviceLike = None) -> torch.device:
+    """Turn ``None``/``"auto"``/a name into a usable ``torch.device``.
+
+    ``None`` and ``"auto"`` pick CUDA when available, then Apple's MPS, then the CPU.
+    Asking for a device that this machine lacks is an error, never a silent fallback.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"device {device!r} is not understood; valid: {VALID_DEVICES}") from None
+    if resolved.type == "cuda":
+        _check_cuda(resolved)
+    elif resolved.type == "mps" and not _mps_available():
+        raise DeviceError("device 'mps' is not available on this machine; use 'cpu'")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {device!r} is not supported; valid: {VALID_DEVICES}")
+    return resolved
+
+
+def _check_cuda(device: torch.device) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {str(device)!r} was asked for but CUDA is not available on this machine "
+            "(no GPU, or a CPU-only PyTorch build); use --device cpu or auto"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise DeviceError(
+            f"device {str(device)!r} does not exist; this machine has {count} CUDA device(s): "
+            + ", ".join(f"cuda:{i}" for i in range(count))
+        )
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())

@@ -1,0 +1,259 @@
+"""Embedding: inputs of any supported kind to float32 ``[N, D]`` embeddings, in batches.
+
+Images (paths, bytes, PIL, arrays, uint8 tensors) are decoded and preprocessed in a
+small thread pool while the previous batch runs through the network, so decoding
+overlaps inference. Float tensors are taken as already-preprocessed model input,
+exactly what ``timm`` models accept, and skip both steps.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceverify.errors import BatchImageError, ConfigError, ImageError, InputError
+from faceverify.io import describe_source, load_image
+from faceverify.models.embedder import EmbeddingModel
+from faceverify.preprocess import PreprocessConfig
+
+#: One input: a path, bytes, PIL image, numpy array or torch tensor; or a list of them.
+EmbedInput = Union[Any, Sequence[Any]]
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One input that could not be embedded, with its position in the input."""
+
+    index: int
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass
+class EmbeddingResult:
+    """Embeddings of the good inputs, and a report of the bad ones.
+
+    Attributes:
+        embeddings: float32 ``[M, D]`` on the CPU, one row per good input, in input order.
+        indices: for each row, the position of its input in what was passed.
+        sources: for each row, a printable name of its input (the path for files).
+        failures: the inputs that could not be used, and why.
+    """
+
+    embeddings: torch.Tensor
+    indices: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def compute_embedding(
+    model: EmbeddingModel,
+    images: EmbedInput,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    normalize: bool = False,
+    progress: bool | None = False,
+) -> torch.Tensor:
+    """Embed one image or many; every input must be good.
+
+    Args:
+        model: from :func:`faceverify.build_model`.
+        images: a file path, the bytes of an encoded image, a PIL image, an RGB numpy
+            array (H×W×3, or N×H×W×3 for a batch), a uint8 tensor of pixels
+            (``[3, H, W]`` or ``[N, 3, H, W]``), a float tensor that is already
+            preprocessed model input, or a list of any of these.
+        batch_size: images per forward pass; 32-64 suits CPUs, 128-512 GPUs.
+        normalize: L2-normalise each embedding (dot product then equals cosine).
+        progress: show a progress bar on stderr; None shows it on a terminal only.
+
+    Returns:
+        float32 ``[N, D]`` on the CPU; a single image gives ``[1, D]``.
+
+    Raises:
+        ImageError: a single input is bad. BatchImageError: some inputs of a batch are
+            bad; use :func:`embed_images` to keep the good ones. InputError: a tensor
+            or array has the wrong rank, channel count or dtype.
+    """
+    result = embed_images(model, images, batch_size=batch_size, normalize=normalize, progress=progress)
+    total = len(result.indices) + len(result.failures)
+    if len(result.failures) == 1 and total == 1:
+        failure = result.failures[0]
+        raise ImageError(failure.source, failure.reason)
+    if result.failures:
+        raise BatchImageError([ImageError(f.source, f.reason) for f in result.failures], total)
+    return result.embeddings
+
+
+def embed_images(
+    model: EmbeddingModel,
+    images: EmbedInput,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    normalize: bool = False,
+    progress: bool | None = False,
+    workers: int | None = None,
+) -> EmbeddingResult:
+    """Embed what can be embedded and report the rest; bad inputs never lose good ones.
+
+    Takes the same inputs and options as :func:`compute_embedding`. ``workers`` sets the
+    decoding threads (default: up to 4). Tensor-shape errors still raise, since they
+    concern the whole input rather than one image.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size!r} must be at least 1")
+    ready, items = _classify(images)
+    with torch.inference_mode():
+        if ready is not None:
+            result = _embed_ready(model, ready, batch_size)
+        else:
+            result = _embed_items(model, items, batch_size, progress, workers)
+    if normalize and len(result.embeddings):
+        result.embeddings = F.normalize(result.embeddings, dim=1)
+    return result
+
+
+def _classify(images: EmbedInput) -> tuple[torch.Tensor | None, list[Any]]:
+    """Split inputs into model-ready float tensors or a list of decodable items."""
+    if isinstance(images, torch.Tensor):
+        return _classify_tensor(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return None, list(images)
+    if not isinstance(images, (list, tuple)):
+        return None, [images]
+    floats = [isinstance(x, torch.Tensor) and x.is_floating_point() for x in images]
+    if images and all(floats):
+        shapes = {tuple(x.shape) for x in images}
+        if len(shapes) != 1:
+            raise InputError(f"float tensors in one list must share a shape; got {sorted(shapes)}")
+        return _classify_tensor(torch.stack(list(images)))
+    if any(floats):
+        raise InputError(
+            "a list mixes float tensors (preprocessed model input) with images; embed them "
+            "in separate calls"
+        )
+    items: list[Any] = []
+    for item in images:
+        items.extend(_classify_tensor(item)[1] if isinstance(item, torch.Tensor) else [item])
+    return None, items
+
+
+def _classify_tensor(tensor: torch.Tensor) -> tuple[torch.Tensor | None, list[Any]]:
+    if tensor.dim() not in (3, 4):
+        raise InputError(
+            f"tensor of shape {tuple(tensor.shape)} has rank {tensor.dim()}; expected "
+            "[3, H, W] for one image or [N, 3, H, W] for a batch"
+        )
+    batch = tensor.unsqueeze(0) if tensor.dim() == 3 else tensor
+    if tensor.dtype == torch.uint8:
+        if batch.shape[1] not in (1, 3, 4):
+            raise InputError(_channels_message(batch, "1, 3 or 4"))
+        pixels = batch.detach().cpu().permute(0, 2, 3, 1).numpy()
+        return None, list(pixels)
+    if not tensor.is_floating_point():
+        raise InputError(
+            f"tensor dtype {tensor.dtype} is not supported; use a float tensor of preprocessed "
+            "model input, or uint8 pixels"
+        )
+    if batch.shape[1] != 3:
+        raise InputError(_channels_message(batch, "3"))
+    if not torch.isfinite(batch).all():
+        raise InputError("tensor holds NaN or infinite values")
+    return batch, []
+
+
+def _channels_message(batch: torch.Tensor, valid: str) -> str:
+    return (
+        f"tensor of shape {tuple(batch.shape)} has {batch.shape[1]} channels in dimension "
+        f"-3; expected {valid} (channels first: [N, C, H, W])"
+    )
+
+
+def _embed_ready(model: EmbeddingModel, batch: torch.Tensor, batch_size: int) -> EmbeddingResult:
+    rows = [_forward(model, batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+    count = len(batch)
+    return EmbeddingResult(
+        embeddings=torch.cat(rows),
+        indices=list(range(count)),
+        sources=[f"<tensor[{i}]>" for i in range(count)],
+    )
+
+
+def _embed_items(
+    model: EmbeddingModel, items: list[Any], batch_size: int, progress: bool | None, workers: int | None
+) -> EmbeddingResult:
+    from tqdm.auto import tqdm
+
+    result = EmbeddingResult(embeddings=torch.empty(0, model.embedding_dim))
+    rows: list[torch.Tensor] = []
+    show = progress if progress is not None else len(items) > batch_size and sys.stderr.isatty()
+    bar = tqdm(total=len(items), unit="img", desc="embedding", disable=not show, file=sys.stderr)
+    threads = workers or min(4, os.cpu_count() or 1)
+    with bar, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceverify-decode") as pool:
+        for chunk in _prepared_chunks(items, model.preprocess, pool, batch_size):
+            good = [(i, tensor) for i, tensor in chunk if isinstance(tensor, torch.Tensor)]
+            result.failures.extend(f for _, f in chunk if isinstance(f, Failure))
+            if good:
+                rows.append(_forward(model, torch.stack([t for _, t in good])))
+                result.indices.extend(i for i, _ in good)
+            bar.update(len(chunk))
+    result.sources = [describe_source(items[i]) for i in result.indices]
+    if rows:
+        result.embeddings = torch.cat(rows)
+    return result
+
+
+Prepared = tuple[int, Union[torch.Tensor, Failure]]
+
+
+def _prepared_chunks(
+    items: list[Any], config: PreprocessConfig, pool: ThreadPoolExecutor, batch_size: int
+) -> Iterator[list[Prepared]]:
+    """Yield decoded chunks in order, keeping the next chunk decoding in the background."""
+    starts = iter(range(0, len(items), batch_size))
+    pending: deque[list[Future[Prepared]]] = deque()
+
+    def submit() -> None:
+        start = next(starts, None)
+        if start is not None:
+            chunk = range(start, min(start + batch_size, len(items)))
+            pending.append([pool.submit(_prepare, i, items[i], config) for i in chunk])
+
+    submit()
+    submit()
+    while pending:
+        futures = pending.popleft()
+        submit()
+        yield [future.result() for future in futures]
+
+
+def _prepare(index: int, item: Any, config: PreprocessConfig) -> Prepared:
+    try:
+        return index, config(load_image(item))
+    except ImageError as exc:
+        return index, Failure(index=index, source=exc.source, reason=exc.reason)
+
+
+def _forward(model: EmbeddingModel, batch: torch.Tensor) -> torch.Tensor:
+    device = model.device
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    x = batch.to(device, dtype=torch.float32, non_blocking=True)
+    try:
+        out = model(x)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[0][:200]
+        raise InputError(f"the model cannot process input of shape {tuple(x.shape)}: {detail}") from exc
+    return out.float().cpu()

@@ -1,0 +1,63 @@
+"""The one exception hierarchy of faceverify.
+
+Every error a user can cause derives from :class:`FaceVerifyError`; its message names
+the bad value and, where there is a choice, the valid options. The CLI prints the
+message as one line on stderr and exits non-zero, so messages must stand alone.
+"""
+
+from __future__ import annotations
+
+
+class FaceVerifyError(Exception):
+    """Base class of every error faceverify raises on purpose."""
+
+
+class ConfigError(FaceVerifyError, ValueError):
+    """An argument or option has a value faceverify cannot use."""
+
+
+class InputError(FaceVerifyError, ValueError):
+    """An input (tensor, array, embedding) has the wrong rank, shape or dtype."""
+
+
+class ImageError(FaceVerifyError):
+    """An image could not be turned into pixels: missing, corrupt, too small, too big.
+
+    Attributes:
+        source: a printable name of the offending input (file path, or ``<bytes>``...).
+        reason: why it was rejected, without the source.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class BatchImageError(FaceVerifyError):
+    """Some images of a batch were bad; raised only where partial results cannot be returned.
+
+    Attributes:
+        failures: one :class:`ImageError` per bad input, in input order.
+    """
+
+    def __init__(self, failures: list[ImageError], total: int) -> None:
+        head = "; ".join(str(f) for f in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(
+            f"{len(failures)} of {total} images could not be used: {head}{more}. "
+            "Use faceverify.embed_images() to keep the good ones and get the bad ones reported."
+        )
+        self.failures = failures
+
+
+class ModelError(FaceVerifyError):
+    """A model name, architecture or weights file cannot be used."""
+
+
+class WeightsNotFoundError(ModelError):
+    """Weights were asked for but could not be found or downloaded."""
+
+
+class DeviceError(FaceVerifyError):
+    """The requested compute device does not exist on this machine."""

@@ -1,0 +1,114 @@
+"""``build_model``: from a name and a weights source to a ready embedding model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from faceverify.device import DeviceLike, resolve_device
+from faceverify.errors import ConfigError, ModelError
+from faceverify.models.embedder import EmbeddingModel
+from faceverify.models.weights import WeightsLike, WeightsPlan, load_into, plan_weights, read_state_dict
+from faceverify.preprocess import PreprocessConfig
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: ConvNeXt-Atto pretrained on ImageNet-1k: 3.7M parameters, 320-dim embeddings.
+DEFAULT_MODEL = "convnext_atto.d2_in1k"
+
+
+def build_model(
+    name: str | None = None,
+    *,
+    weights: WeightsLike = None,
+    device: DeviceLike = None,
+    input_size: int | Sequence[int] | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    threshold: float | None = None,
+    channels_last: bool = True,
+    cache_dir: str | None = None,
+) -> EmbeddingModel:
+    """Build a face-embedding model: a pretrained CNN without its classification layer.
+
+    Args:
+        name: a timm model name. The default ``convnext_atto.d2_in1k`` is small and fast
+            (320-dim embeddings, not 768: that is ConvNeXt-Tiny). ``faceverify models``
+            lists curated choices per family (ResNet, VGG, Inception, DenseNet,
+            EfficientNet, MobileNet, ConvNeXt); any timm name works, as do
+            ``hf-hub:org/repo`` and ``local-dir:PATH``.
+        weights: None downloads from the Hugging Face hub (cached; set HF_HUB_OFFLINE=1
+            to stay offline once cached). A path to a ``.safetensors`` file or to a folder
+            with ``model.safetensors`` (and optionally timm's ``config.json``) loads
+            local weights. ``"random"`` initialises randomly (for training or tests).
+        device: None or ``"auto"`` uses the GPU when present; ``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``, ``"mps"`` force one.
+        input_size: override the network input size, e.g. 112 for small face crops; the
+            default is the pretrained size (224 for most models). Smaller is faster.
+        crop_pct: fraction of the resized image kept by the centre crop. The pretrained
+            value (0.875 for ConvNeXt-Atto) suits photos; use 1.0 for tight face crops.
+        interpolation: override the resize filter (``bicubic``, ``bilinear``...).
+        threshold: a calibrated cosine threshold to carry; None means 0.5 by default.
+        channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
+        cache_dir: Hugging Face cache folder; None uses the standard one.
+
+    Returns:
+        An :class:`EmbeddingModel` in eval mode on the chosen device.
+
+    Raises:
+        ModelError: unknown name, or weights that do not fit the architecture.
+        WeightsNotFoundError: the hub cannot be reached and no local weights were given;
+            the message says how to supply them.
+        DeviceError: the requested device does not exist here.
+    """
+    import timm
+    import torch
+
+    target = resolve_device(device)
+    plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
+    backbone = _create_backbone(plan)
+    if plan.file is not None:
+        load_into(backbone, read_state_dict(plan.file), source=plan.source)
+    base = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
+    contract = base.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
+    model = EmbeddingModel(
+        backbone,
+        name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
+        preprocess=contract,
+        weights_source=plan.source,
+        threshold=_checked_threshold(threshold),
+        channels_last=channels_last,
+    )
+    model.eval().to(target)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, plan.source, target)
+    return model
+
+
+def _create_backbone(plan: WeightsPlan) -> torch.nn.Module:
+    import timm
+
+    args = {k: v for k, v in plan.model_args.items() if k != "num_classes"}
+    try:
+        return timm.create_model(
+            plan.model_name, pretrained=False, num_classes=0, pretrained_cfg=plan.pretrained_cfg, **args
+        )
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"cannot build model {plan.model_name!r}: {exc}") from exc
+
+
+def _folder_name(plan: WeightsPlan) -> str:
+    cfg = plan.pretrained_cfg or {}
+    tag = cfg.get("tag")
+    return f"{plan.model_name}.{tag}" if tag else plan.model_name
+
+
+def _checked_threshold(threshold: float | None) -> float | None:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold {threshold!r} is not a cosine similarity; use a value in [-1, 1]")
+    return threshold

@@ -1,0 +1,224 @@
+"""Where a model's weights come from, and loading them without silent surprises.
+
+Three sources, one loading path:
+
+* the Hugging Face hub (the default), through ``huggingface_hub`` and its standard
+  cache, so ``HF_HUB_OFFLINE=1`` works after one download;
+* a local ``.safetensors`` (or ``.pth``) file, used with the named architecture;
+* a local folder in the hub's timm layout (``config.json`` + ``model.safetensors``),
+  whose config names the architecture and carries the preprocessing contract.
+
+Whatever the source, the state dict is loaded strictly: timm's own loader turns
+strictness off whenever the classifier is dropped, which would let weights of another
+architecture load as a silently random model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from faceverify.errors import ModelError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+WeightsLike = Union[str, "os.PathLike[str]", None]
+
+#: Pass as ``weights`` for random initialisation (training from scratch, tests).
+RANDOM = "random"
+WEIGHT_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+HUB_DOCS = "https://huggingface.co/{repo}"
+
+
+@dataclass(frozen=True)
+class WeightsPlan:
+    """Everything needed to build a backbone and fill it.
+
+    Attributes:
+        model_name: the timm name to create (architecture, with its pretrained tag if any).
+        pretrained_cfg: a config dict from a folder or the hub, or None to use the tag's.
+        model_args: extra architecture arguments saved with the weights.
+        file: the weights file, or None for random initialisation.
+        source: a human-readable origin, recorded in every artifact.
+    """
+
+    model_name: str
+    pretrained_cfg: dict[str, Any] | None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    file: Path | None = None
+    source: str = RANDOM
+
+
+def plan_weights(
+    name: str, weights: WeightsLike, *, name_given: bool, cache_dir: str | None = None
+) -> WeightsPlan:
+    """Decide architecture, config and weights file for ``build_model``.
+
+    Args:
+        name: the model name (a timm name, ``hf-hub:org/repo`` or ``local-dir:PATH``).
+        weights: None for the hub, ``"random"``, or a local file or folder.
+        name_given: whether the user chose ``name`` (a folder's own config then must agree).
+        cache_dir: Hugging Face cache folder; None for the standard one.
+    """
+    if name.startswith("local-dir:"):
+        return _plan_folder(Path(name.partition(":")[2]), name=None)
+    if name.startswith("hf-hub:"):
+        return _plan_hub_repo(name.partition(":")[2], weights, cache_dir)
+    _check_known(name)
+    if weights is None:
+        return _plan_hub_name(name, cache_dir)
+    if isinstance(weights, str) and weights == RANDOM:
+        return WeightsPlan(model_name=name, pretrained_cfg=None)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(
+            f"weights path '{path}' does not exist; give a .safetensors file, a folder holding "
+            "model.safetensors, or omit it to download from the Hugging Face hub"
+        )
+    if path.is_dir():
+        return _plan_folder(path, name=name if name_given else None)
+    return WeightsPlan(model_name=name, pretrained_cfg=None, file=path, source=str(path))
+
+
+def _check_known(name: str) -> None:
+    import difflib
+
+    import timm
+    from timm.models import split_model_name_tag
+
+    architecture, _ = split_model_name_tag(name)
+    if timm.is_model(architecture):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(pretrained=True), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ModelError(
+        f"unknown model {name!r}.{hint} `faceverify models` lists the curated names; "
+        "any timm architecture name also works."
+    )
+
+
+def _plan_hub_name(name: str, cache_dir: str | None) -> WeightsPlan:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name, allow_unregistered=False)
+    repo = cfg.hf_hub_id if cfg is not None else None
+    if cfg is None or not repo:
+        raise ModelError(
+            f"no pretrained weights for {name!r} are published on the Hugging Face hub; "
+            "pass weights=PATH (--weights PATH) or weights='random' to train from scratch"
+        )
+    filename = getattr(cfg, "hf_hub_filename", None) or WEIGHT_FILENAMES[0]
+    file = download(repo, filename, cache_dir=cache_dir, model=name)
+    return WeightsPlan(model_name=name, pretrained_cfg=None, file=file, source=f"hf-hub:{repo}")
+
+
+def _plan_hub_repo(repo: str, weights: WeightsLike, cache_dir: str | None) -> WeightsPlan:
+    from timm.models import load_model_config_from_hf
+
+    if weights is not None:
+        raise ModelError("hf-hub: names bring their own weights; drop the weights argument")
+    try:
+        cfg, architecture, model_args = load_model_config_from_hf(repo, cache_dir=cache_dir)
+    except Exception as exc:  # any hub failure becomes one actionable message
+        raise WeightsNotFoundError(_offline_help(repo, "config.json", exc, model=repo)) from exc
+    file = download(repo, WEIGHT_FILENAMES[0], cache_dir=cache_dir, model=repo)
+    return WeightsPlan(architecture, dict(cfg), dict(model_args), file, f"hf-hub:{repo}")
+
+
+def _plan_folder(folder: Path, *, name: str | None) -> WeightsPlan:
+    file = next((folder / f for f in WEIGHT_FILENAMES if (folder / f).is_file()), None)
+    if file is None:
+        raise WeightsNotFoundError(
+            f"folder '{folder}' holds no weights; expected one of {', '.join(WEIGHT_FILENAMES)}"
+        )
+    if not (folder / "config.json").is_file():
+        if name is None:
+            raise ModelError(
+                f"folder '{folder}' has no config.json naming its architecture; pass the "
+                "model name too (--model NAME)"
+            )
+        return WeightsPlan(model_name=name, pretrained_cfg=None, file=file, source=str(folder))
+    from timm.models import load_model_config_from_path
+
+    try:
+        cfg, architecture, model_args = load_model_config_from_path(folder)
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelError(f"config.json in '{folder}' is not a timm model config ({exc})") from exc
+    if name is not None and name.split(".")[0] != architecture:
+        raise ModelError(
+            f"folder '{folder}' holds a {architecture!r} model, but model {name!r} was asked "
+            f"for; drop --model or use --model {architecture}"
+        )
+    return WeightsPlan(architecture, dict(cfg), dict(model_args), file, str(folder))
+
+
+def download(repo: str, filename: str, *, cache_dir: str | None, model: str) -> Path:
+    """Fetch one file of a hub repo through the standard HF cache (offline-aware)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=cache_dir))
+    except Exception as exc:  # connection, offline cache miss, missing repo: one message
+        raise WeightsNotFoundError(_offline_help(repo, filename, exc, model=model)) from exc
+
+
+def _offline_help(repo: str, filename: str, exc: BaseException, *, model: str) -> str:
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"could not get weights for {model!r} from the Hugging Face hub ({repo}, {filename}): "
+        f"{cause}. To work without the hub, either pass a local weights file or folder with "
+        f"--weights PATH (weights=PATH in Python), e.g. the {filename} from "
+        f"{HUB_DOCS.format(repo=repo)}; or fill the Hugging Face cache on a connected machine "
+        f"(`hf download {repo}`), copy it to this one (~/.cache/huggingface, or set HF_HOME) "
+        "and set HF_HUB_OFFLINE=1"
+    )
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read tensors from a ``.safetensors`` file or a PyTorch checkpoint (safely)."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or not a checkpoint at all
+        raise ModelError(f"weights file '{path}' cannot be read ({exc})") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"weights file '{path}' does not hold a state dict of tensors")
+    # Checkpoints saved from DistributedDataParallel prefix every key with "module.".
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load ``state`` into a headless model, requiring every backbone tensor to match."""
+    classifier = model.pretrained_cfg.get("classifier") if hasattr(model, "pretrained_cfg") else None
+    for prefix in (classifier,) if isinstance(classifier, str) else tuple(classifier or ()):
+        state.pop(f"{prefix}.weight", None)
+        state.pop(f"{prefix}.bias", None)
+    architecture = type(model).__name__
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when not strict
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ModelError(
+            f"weights from {source} do not fit the {architecture} architecture ({first}); "
+            "were they saved from another model? Pass the matching --model"
+        ) from exc
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"weights from {source} do not fit the {architecture} architecture: "
+            f"{len(missing)} tensors missing (e.g. {missing[:2]}), "
+            f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]}); "
+            "were they saved from another model? Pass the matching --model"
+        )

@@ -1,0 +1,179 @@
+"""Preprocessing: the one place where pixels become normalised model input.
+
+The contract (input size, resize/crop, interpolation, mean and std) travels with the
+weights: it is read from the model's own pretrained configuration through timm, never
+re-typed by hand, and only the input size, crop fraction and interpolation may be
+overridden by the user. The transform itself is timm's evaluation transform, so
+faceverify feeds a network exactly what it saw when its accuracy was measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from faceverify.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+CROP_MODES = ("center", "squash", "border")
+#: Below this the feature maps of stride-32 CNNs shrink to nothing.
+MIN_INPUT_SIDE = 32
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an RGB image is turned into a model input tensor.
+
+    Attributes:
+        input_size: (height, width) of the tensor given to the network.
+        interpolation: resampling filter used when resizing.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1].
+        std: per-channel standard deviation divided by.
+        crop_pct: the image is resized to ``input_size / crop_pct`` and its centre
+            ``input_size`` is kept; 1.0 keeps the whole (resized) image.
+        crop_mode: ``center`` (keep aspect, crop), ``squash`` (stretch, crop) or
+            ``border`` (keep aspect, pad), as in timm.
+    """
+
+    input_size: tuple[int, int]
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_pct: float
+    crop_mode: str = "center"
+    _transform: list[Callable[[Image.Image], torch.Tensor]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_size(self.input_size)
+        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _check_choice("crop_mode", self.crop_mode, CROP_MODES)
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct {self.crop_pct!r} is out of range; use a value in (0, 1]")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"mean {self.mean!r} and std {self.std!r} need 3 values, std > 0")
+
+    @classmethod
+    def from_timm(cls, data_config: Mapping[str, Any]) -> PreprocessConfig:
+        """Build from a timm data config (``timm.data.resolve_model_data_config``)."""
+        size = data_config["input_size"]
+        return cls(
+            input_size=(int(size[-2]), int(size[-1])),
+            interpolation=str(data_config["interpolation"]),
+            mean=_triple(data_config["mean"]),
+            std=_triple(data_config["std"]),
+            crop_pct=float(data_config.get("crop_pct") or 1.0),
+            crop_mode=str(data_config.get("crop_mode") or "center"),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown preprocessing keys {sorted(unknown)}; valid keys: {sorted(known)}"
+            )
+        values = dict(data)
+        values["input_size"] = tuple(values["input_size"])
+        values["mean"] = _triple(values["mean"])
+        values["std"] = _triple(values["std"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, saved next to every artifact."""
+        data = asdict(self)
+        data.pop("_transform")
+        data["input_size"] = list(self.input_size)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def to_timm(self) -> dict[str, Any]:
+        """The same contract in timm's data-config form."""
+        return {
+            "input_size": (3, *self.input_size),
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+        }
+
+    def fingerprint(self) -> str:
+        """A short stable hash; galleries and calibrations record it to refuse mixing."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def override(
+        self,
+        *,
+        input_size: int | Sequence[int] | None = None,
+        crop_pct: float | None = None,
+        interpolation: str | None = None,
+    ) -> PreprocessConfig:
+        """A copy with user overrides applied (explicit argument beats the model's config)."""
+        return PreprocessConfig(
+            input_size=self.input_size if input_size is None else _size_pair(input_size),
+            interpolation=self.interpolation if interpolation is None else interpolation,
+            mean=self.mean,
+            std=self.std,
+            crop_pct=self.crop_pct if crop_pct is None else float(crop_pct),
+            crop_mode=self.crop_mode,
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Turn one RGB image into a normalised ``[3, H, W]`` float tensor."""
+        if not self._transform:
+            # Built lazily and cached: importing timm's transforms is not free.
+            from timm.data import create_transform
+
+            self._transform.append(create_transform(**self.to_timm(), is_training=False))
+        return self._transform[0](image)
+
+
+def preprocess_batch(config: PreprocessConfig, images: Sequence[Image.Image]) -> torch.Tensor:
+    """Preprocess several RGB images into one ``[N, 3, H, W]`` tensor."""
+    import torch
+
+    return torch.stack([config(image) for image in images])
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    values = tuple(int(v) for v in size)
+    if len(values) == 3:  # timm's (C, H, W) form
+        values = values[1:]
+    if len(values) != 2:
+        raise ConfigError(f"input size {size!r} is not understood; give N or (height, width)")
+    return (values[0], values[1])
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    if len(size) != 2 or min(size) < MIN_INPUT_SIDE:
+        raise ConfigError(
+            f"input size {size!r} is too small; use at least {MIN_INPUT_SIDE} pixels per side "
+            "(112 suits small face crops, 224 is the ImageNet default)"
+        )
+
+
+def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{what} {value!r} is not supported; valid options: {', '.join(valid)}")
+
+
+def _triple(values: Sequence[float]) -> tuple[float, float, float]:
+    items = tuple(float(v) for v in values)
+    if len(items) != 3:
+        raise ConfigError(f"expected 3 per-channel values, got {values!r}")
+    return (items[0], items[1], items[2])
