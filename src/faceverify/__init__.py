@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "build_model": "faceverify.models.factory",
-    "DEFAULT_MODEL": "faceverify.models.factory",
+    "DEFAULT_MODEL": "faceverify.models.registry",
     "EmbeddingModel": "faceverify.models.embedder",
     "DEFAULT_THRESHOLD": "faceverify.models.embedder",
     "list_models": "faceverify.models.registry",
@@ -64,8 +64,8 @@ if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.io import load_image
     from faceverify.models.embedder import DEFAULT_THRESHOLD, EmbeddingModel
-    from faceverify.models.factory import DEFAULT_MODEL, build_model
-    from faceverify.models.registry import list_models
+    from faceverify.models.factory import build_model
+    from faceverify.models.registry import DEFAULT_MODEL, list_models
     from faceverify.preprocess import PreprocessConfig
     from faceverify.verify import Verification, cosine_similarity, similarity_matrix, verify
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from faceverify.models.embedder import EmbeddingModel
 from faceverify.preprocess import PreprocessConfig
 
 #: One input: a path, bytes, PIL image, numpy array or torch tensor; or a list of them.
-EmbedInput = Union[Any, Sequence[Any]]
+EmbedInput = Any  # one item or a sequence of items; see compute_embedding
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -141,8 +141,7 @@ def _classify(images: EmbedInput) -> tuple[torch.Tensor | None, list[Any]]:
         return _classify_tensor(torch.stack(list(images)))
     if any(floats):
         raise InputError(
-            "a list mixes float tensors (preprocessed model input) with images; embed them "
-            "in separate calls"
+            "a list mixes float tensors (preprocessed model input) with images; embed them in separate calls"
         )
     items: list[Any] = []
     for item in images:
@@ -215,7 +214,7 @@ def _embed_items(
     return result
 
 
-Prepared = tuple[int, Union[torch.Tensor, Failure]]
+Prepared = tuple[int, torch.Tensor | Failure]
 
 
 def _prepared_chunks(
@@ -252,7 +251,7 @@ def _forward(model: EmbeddingModel, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.pin_memory()
     x = batch.to(device, dtype=torch.float32, non_blocking=True)
     try:
-        out = model(x)
+        out: torch.Tensor = model(x)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[0][:200]
         raise InputError(f"the model cannot process input of shape {tuple(x.shape)}: {detail}") from exc

@@ -80,9 +80,7 @@ class PreprocessConfig:
         known = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(
-                f"unknown preprocessing keys {sorted(unknown)}; valid keys: {sorted(known)}"
-            )
+            raise ConfigError(f"unknown preprocessing keys {sorted(unknown)}; valid keys: {sorted(known)}")
         values = dict(data)
         values["input_size"] = tuple(values["input_size"])
         values["mean"] = _triple(values["mean"])

@@ -56,7 +56,8 @@ def cosine_similarity(a: ArrayT, b: ArrayT) -> ArrayT:
             f"cannot pair {a_n.shape[0]} embeddings with {b_n.shape[0]}; give equal counts, "
             "or use similarity_matrix() for all-against-all"
         )
-    return (a_n * b_n).sum(-1)
+    similarity: ArrayT = (a_n * b_n).sum(-1)
+    return similarity
 
 
 def similarity_matrix(a: ArrayT, b: ArrayT | None = None) -> ArrayT:
@@ -75,7 +76,8 @@ def similarity_matrix(a: ArrayT, b: ArrayT | None = None) -> ArrayT:
     _check_dims(a_n, b_n)
     a2 = a_n.reshape(1, -1) if a_n.ndim == 1 else a_n
     b2 = b_n.reshape(1, -1) if b_n.ndim == 1 else b_n
-    return a2 @ b2.T
+    matrix: ArrayT = a2 @ b2.T
+    return matrix
 
 
 def verify(
@@ -136,10 +138,11 @@ def _maybe_vector(value: Any) -> np.ndarray | None:
     if hasattr(value, "detach") and hasattr(value, "is_floating_point"):
         if not value.is_floating_point() or value.dim() > 2 or (value.dim() == 2 and value.shape[0] != 1):
             return None
-        return value.detach().float().cpu().numpy().reshape(-1)
-    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
-        if value.ndim == 1 or (value.ndim == 2 and value.shape[0] == 1):
-            return value.astype(np.float32).reshape(-1)
+        vector: np.ndarray = value.detach().float().cpu().numpy().reshape(-1)
+        return vector
+    is_float_array = isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+    if is_float_array and (value.ndim == 1 or (value.ndim == 2 and value.shape[0] == 1)):
+        return np.asarray(value, dtype=np.float32).reshape(-1)
     return None
 
 
@@ -165,6 +168,5 @@ def _unit(x: Any, lib: str) -> Any:
 def _check_dims(a: Any, b: Any) -> None:
     if a.shape[-1] != b.shape[-1]:
         raise InputError(
-            f"embedding sizes differ ({a.shape[-1]} vs {b.shape[-1]}); were they made by "
-            "different models?"
+            f"embedding sizes differ ({a.shape[-1]} vs {b.shape[-1]}); were they made by different models?"
         )

@@ -1,7 +1,5 @@
-"""Embedding models: the registry of curated names, weights resolution and the factory."""
+"""Embedding models: the registry of curated names (``registry``), where weights come
+from (``weights``), the model object (``embedder``) and ``build_model`` (``factory``).
 
-from faceverify.models.embedder import EmbeddingModel
-from faceverify.models.factory import DEFAULT_MODEL, build_model
-from faceverify.models.registry import ModelInfo, list_models
-
-__all__ = ["DEFAULT_MODEL", "EmbeddingModel", "ModelInfo", "build_model", "list_models"]
+Kept free of imports so that light modules (the registry) load without torch.
+"""

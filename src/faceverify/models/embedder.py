@@ -47,15 +47,15 @@ class EmbeddingModel(nn.Module):
         self.threshold = threshold
         self.channels_last = channels_last
         # Models whose head has a hidden layer (VGG, MobileNetV3) output that layer's width.
-        self.embedding_dim = int(
-            getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features")
-        )
+        width: Any = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+        self.embedding_dim = int(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed ``[N, 3, H, W]`` input to ``[N, D]`` pooled features."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.backbone(x)
+        features: torch.Tensor = self.backbone(x)
+        return features
 
     @property
     def device(self) -> torch.device:

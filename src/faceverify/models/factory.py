@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from faceverify.device import DeviceLike, resolve_device
 from faceverify.errors import ConfigError, ModelError
 from faceverify.models.embedder import EmbeddingModel
+from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.models.weights import WeightsLike, WeightsPlan, load_into, plan_weights, read_state_dict
 from faceverify.preprocess import PreprocessConfig
 
@@ -16,9 +17,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-#: ConvNeXt-Atto pretrained on ImageNet-1k: 3.7M parameters, 320-dim embeddings.
-DEFAULT_MODEL = "convnext_atto.d2_in1k"
 
 
 def build_model(

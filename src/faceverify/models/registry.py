@@ -4,12 +4,21 @@ Any timm architecture works with :func:`faceverify.build_model`; this list is th
 menu of one or more well-tested names per CNN family. Embedding dimensions and input
 sizes are never typed here: :func:`list_models` reads them off the real architectures,
 built on PyTorch's ``meta`` device so that no memory is allocated and nothing downloads.
+Those descriptions are cached per timm/torch version, since importing timm and building
+ten architectures takes seconds that a listing should not cost twice.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class ModelInfo:
         return data
 
 
+#: ConvNeXt-Atto pretrained on ImageNet-1k: 3.7M parameters, 320-dim embeddings.
+DEFAULT_MODEL = "convnext_atto.d2_in1k"
+
 _ZOO: dict[str, ZooEntry] = {}
 
 
@@ -67,9 +79,43 @@ def curated_names() -> list[str]:
     return list(_ZOO)
 
 
-def list_models() -> list[ModelInfo]:
-    """Describe every curated model, reading dims and input sizes off the architecture."""
-    return [_describe(entry) for entry in _ZOO.values()]
+def list_models(*, use_cache: bool = True) -> list[ModelInfo]:
+    """Describe every curated model, reading dims and input sizes off the architecture.
+
+    Args:
+        use_cache: reuse descriptions saved under ``$XDG_CACHE_HOME/faceverify`` (or
+            ``~/.cache/faceverify``) for the installed timm and torch versions.
+    """
+    cache = _cache_file() if use_cache else None
+    known = _read_cache(cache) if cache is not None else {}
+    infos = [known.get(entry.name) or _describe(entry) for entry in _ZOO.values()]
+    if cache is not None and any(info.name not in known for info in infos):
+        _write_cache(cache, infos)
+    # notes may change without the architecture changing: always take the current ones
+    return [ModelInfo(**{**asdict(info), "note": _ZOO[info.name].note}) for info in infos]
+
+
+def _cache_file() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "faceverify" / f"zoo-timm{version('timm')}-torch{version('torch')}.json"
+
+
+def _read_cache(path: Path) -> dict[str, ModelInfo]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return {row["name"]: ModelInfo(**{**row, "input_size": tuple(row["input_size"])}) for row in rows}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}  # absent or unreadable: describe again
+
+
+def _write_cache(path: Path, infos: list[ModelInfo]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps([i.to_dict() for i in infos]), encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:  # a read-only home must not break the listing
+        log.debug("cannot cache model descriptions in %s: %s", path, exc)
 
 
 def _describe(entry: ZooEntry) -> ModelInfo:
@@ -88,6 +134,6 @@ def _describe(entry: ZooEntry) -> ModelInfo:
         embedding_dim=dim,
         input_size=(int(size[-2]), int(size[-1])),
         interpolation=str(config["interpolation"]),
-        hub_id=model.pretrained_cfg.get("hf_hub_id"),
+        hub_id=getattr(model, "pretrained_cfg", {}).get("hf_hub_id"),
         note=entry.note,
     )

@@ -141,7 +141,7 @@ def _plan_folder(folder: Path, *, name: str | None) -> WeightsPlan:
                 "model name too (--model NAME)"
             )
         return WeightsPlan(model_name=name, pretrained_cfg=None, file=file, source=str(folder))
-    from timm.models import load_model_config_from_path
+    from timm.models._hub import load_model_config_from_path
 
     try:
         cfg, architecture, model_args = load_model_config_from_path(folder)
@@ -201,7 +201,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
     """Load ``state`` into a headless model, requiring every backbone tensor to match."""
-    classifier = model.pretrained_cfg.get("classifier") if hasattr(model, "pretrained_cfg") else None
+    pretrained_cfg: dict[str, Any] = getattr(model, "pretrained_cfg", None) or {}
+    classifier = pretrained_cfg.get("classifier")
     for prefix in (classifier,) if isinstance(classifier, str) else tuple(classifier or ()):
         state.pop(f"{prefix}.weight", None)
         state.pop(f"{prefix}.bias", None)

@@ -1,0 +1,1 @@
+"""The ``faceverify`` command-line interface."""
