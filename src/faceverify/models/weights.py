@@ -64,7 +64,7 @@ def plan_weights(
         cache_dir: Hugging Face cache folder; None for the standard one.
     """
     if name.startswith("local-dir:"):
-        return _plan_folder(Path(name.partition(":")[2]), name=None)
+        return _plan_folder(Path(name.partition(":")[2]), name=None, chosen=False)
     if name.startswith("hf-hub:"):
         return _plan_hub_repo(name.partition(":")[2], weights, cache_dir)
     _check_known(name)
@@ -79,7 +79,7 @@ def plan_weights(
             "model.safetensors, or omit it to download from the Hugging Face hub"
         )
     if path.is_dir():
-        return _plan_folder(path, name=name if name_given else None)
+        return _plan_folder(path, name=name, chosen=name_given)
     return WeightsPlan(model_name=name, pretrained_cfg=None, file=path, source=str(path))
 
 
@@ -128,7 +128,8 @@ def _plan_hub_repo(repo: str, weights: WeightsLike, cache_dir: str | None) -> We
     return WeightsPlan(architecture, dict(cfg), dict(model_args), file, f"hf-hub:{repo}")
 
 
-def _plan_folder(folder: Path, *, name: str | None) -> WeightsPlan:
+def _plan_folder(folder: Path, *, name: str | None, chosen: bool) -> WeightsPlan:
+    """A folder: its config.json names the architecture, else ``name`` (default or chosen)."""
     file = next((folder / f for f in WEIGHT_FILENAMES if (folder / f).is_file()), None)
     if file is None:
         raise WeightsNotFoundError(
@@ -147,7 +148,7 @@ def _plan_folder(folder: Path, *, name: str | None) -> WeightsPlan:
         cfg, architecture, model_args = load_model_config_from_path(folder)
     except (KeyError, ValueError, OSError) as exc:
         raise ModelError(f"config.json in '{folder}' is not a timm model config ({exc})") from exc
-    if name is not None and name.split(".")[0] != architecture:
+    if chosen and name is not None and name.split(".")[0] != architecture:
         raise ModelError(
             f"folder '{folder}' holds a {architecture!r} model, but model {name!r} was asked "
             f"for; drop --model or use --model {architecture}"
