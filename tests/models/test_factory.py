@@ -128,7 +128,7 @@ def test_corrupt_and_missing_weights_files(tmp_path: Path, atto_file: Path) -> N
 
 
 def test_unknown_model_names_suggest_close_matches() -> None:
-    with pytest.raises(ModelError, match="unknown model 'convnext_atoo'. Did you mean .*convnext_atto"):
+    with pytest.raises(ModelError, match=r"unknown model 'convnext_atoo'\. Did you mean .*convnext_atto"):
         build_model("convnext_atoo", weights="random")
 
 
