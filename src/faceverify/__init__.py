@@ -39,10 +39,10 @@ _LAZY = {
     "compute_embedding": "faceverify.embed",
     "embed_images": "faceverify.embed",
     "EmbeddingResult": "faceverify.embed",
-    "cosine_similarity": "faceverify.verify",
-    "similarity_matrix": "faceverify.verify",
-    "verify": "faceverify.verify",
-    "Verification": "faceverify.verify",
+    "cosine_similarity": "faceverify.verification",
+    "similarity_matrix": "faceverify.verification",
+    "verify": "faceverify.verification",
+    "Verification": "faceverify.verification",
     "load_image": "faceverify.io",
     "PreprocessConfig": "faceverify.preprocess",
 }
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from faceverify.models.factory import build_model
     from faceverify.models.registry import DEFAULT_MODEL, list_models
     from faceverify.preprocess import PreprocessConfig
-    from faceverify.verify import Verification, cosine_similarity, similarity_matrix, verify
+    from faceverify.verification import Verification, cosine_similarity, similarity_matrix, verify
 
 
 def __getattr__(name: str) -> Any:

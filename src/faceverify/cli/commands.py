@@ -80,7 +80,7 @@ def embed(args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     """``faceverify verify A B``: the score and SAME/DIFFERENT."""
     from faceverify.embed import embed_images
-    from faceverify.verify import verify as decide
+    from faceverify.verification import verify as decide
 
     model = build_from_args(args)
     result = embed_images(model, [args.image_a, args.image_b], batch_size=2)
