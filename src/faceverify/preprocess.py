@@ -9,10 +9,11 @@ faceverify feeds a network exactly what it saw when its accuracy was measured.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ConfigError
@@ -48,9 +49,6 @@ class PreprocessConfig:
     std: tuple[float, float, float]
     crop_pct: float
     crop_mode: str = "center"
-    _transform: list[Callable[[Image.Image], torch.Tensor]] = field(
-        default_factory=list, init=False, repr=False, compare=False
-    )
 
     def __post_init__(self) -> None:
         _check_size(self.input_size)
@@ -90,7 +88,6 @@ class PreprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, saved next to every artifact."""
         data = asdict(self)
-        data.pop("_transform")
         data["input_size"] = list(self.input_size)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
@@ -131,12 +128,7 @@ class PreprocessConfig:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Turn one RGB image into a normalised ``[3, H, W]`` float tensor."""
-        if not self._transform:
-            # Built lazily and cached: importing timm's transforms is not free.
-            from timm.data import create_transform
-
-            self._transform.append(create_transform(**self.to_timm(), is_training=False))
-        return self._transform[0](image)
+        return _timm_transform(self)(image)
 
 
 def preprocess_batch(config: PreprocessConfig, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -144,6 +136,15 @@ def preprocess_batch(config: PreprocessConfig, images: Sequence[Image.Image]) ->
     import torch
 
     return torch.stack([config(image) for image in images])
+
+
+@functools.lru_cache(maxsize=16)
+def _timm_transform(config: PreprocessConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's evaluation transform for a contract, built once (building it is not free)."""
+    from timm.data import create_transform
+
+    transform: Callable[[Image.Image], torch.Tensor] = create_transform(**config.to_timm(), is_training=False)
+    return transform
 
 
 def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:

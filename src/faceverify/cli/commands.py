@@ -40,11 +40,11 @@ def models(args: argparse.Namespace) -> int:
 
 def embed(args: argparse.Namespace) -> int:
     """``faceverify embed``: embeddings for files and folders, bad files reported."""
-    from faceverify.cli.output import embedding_writer
+    from faceverify.cli.output import EmbeddingWriter
     from faceverify.embed import embed_images
     from faceverify.io import iter_image_paths
 
-    writer = embedding_writer(args.out)  # validate --out before any slow work
+    writer = EmbeddingWriter(args.out)  # validates --out before any slow work
     paths = [str(p) for p in iter_image_paths(args.inputs)]
     if not paths:
         raise ConfigError(f"no images found in {', '.join(args.inputs)} (folders are searched recursively)")

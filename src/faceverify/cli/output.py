@@ -53,11 +53,6 @@ class EmbeddingWriter:
         meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def embedding_writer(out: str | None) -> EmbeddingWriter:
-    """A writer for ``--out``, validated before any slow work starts."""
-    return EmbeddingWriter(out)
-
-
 def metadata(
     model: EmbeddingModel, result: EmbeddingResult, *, normalized: bool, file: str
 ) -> dict[str, Any]:
