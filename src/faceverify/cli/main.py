@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from faceverify.cli import commands
+    from faceverify.cli import commands, evaluate
 
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
@@ -69,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_b", metavar="IMAGE_B")
     p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's, else 0.5)")
     p.set_defaults(handler=commands.verify)
+
+    p = sub.add_parser(
+        "evaluate", parents=[common, model_opts], help="verification metrics, identification, reports"
+    )
+    evaluate.add_pairs_options(p)
+    group = p.add_argument_group("identification")
+    group.add_argument("--gallery", help="folder of enrolled people: <gallery>/<person>/*.jpg")
+    group.add_argument("--probes", help="folder of probe people: <probes>/<person>/*.jpg")
+    p.add_argument("--report", metavar="DIR", help="write report.json and PNG plots into DIR")
+    p.add_argument("--threshold", type=float, help="operating threshold (default: the model's, else 0.5)")
+    p.set_defaults(handler=evaluate.evaluate)
+
+    p = sub.add_parser("calibrate", parents=[common, model_opts], help="choose and store a threshold")
+    evaluate.add_pairs_options(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--far", type=float, help="target false accept rate, e.g. 1e-3")
+    target.add_argument("--at", choices=("eer",), help="the equal error rate point")
+    p.add_argument("--dry-run", action="store_true", help="print the threshold without storing it")
+    p.set_defaults(handler=evaluate.calibrate)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ class EmbeddingModel(nn.Module):
         embedding_dim: length of each embedding (320 for ConvNeXt-Atto).
         preprocess: the preprocessing contract that goes with the weights.
         weights_source: where the weights came from (hub repo, path, or ``random``).
+        weights_file: the file the weights were read from; None for random weights.
         threshold: a calibrated cosine threshold, or None to use the default 0.5.
         channels_last: whether inputs are fed in channels-last memory format.
     """
@@ -36,6 +38,7 @@ class EmbeddingModel(nn.Module):
         name: str,
         preprocess: PreprocessConfig,
         weights_source: str,
+        weights_file: Path | None = None,
         threshold: float | None = None,
         channels_last: bool = True,
     ) -> None:
@@ -44,6 +47,7 @@ class EmbeddingModel(nn.Module):
         self.name = name
         self.preprocess = preprocess
         self.weights_source = weights_source
+        self.weights_file = weights_file
         self.threshold = threshold
         self.channels_last = channels_last
         # Models whose head has a hidden layer (VGG, MobileNetV3) output that layer's width.

@@ -50,7 +50,8 @@ def build_model(
         crop_pct: fraction of the resized image kept by the centre crop. The pretrained
             value (0.875 for ConvNeXt-Atto) suits photos; use 1.0 for tight face crops.
         interpolation: override the resize filter (``bicubic``, ``bilinear``...).
-        threshold: a calibrated cosine threshold to carry; None means 0.5 by default.
+        threshold: a cosine threshold to carry. None uses the threshold stored by
+            ``faceverify calibrate`` for these weights and preprocessing, else 0.5.
         channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
         cache_dir: Hugging Face cache folder; None uses the standard one.
 
@@ -78,9 +79,12 @@ def build_model(
         name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
         preprocess=contract,
         weights_source=plan.source,
+        weights_file=plan.file,
         threshold=_checked_threshold(threshold),
         channels_last=channels_last,
     )
+    if threshold is None:
+        _load_calibrated_threshold(model)
     model.eval().to(target)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -104,6 +108,15 @@ def _folder_name(plan: WeightsPlan) -> str:
     cfg = plan.pretrained_cfg or {}
     tag = cfg.get("tag")
     return f"{plan.model_name}.{tag}" if tag else plan.model_name
+
+
+def _load_calibrated_threshold(model: EmbeddingModel) -> None:
+    from faceverify.calibration import load_calibration
+
+    calibration = load_calibration(model)
+    if calibration is not None:
+        model.threshold = calibration.threshold
+        log.info("using the calibrated %s", calibration.describe())
 
 
 def _checked_threshold(threshold: float | None) -> float | None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from faceverify.paths import atomic_write_text, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def list_models(*, use_cache: bool = True) -> list[ModelInfo]:
 
 
 def _cache_file() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "faceverify" / f"zoo-timm{version('timm')}-torch{version('torch')}.json"
+    return cache_dir() / f"zoo-timm{version('timm')}-torch{version('torch')}.json"
 
 
 def _read_cache(path: Path) -> dict[str, ModelInfo]:
@@ -110,10 +110,7 @@ def _read_cache(path: Path) -> dict[str, ModelInfo]:
 
 def _write_cache(path: Path, infos: list[ModelInfo]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps([i.to_dict() for i in infos]), encoding="utf-8")
-        temporary.replace(path)
+        atomic_write_text(path, json.dumps([i.to_dict() for i in infos]))
     except OSError as exc:  # a read-only home must not break the listing
         log.debug("cannot cache model descriptions in %s: %s", path, exc)
 

@@ -72,7 +72,7 @@ def plan_weights(
         return _plan_hub_name(name, cache_dir)
     if isinstance(weights, str) and weights == RANDOM:
         return WeightsPlan(model_name=name, pretrained_cfg=None)
-    path = Path(weights).expanduser()
+    path = Path(weights).expanduser().resolve()  # artifacts record where weights really are
     if not path.exists():
         raise WeightsNotFoundError(
             f"weights path '{path}' does not exist; give a .safetensors file, a folder holding "

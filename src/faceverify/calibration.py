@@ -1,0 +1,146 @@
+"""Calibrated thresholds stored with the model they were measured for.
+
+``faceverify calibrate`` picks a threshold on validation pairs and saves it in a small
+JSON sidecar: next to local weights (``<weights file>.threshold.json``), or under the
+faceverify data folder for hub weights (the HF cache is not ours to write into).
+``build_model`` loads it, so ``verify`` and identification use it by default.
+
+A threshold only holds for the exact weights and preprocessing it was measured with:
+the sidecar records the SHA-256 of the weights file and the contract's fingerprint, and
+a sidecar that does not match is ignored with a warning instead of silently misleading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faceverify import __version__
+from faceverify.errors import ConfigError
+from faceverify.paths import atomic_write_text, data_dir
+
+if TYPE_CHECKING:
+    from faceverify.models.embedder import EmbeddingModel
+
+log = logging.getLogger(__name__)
+SUFFIX = ".threshold.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold, how it was chosen, and what it was measured on."""
+
+    threshold: float
+    target: str  # "far=0.001" or "eer"
+    far: float
+    frr: float
+    genuine: int
+    impostor: int
+    pairs_file: str
+    model: str
+    weights: str
+    weights_sha256: str
+    preprocess_fingerprint: str
+    created: str
+    faceverify_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"threshold {self.threshold:.4f} ({self.target}: FAR {self.far:.4g}, FRR {self.frr:.4g} "
+            f"on {self.genuine} genuine and {self.impostor} impostor pairs of {self.pairs_file}, "
+            f"{self.created})"
+        )
+
+
+def new_calibration(
+    model: EmbeddingModel,
+    *,
+    threshold: float,
+    target: str,
+    far: float,
+    frr: float,
+    genuine: int,
+    impostor: int,
+    pairs_file: str,
+) -> Calibration:
+    """A calibration of ``model``, stamped with its weights and preprocessing."""
+    return Calibration(
+        threshold=threshold,
+        target=target,
+        far=far,
+        frr=frr,
+        genuine=genuine,
+        impostor=impostor,
+        pairs_file=pairs_file,
+        model=model.name,
+        weights=model.weights_source,
+        weights_sha256=_weights_hash(model),
+        preprocess_fingerprint=model.preprocess.fingerprint(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+
+
+def calibration_path(model: EmbeddingModel) -> Path:
+    """Where the calibration of ``model`` lives."""
+    if model.weights_file is None:
+        raise ConfigError(
+            "a model with random weights cannot carry a calibrated threshold; calibrate a model "
+            "whose weights are saved (--weights PATH or a hub model)"
+        )
+    if model.weights_source.startswith("hf-hub:"):
+        safe = model.weights_source.removeprefix("hf-hub:").replace("/", "--")
+        return data_dir() / "thresholds" / f"{safe}{SUFFIX}"
+    return model.weights_file.with_name(model.weights_file.name + SUFFIX)
+
+
+def save_calibration(model: EmbeddingModel, calibration: Calibration) -> Path:
+    """Store the calibration with the model and make it the model's threshold now."""
+    path = calibration_path(model)
+    atomic_write_text(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
+    model.threshold = calibration.threshold
+    return path
+
+
+def load_calibration(model: EmbeddingModel) -> Calibration | None:
+    """The stored calibration of ``model`` if there is one and it still applies."""
+    if model.weights_file is None:
+        return None
+    path = calibration_path(model)
+    if not path.is_file():
+        return None
+    try:
+        calibration = Calibration(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("ignoring unreadable calibration %s (%s); run faceverify calibrate again", path, exc)
+        return None
+    if calibration.preprocess_fingerprint != model.preprocess.fingerprint():
+        log.warning(
+            "ignoring calibrated threshold in %s: it was measured with other preprocessing (input size, "
+            "crop...); calibrate again with these settings",
+            path,
+        )
+        return None
+    if calibration.weights_sha256 != _weights_hash(model):
+        log.warning(
+            "ignoring calibrated threshold in %s: the weights have changed since; calibrate again", path
+        )
+        return None
+    return calibration
+
+
+def _weights_hash(model: EmbeddingModel) -> str:
+    if model.weights_file is None:
+        return ""
+    digest = hashlib.sha256()
+    with model.weights_file.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

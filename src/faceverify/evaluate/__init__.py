@@ -1,0 +1,1 @@
+"""Evaluation: verification metrics, identification, reports and calibration."""

@@ -1,0 +1,138 @@
+"""Evaluation and calibration runs: from files to a report or a stored threshold."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faceverify import __version__
+from faceverify.errors import ConfigError
+from faceverify.evaluate.metrics import (
+    MetricsError,
+    equal_error_rate,
+    needed_impostors,
+    operating_point,
+    point_at_far,
+    roc_curve,
+    verification_metrics,
+)
+from faceverify.evaluate.pairs import PairSet, read_pairs
+from faceverify.evaluate.scoring import ScoredPairs, score_pairs
+
+if TYPE_CHECKING:
+    from faceverify.calibration import Calibration
+    from faceverify.models.embedder import EmbeddingModel
+
+
+def evaluate(
+    model: EmbeddingModel,
+    *,
+    pairs: PairSet | None = None,
+    gallery: str | Path | None = None,
+    probes: str | Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], ScoredPairs | None]:
+    """Verification metrics on ``pairs`` and/or identification on ``gallery``/``probes``.
+
+    Args:
+        threshold: the operating threshold to report FAR/FRR and open-set rates at;
+            None uses the model's (calibrated, else 0.5).
+
+    Returns:
+        The JSON-ready report, and the scored pairs (for plots) when pairs were given.
+    """
+    if pairs is None and (gallery is None or probes is None):
+        raise ConfigError("nothing to evaluate: give a pairs file, or both a gallery and a probes folder")
+    chosen = model.default_threshold if threshold is None else threshold
+    source = (
+        "given" if threshold is not None else "calibrated" if model.threshold is not None else "default 0.5"
+    )
+    report: dict[str, Any] = {
+        "faceverify_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model.describe(),
+        "threshold": {"value": chosen, "source": source},
+        "problems": [],
+    }
+    scored = None
+    if pairs is not None:
+        _require_labels(pairs)  # before the slow part
+        scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress)
+        report["inputs"] = {
+            "pairs_file": pairs.source,
+            "format": pairs.format,
+            "duplicates_ignored": pairs.duplicates,
+        }
+        report["verification"] = verification_metrics(scored.scores, scored.labels)
+        report["operating_point"] = operating_point(scored.scores, scored.labels, chosen).to_dict()
+        report["problems"] += scored.problems
+    if gallery is not None and probes is not None:
+        from faceverify.evaluate.identification import identification_metrics
+
+        identification = identification_metrics(
+            model, gallery, probes, threshold=chosen, batch_size=batch_size, progress=progress
+        )
+        report["problems"] += identification.pop("problems")
+        report["identification"] = identification
+    return report, scored
+
+
+def calibrate(
+    model: EmbeddingModel,
+    pairs: PairSet,
+    *,
+    far: float | None = None,
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> tuple[Calibration, list[str]]:
+    """Pick the threshold that gives FAR ``far`` (or the EER point when None).
+
+    Returns:
+        The calibration (not yet saved: see :func:`faceverify.calibration.save_calibration`)
+        and the problems met in the pairs file.
+    """
+    from faceverify.calibration import new_calibration
+
+    if far is not None and not 0.0 < far < 1.0:
+        raise ConfigError(f"target FAR {far!r} must be between 0 and 1, e.g. 1e-3")
+    _require_labels(pairs)
+    scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress)
+    labels = scored.labels
+    roc = roc_curve(scored.scores, labels)
+    impostors = int((labels == 0).sum())
+    if far is None:
+        threshold, target = equal_error_rate(roc).threshold, "eer"
+    else:
+        point = point_at_far(roc, far, impostors)
+        if point is None:
+            raise MetricsError(
+                f"FAR {far:g} cannot be calibrated on {impostors} impostor pairs; it needs at least "
+                f"{needed_impostors(far)}: use more pairs or a larger FAR"
+            )
+        threshold, target = point.threshold, f"far={far:g}"
+    measured = operating_point(scored.scores, labels, threshold)
+    calibration = new_calibration(
+        model,
+        threshold=threshold,
+        target=target,
+        far=measured.far,
+        frr=measured.frr,
+        genuine=int(labels.sum()),
+        impostor=impostors,
+        pairs_file=str(Path(pairs.source).resolve()),
+    )
+    return calibration, scored.problems
+
+
+def _require_labels(pairs: PairSet) -> None:
+    if not pairs.labelled:
+        raise ConfigError(
+            f"pairs in '{pairs.source}' have no labels (0 or 1 after the two paths); metrics and "
+            "calibration need labelled pairs"
+        )
+
+
+__all__ = ["calibrate", "evaluate", "read_pairs"]
