@@ -21,6 +21,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = str(_SESSION_DIR / "hf-cache")
 os.environ["HF_HOME"] = str(_SESSION_DIR / "hf-home")
 os.environ["XDG_CACHE_HOME"] = str(_SESSION_DIR / "xdg-cache")
+os.environ["XDG_DATA_HOME"] = str(_SESSION_DIR / "xdg-data")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -115,3 +116,31 @@ def shared_faces() -> Path:
     if not SHARED_FACES.is_dir():
         pytest.skip(f"real face photos not found at {SHARED_FACES}")
     return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def identity_data(session_dir: Path) -> Path:
+    """Generated people: each person's images share a base pattern plus per-image noise.
+
+    Layout: ``gallery/p0..p7/{0,1}.png``, ``probes/p0..p9/{0,1}.png`` (p8, p9 are not in
+    the gallery) and ``pairs.txt`` in the course format over the probes: 10 genuine pairs
+    and 45 impostor pairs. Even a randomly initialised CNN separates these people.
+    """
+    root = session_dir / "identities"
+    if root.is_dir():
+        return root
+    noise = np.random.default_rng(0)
+    for split, people in (("gallery", range(8)), ("probes", range(10))):
+        for person in people:
+            base = np.random.default_rng(100 + person).integers(0, 256, (64, 64, 3)).astype(float)
+            folder = root / split / f"p{person}"
+            folder.mkdir(parents=True)
+            for k in range(2):
+                pixels = np.clip(base + noise.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{k}.png")
+    lines = []
+    for p in range(10):
+        lines.append(f"probes/p{p}/0.png probes/p{p}/1.png 1")
+        lines += [f"probes/p{p}/0.png probes/p{q}/1.png 0" for q in range(p + 1, 10)]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root

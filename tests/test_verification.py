@@ -75,6 +75,8 @@ def test_verify_images_with_a_model(atto_model: Any, face_dir: Path) -> None:
     other = verify(face_dir / "face0.png", face_dir / "face1.png", model=atto_model)
     assert other.score < 1.0
     assert other.to_dict().keys() == {"score", "threshold", "same"}
+    as_lists = verify([1.0, 0.0], [0.6, 0.8])  # embeddings read back from JSONL
+    assert as_lists.score == pytest.approx(0.6)
     with pytest.raises(InputError, match="pass model= to verify images"):
         verify(face_dir / "face0.png", np.ones(320))
 

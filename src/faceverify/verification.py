@@ -90,7 +90,8 @@ def verify(
     """Decide whether two faces belong to the same person.
 
     Args:
-        a: an embedding (``[D]`` or ``[1, D]``), or, with ``model``, an image in any form
+        a: an embedding (``[D]`` or ``[1, D]`` array or tensor, or a list of floats), or,
+            with ``model``, an image in any form
             :func:`faceverify.compute_embedding` accepts.
         b: the same for the other face.
         threshold: the cosine similarity at or above which faces match. Leave it None to
@@ -135,6 +136,8 @@ def _as_embedding(value: Any, model: EmbeddingModel | None, which: str) -> np.nd
 
 def _maybe_vector(value: Any) -> np.ndarray | None:
     """A 1-D float vector (or ``[1, D]``) as numpy, else None (it is an image)."""
+    if isinstance(value, (list, tuple)) and value and all(_is_number(x) for x in value):
+        return np.asarray(value, dtype=np.float32)  # e.g. an embedding read back from JSONL
     if hasattr(value, "detach") and hasattr(value, "is_floating_point"):
         if not value.is_floating_point() or value.dim() > 2 or (value.dim() == 2 and value.shape[0] != 1):
             return None
@@ -144,6 +147,10 @@ def _maybe_vector(value: Any) -> np.ndarray | None:
     if is_float_array and (value.ndim == 1 or (value.ndim == 2 and value.shape[0] == 1)):
         return np.asarray(value, dtype=np.float32).reshape(-1)
     return None
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _lib(a: Any, b: Any) -> str:

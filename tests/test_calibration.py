@@ -1,0 +1,102 @@
+"""Calibrated thresholds: chosen on pairs, stored with the weights, used, and invalidated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from faceverify import build_model, verify
+from faceverify.calibration import calibration_path, load_calibration, save_calibration
+from faceverify.errors import ConfigError
+from faceverify.evaluate.metrics import MetricsError
+from faceverify.evaluate.pairs import read_pairs
+from faceverify.evaluate.run import calibrate
+
+
+@pytest.fixture
+def weights(tmp_path: Path, atto_file: Path) -> Path:
+    copy = tmp_path / "model.safetensors"
+    shutil.copyfile(atto_file, copy)
+    return copy
+
+
+def test_calibrate_store_and_use_by_default(weights: Path, identity_data: Path) -> None:
+    model = build_model(weights=weights, device="cpu")
+    pairs = read_pairs(identity_data / "pairs.txt", identity_data)
+    calibration, problems = calibrate(model, pairs, far=0.1)
+    assert problems == []
+    assert calibration.target == "far=0.1"
+    assert calibration.far <= 0.1
+    assert calibration.impostor == 45 and calibration.genuine == 10
+    path = save_calibration(model, calibration)
+    assert path == weights.with_name("model.safetensors.threshold.json")
+    stored = json.loads(path.read_text())
+    assert stored["weights"] == str(weights)
+    assert stored["pairs_file"] == str((identity_data / "pairs.txt").resolve())
+    reloaded = build_model(weights=weights, device="cpu")
+    assert reloaded.threshold == pytest.approx(calibration.threshold)
+    assert verify([1.0, 0.0], [1.0, 0.0], model=reloaded).threshold == pytest.approx(calibration.threshold)
+    assert build_model(weights=weights, threshold=0.2, device="cpu").threshold == 0.2  # explicit wins
+
+
+def test_eer_calibration_separates_the_generated_people(weights: Path, identity_data: Path) -> None:
+    model = build_model(weights=weights, device="cpu")
+    calibration, _ = calibrate(model, read_pairs(identity_data / "pairs.txt", identity_data))
+    assert calibration.target == "eer"
+    assert (calibration.far, calibration.frr) == (0.0, 0.0)
+
+
+def test_calibration_is_ignored_when_preprocessing_or_weights_change(
+    weights: Path, identity_data: Path, caplog: pytest.LogCaptureFixture, atto_state: dict[str, torch.Tensor]
+) -> None:
+    model = build_model(weights=weights, device="cpu")
+    save_calibration(model, calibrate(model, read_pairs(identity_data / "pairs.txt", identity_data))[0])
+    with caplog.at_level(logging.WARNING, logger="faceverify"):
+        assert build_model(weights=weights, input_size=112, device="cpu").threshold is None
+    assert "measured with other preprocessing" in caplog.text
+    changed = {k: v + 0.01 if v.is_floating_point() else v for k, v in atto_state.items()}
+    save_file(changed, str(weights))
+    with caplog.at_level(logging.WARNING, logger="faceverify"):
+        assert build_model(weights=weights, device="cpu").threshold is None
+    assert "the weights have changed" in caplog.text
+
+
+def test_hub_models_keep_calibrations_in_the_data_folder(hf_cache: Path, identity_data: Path) -> None:
+    model = build_model(device="cpu")
+    path = calibration_path(model)
+    assert "hf-cache" not in str(path)
+    assert path.name == "timm--convnext_atto.d2_in1k.threshold.json"
+    save_calibration(model, calibrate(model, read_pairs(identity_data / "pairs.txt", identity_data))[0])
+    assert load_calibration(build_model(device="cpu")) is not None
+    path.unlink()
+
+
+def test_impossible_calibrations_are_refused(weights: Path, identity_data: Path, tmp_path: Path) -> None:
+    model = build_model(weights=weights, device="cpu")
+    pairs = read_pairs(identity_data / "pairs.txt", identity_data)
+    with pytest.raises(MetricsError, match="needs at least 1000: use more pairs or a larger FAR"):
+        calibrate(model, pairs, far=1e-3)
+    with pytest.raises(ConfigError, match="must be between 0 and 1"):
+        calibrate(model, pairs, far=2.0)
+    with pytest.raises(ConfigError, match="random weights cannot carry a calibrated threshold"):
+        calibration_path(build_model(weights="random", device="cpu"))
+    unlabelled = tmp_path / "test_pairs.txt"
+    unlabelled.write_text("probes/p0/0.png probes/p0/1.png\n")
+    with pytest.raises(ConfigError, match="have no labels"):
+        calibrate(model, read_pairs(unlabelled, identity_data))
+
+
+def test_a_corrupt_sidecar_is_ignored(
+    weights: Path, caplog: pytest.LogCaptureFixture, atto_model: Any
+) -> None:
+    weights.with_name("model.safetensors.threshold.json").write_text("{broken")
+    with caplog.at_level(logging.WARNING, logger="faceverify"):
+        assert build_model(weights=weights, device="cpu").threshold is None
+    assert "unreadable calibration" in caplog.text
