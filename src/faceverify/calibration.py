@@ -12,7 +12,6 @@ a sidecar that does not match is ignored with a warning instead of silently misl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -82,7 +81,7 @@ def new_calibration(
         pairs_file=pairs_file,
         model=model.name,
         weights=model.weights_source,
-        weights_sha256=_weights_hash(model),
+        weights_sha256=model.weights_sha256(),
         preprocess_fingerprint=model.preprocess.fingerprint(),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
@@ -128,7 +127,7 @@ def load_calibration(model: EmbeddingModel) -> Calibration | None:
             path,
         )
         return None
-    if calibration.weights_sha256 != _weights_hash(model):
+    if calibration.weights_sha256 != _fresh_hash(model):
         log.warning(
             "ignoring calibrated threshold in %s: the weights have changed since; calibrate again", path
         )
@@ -136,11 +135,7 @@ def load_calibration(model: EmbeddingModel) -> Calibration | None:
     return calibration
 
 
-def _weights_hash(model: EmbeddingModel) -> str:
-    if model.weights_file is None:
-        return ""
-    digest = hashlib.sha256()
-    with model.weights_file.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _fresh_hash(model: EmbeddingModel) -> str:
+    # the file may have been rewritten since the model was built: do not trust a cached hash
+    model.__dict__.pop("_weights_sha256", None)
+    return model.weights_sha256()

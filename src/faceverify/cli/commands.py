@@ -13,6 +13,7 @@ from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
     from faceverify.models.embedder import EmbeddingModel
+    from faceverify.verification import Verification
 
 log = logging.getLogger("faceverify.cli")
 
@@ -90,9 +91,14 @@ def verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"a": args.image_a, "b": args.image_b, **outcome.to_dict(), "model": model.name}))
     else:
-        verdict = "SAME" if outcome.same else "DIFFERENT"
-        print(f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g})")
+        print(verdict_line(outcome))
     return EXIT_OK
+
+
+def verdict_line(outcome: Verification) -> str:
+    """``score<TAB>SAME|DIFFERENT<TAB>(threshold t)``: what verify and verify-id print."""
+    verdict = "SAME" if outcome.same else "DIFFERENT"
+    return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g})"
 
 
 def build_from_args(args: argparse.Namespace) -> EmbeddingModel:

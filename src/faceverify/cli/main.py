@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from faceverify.cli import commands, evaluate
+    from faceverify.cli import commands, evaluate, gallery
 
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--at", choices=("eer",), help="the equal error rate point")
     p.add_argument("--dry-run", action="store_true", help="print the threshold without storing it")
     p.set_defaults(handler=evaluate.calibrate)
+
+    gallery.register(sub, common, model_opts)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,18 @@ class EmbeddingModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         features: torch.Tensor = self.backbone(x)
         return features
+
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file ('' for random weights); computed once."""
+        if self.weights_file is None:
+            return ""
+        if not hasattr(self, "_weights_sha256"):
+            digest = hashlib.sha256()
+            with self.weights_file.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            self._weights_sha256 = digest.hexdigest()
+        return self._weights_sha256
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,190 @@
+"""Gallery commands: enroll, identify, verify-id, remove, list, export, import."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from faceverify.cli.commands import build_from_args, verdict_line
+from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
+from faceverify.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faceverify.gallery.base import GalleryStore
+    from faceverify.gallery.gallery import Gallery
+
+log = logging.getLogger("faceverify.cli")
+
+
+def add_gallery_options(parser: argparse.ArgumentParser, *, matching: bool = True) -> None:
+    group = parser.add_argument_group("gallery")
+    group.add_argument(
+        "--db", help="gallery folder or postgresql:// URL (default: ~/.local/share/faceverify/gallery)"
+    )
+    if matching:
+        group.add_argument(
+            "--match",
+            default="best",
+            choices=("best", "centroid"),
+            help="compare with a person's best single face (default) or the centroid of their faces",
+        )
+
+
+def _store(args: argparse.Namespace) -> GalleryStore:
+    from faceverify.gallery.gallery import open_store
+
+    return open_store(args.db)
+
+
+def _gallery(args: argparse.Namespace) -> Gallery:
+    from faceverify.gallery.gallery import Gallery
+
+    store = _store(args)  # a bad --db fails before the model loads
+    return Gallery(store, build_from_args(args), match=args.match)
+
+
+def enroll(args: argparse.Namespace) -> int:
+    meta = _parse_meta(args.meta or [])
+    gallery = _gallery(args)
+    with gallery.store:
+        result = gallery.enroll(args.name, args.images, meta)
+    for reason in result.skipped:
+        log.warning("skipped %s", reason)
+    print(json.dumps(result.to_dict()) if args.json else f"{result.name}\tadded {result.added}")
+    return EXIT_PARTIAL if result.skipped else EXIT_OK
+
+
+def identify(args: argparse.Namespace) -> int:
+    gallery = _gallery(args)
+    with gallery.store:
+        found = gallery.identify(args.image, top_k=args.top_k, threshold=args.threshold)
+    if args.json:
+        print(json.dumps(found.to_dict()))
+        return EXIT_OK
+    best = found.matches[0].score if found.matches else float("nan")
+    print(f"{found.name or 'unknown'}\t{best:.4f}\t(threshold {found.threshold:g})")
+    for rank, match in enumerate(found.matches, start=1):
+        print(f"{rank}\t{match.name}\t{match.score:.4f}")
+    return EXIT_OK
+
+
+def verify_id(args: argparse.Namespace) -> int:
+    gallery = _gallery(args)
+    with gallery.store:
+        outcome = gallery.verify_id(args.name, args.image, threshold=args.threshold)
+    if args.json:
+        print(json.dumps({"name": args.name, "image": args.image, **outcome.to_dict()}))
+    else:
+        print(verdict_line(outcome))
+    return EXIT_OK
+
+
+def remove(args: argparse.Namespace) -> int:
+    from faceverify.gallery.base import check_name
+
+    with _store(args) as store:
+        faces = store.remove(check_name(args.name))
+    print(
+        json.dumps({"removed": args.name, "faces": faces})
+        if args.json
+        else f"removed {args.name} ({faces} faces)"
+    )
+    return EXIT_OK
+
+
+def list_people(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        people = store.people()
+        manifest = store.manifest()
+    if args.json:
+        print(json.dumps({"model": manifest, "people": [p.to_dict() for p in people]}, ensure_ascii=False))
+        return EXIT_OK
+    for person in people:
+        meta = " ".join(f"{k}={v}" for k, v in sorted(person.meta.items()))
+        print(f"{person.name}\t{person.faces}\t{meta}")
+    if not args.quiet:
+        model = manifest["model"] if manifest else "none yet"
+        log.info("%d people in %s (model: %s)", len(people), store.location, model)
+    return EXIT_OK
+
+
+def export(args: argparse.Namespace) -> int:
+    from faceverify.gallery.gallery import export_gallery
+
+    with _store(args) as store:
+        count = export_gallery(store, args.file)
+    print(
+        json.dumps({"exported": count, "file": args.file})
+        if args.json
+        else f"exported {count} people to {args.file}"
+    )
+    return EXIT_OK
+
+
+def import_(args: argparse.Namespace) -> int:
+    from faceverify.gallery.gallery import import_gallery
+
+    with _store(args) as store:
+        people, faces = import_gallery(store, args.file)
+    print(
+        json.dumps({"people": people, "faces_added": faces})
+        if args.json
+        else f"imported {people} people, {faces} new faces"
+    )
+    return EXIT_OK
+
+
+def _parse_meta(items: list[str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--meta {item!r} is not key=value")
+        meta[key.strip()] = value
+    return meta
+
+
+def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    """Add the gallery subcommands to the main parser."""
+    p = sub.add_parser(
+        "enroll", parents=[common, model_opts], help="add a person (or images of one) to the gallery"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    add_gallery_options(p)
+    p.set_defaults(handler=enroll)
+
+    p = sub.add_parser("identify", parents=[common, model_opts], help="who is this? best gallery matches")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5, help="matches to show (5)")
+    p.add_argument("--threshold", type=float, help="below it the face is unknown (default: the model's)")
+    add_gallery_options(p)
+    p.set_defaults(handler=identify)
+
+    p = sub.add_parser("verify-id", parents=[common, model_opts], help="is this really NAME? (1:1)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's)")
+    add_gallery_options(p)
+    p.set_defaults(handler=verify_id)
+
+    p = sub.add_parser("remove", parents=[common], help="delete a person and their faces")
+    p.add_argument("name", metavar="NAME")
+    add_gallery_options(p, matching=False)
+    p.set_defaults(handler=remove)
+
+    p = sub.add_parser("list", parents=[common], help="enrolled people: name, faces, metadata")
+    add_gallery_options(p, matching=False)
+    p.set_defaults(handler=list_people)
+
+    for name, handler, what in (
+        ("export", export, "write the gallery to a portable file"),
+        ("import", import_, "merge a file written by export"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("file", metavar="FILE")
+        add_gallery_options(p, matching=False)
+        p.set_defaults(handler=handler)

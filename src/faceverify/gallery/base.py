@@ -1,0 +1,177 @@
+"""The gallery store interface shared by every backend, and the rules they all follow.
+
+A store keeps people (a unique name, metadata) and their faces (a unit-length embedding,
+the SHA-256 of the image it came from, where it came from). It knows nothing of models:
+:class:`faceverify.gallery.Gallery` embeds images and checks that every vector comes from
+the model recorded in the store's manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from faceverify.errors import FaceVerifyError
+
+MAX_NAME_LENGTH = 200
+MATCH_MODES = ("best", "centroid")
+
+
+class GalleryError(FaceVerifyError):
+    """The gallery cannot do what was asked (storage, consistency, or a wrong input)."""
+
+
+class UnknownPersonError(GalleryError):
+    """The named person is not enrolled."""
+
+
+class ModelMismatchError(GalleryError):
+    """Embeddings from another model than the one the gallery was built with."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face to store: its embedding and the identity of the image it came from."""
+
+    vector: np.ndarray
+    image_sha256: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    name: str
+    faces: int
+    meta: dict[str, Any]
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "faces": self.faces, "meta": self.meta, "created": self.created}
+
+
+@dataclass(frozen=True)
+class Match:
+    """A gallery person and how well they match a probe (cosine similarity)."""
+
+    name: str
+    score: float
+
+
+@dataclass
+class AddResult:
+    """What an enrolment stored, and which faces it left out."""
+
+    added: int = 0
+    skipped: list[str] = field(default_factory=list)  # "source: reason"
+
+
+class GalleryStore(ABC):
+    """Persistent storage of people and face embeddings (one backend per subclass)."""
+
+    location: str
+
+    @abstractmethod
+    def manifest(self) -> dict[str, Any] | None:
+        """The model the gallery is bound to, or None while it is empty and unbound."""
+
+    @abstractmethod
+    def bind(self, manifest: dict[str, Any]) -> None:
+        """Record the model on first enrolment (a no-op when the same one is recorded)."""
+
+    @abstractmethod
+    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
+        """Add a person, or faces to one, atomically: all of them or none on failure."""
+
+    @abstractmethod
+    def remove(self, name: str) -> int:
+        """Delete a person and all their faces; returns how many faces went."""
+
+    @abstractmethod
+    def people(self) -> list[PersonInfo]:
+        """Everyone enrolled, by name."""
+
+    @abstractmethod
+    def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
+        """``(image_sha256, source, vector)`` of each face of ``name``."""
+
+    @abstractmethod
+    def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
+        """The ``top_k`` people most similar to a unit-length ``query``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_name(name: str) -> str:
+    """A person's name: trimmed, NFC-normalised, 1 to 200 characters, no control characters."""
+    if not isinstance(name, str):
+        raise GalleryError(f"a person's name must be text, not {type(name).__name__}")
+    cleaned = unicodedata.normalize("NFC", name.strip())
+    if not cleaned:
+        raise GalleryError("a person's name cannot be empty")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise GalleryError(f"name of {len(cleaned)} characters is too long; the limit is {MAX_NAME_LENGTH}")
+    if any(unicodedata.category(c) == "Cc" for c in cleaned):
+        raise GalleryError(f"name {cleaned!r} contains control characters")
+    return cleaned
+
+
+def check_match(match: str) -> str:
+    if match not in MATCH_MODES:
+        raise GalleryError(f"match mode {match!r} is unknown; valid: {', '.join(MATCH_MODES)}")
+    return match
+
+
+def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Float32 unit rows of the recorded dimension, or a clear error."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ModelMismatchError(
+            f"vectors of shape {tuple(np.shape(vectors))} do not fit this gallery's {dim}-dim embeddings"
+        )
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if not np.isfinite(array).all() or (norms == 0).any():
+        raise GalleryError("vectors must be finite and non-zero")
+    unit: np.ndarray = array / norms
+    return unit
+
+
+def same_model(recorded: dict[str, Any], offered: dict[str, Any]) -> None:
+    """Refuse vectors of another model, naming what differs."""
+    keys = ("model", "embedding_dim", "preprocess_fingerprint", "weights_sha256")
+    differs = [k for k in keys if recorded.get(k) != offered.get(k)]
+    if differs:
+        detail = ", ".join(f"{k}: gallery {recorded.get(k)!r} vs model {offered.get(k)!r}" for k in differs)
+        raise ModelMismatchError(
+            f"this gallery was built with another model ({detail}); use the gallery's model "
+            "(--model/--weights/--input-size as when it was created) or a new gallery"
+        )
+
+
+def encode_meta(meta: dict[str, Any] | None) -> str:
+    try:
+        return json.dumps(meta or {}, sort_keys=True, ensure_ascii=False)
+    except TypeError as exc:
+        raise GalleryError(f"metadata must be JSON values: {exc}") from None
+
+
+def best_per_person(person_ids: np.ndarray, scores: np.ndarray, people: int) -> np.ndarray:
+    """The best single-face score of each person (-inf for people with no face)."""
+    best = np.full(people, -np.inf, dtype=np.float64)
+    np.maximum.at(best, person_ids, scores)
+    return best

@@ -1,0 +1,250 @@
+"""The gallery users work with: enrol images, identify faces, verify claimed identities.
+
+:class:`Gallery` puts a model in front of a :class:`GalleryStore`: it decodes and embeds
+images, records which model (name, weights hash, preprocessing) the gallery belongs to,
+and refuses another model with a clear error rather than returning wrong matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceverify.gallery.base import (
+    Face,
+    GalleryError,
+    GalleryStore,
+    Match,
+    PersonInfo,
+    check_match,
+    check_name,
+    check_vectors,
+    same_model,
+)
+from faceverify.paths import data_dir
+
+if TYPE_CHECKING:
+    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.verification import Verification
+
+EXPORT_FORMAT = "faceverify-gallery/1"
+
+
+def default_location() -> Path:
+    """Where a gallery lives when no ``--db`` is given."""
+    return data_dir() / "gallery"
+
+
+def open_store(db: str | Path | None = None) -> GalleryStore:
+    """The store behind ``db``: a folder path (embedded) or a ``postgresql://`` URL."""
+    location = str(db) if db is not None else str(default_location())
+    if location.startswith(("postgresql://", "postgres://")):
+        from faceverify.gallery.postgres import PostgresStore
+
+        return PostgresStore(location)
+    from faceverify.gallery.sqlite import SQLiteStore
+
+    return SQLiteStore(location)
+
+
+def model_manifest(model: EmbeddingModel) -> dict[str, Any]:
+    """What a gallery records about its model; all of it must match to use the gallery."""
+    if model.weights_file is None:
+        raise GalleryError("a gallery needs a model with saved weights; random weights change every run")
+    return {
+        "model": model.name,
+        "embedding_dim": model.embedding_dim,
+        "preprocess_fingerprint": model.preprocess.fingerprint(),
+        "weights_sha256": model.weights_sha256(),
+        "preprocess": model.preprocess.to_dict(),
+    }
+
+
+@dataclass
+class EnrollResult:
+    """What enrolment stored for one person and which images it left out, and why."""
+
+    name: str
+    added: int
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "added": self.added, "skipped": self.skipped}
+
+
+@dataclass
+class Identification:
+    """The best gallery matches of a face, and who it is judged to be.
+
+    Attributes:
+        matches: up to ``top_k`` people, best first, with cosine similarities.
+        threshold: the decision threshold used.
+        name: the best match when its score reaches the threshold, else None (unknown).
+    """
+
+    matches: list[Match]
+    threshold: float
+
+    @property
+    def name(self) -> str | None:
+        if self.matches and self.matches[0].score >= self.threshold:
+            return self.matches[0].name
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "known": self.name is not None,
+            "threshold": self.threshold,
+            "matches": [{"name": m.name, "score": m.score} for m in self.matches],
+        }
+
+
+class Gallery:
+    """Enrolled people and their face embeddings, searchable by face.
+
+    Args:
+        store: where the gallery lives (see :func:`open_store`).
+        model: the embedding model; the gallery records it on first enrolment and refuses
+            any other afterwards.
+        match: how a person's several faces are compared with a probe: ``best`` (the best
+            single face; robust to varied photos, the default) or ``centroid`` (their mean
+            direction; steadier when a person has many similar photos).
+    """
+
+    def __init__(self, store: GalleryStore, model: EmbeddingModel, *, match: str = "best") -> None:
+        self.store = store
+        self.model = model
+        self.match = check_match(match)
+        self._manifest = model_manifest(model)
+        recorded = store.manifest()
+        if recorded is not None:
+            same_model(recorded, self._manifest)
+
+    def enroll(self, name: str, images: list[Any], meta: dict[str, Any] | None = None) -> EnrollResult:
+        """Add a person with images, or images to an enrolled person, atomically.
+
+        Unreadable images and images already enrolled are skipped and reported; if none
+        is left for a new person, nothing is stored and an error says why.
+        """
+        from faceverify.embed import embed_images
+        from faceverify.io import describe_source, load_image
+
+        person = check_name(name)
+        decoded, skipped, hashes, sources = [], [], [], []
+        for image in images:
+            try:
+                pixels = load_image(image)
+            except GalleryError:
+                raise
+            except Exception as exc:  # ImageError: report and carry on with the others
+                skipped.append(str(exc))
+                continue
+            decoded.append(pixels)
+            hashes.append(_pixels_sha256(pixels))
+            sources.append(describe_source(image))
+        vectors = (
+            embed_images(self.model, decoded, normalize=True).embeddings.numpy()
+            if decoded
+            else np.empty((0,))
+        )
+        faces = [Face(vector=v, image_sha256=h, source=s) for v, h, s in zip(vectors, hashes, sources)]
+        if not faces:
+            raise GalleryError(f"nothing enrolled for {person!r}: {'; '.join(skipped) or 'no images given'}")
+        self.store.bind(self._manifest)
+        result = self.store.add(person, faces, meta)
+        return EnrollResult(name=person, added=result.added, skipped=skipped + result.skipped)
+
+    def identify(self, image: Any, *, top_k: int = 5, threshold: float | None = None) -> Identification:
+        """Who is this? The ``top_k`` best matches, and a name only above the threshold."""
+        if top_k < 1:
+            raise GalleryError(f"top_k {top_k!r} must be at least 1")
+        query = self._embed_one(image)
+        chosen = self.model.default_threshold if threshold is None else threshold
+        return Identification(self.store.search(query, top_k, self.match), chosen)
+
+    def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
+        """Is this really ``name``? 1:1 against that person's enrolled faces."""
+        from faceverify.verification import verify
+
+        vectors = np.stack([v for _, _, v in self.store.faces_of(check_name(name))])
+        query = self._embed_one(image)
+        if self.match == "centroid":
+            reference = vectors.mean(axis=0)
+        else:
+            reference = vectors[int(np.argmax(vectors @ query))]
+        return verify(query, reference, threshold, model=self.model)
+
+    def remove(self, name: str) -> int:
+        """Delete a person and all their faces; they are never returned again."""
+        return self.store.remove(check_name(name))
+
+    def people(self) -> list[PersonInfo]:
+        return self.store.people()
+
+    def _embed_one(self, image: Any) -> np.ndarray:
+        from faceverify.embed import compute_embedding
+
+        vector: np.ndarray = compute_embedding(self.model, image, normalize=True)[0].numpy()
+        return vector
+
+
+def _pixels_sha256(image: Any) -> str:
+    """The identity of an image by its decoded pixels, whatever file or form it came in."""
+    digest = hashlib.sha256(f"{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def export_gallery(store: GalleryStore, path: str | Path) -> int:
+    """Write every person, their metadata and embeddings to a portable JSON Lines file."""
+    manifest = store.manifest()
+    if manifest is None:
+        raise GalleryError("the gallery is empty: nothing to export")
+    people = store.people()
+    out = Path(path)
+    with out.open("w", encoding="utf-8") as stream:
+        stream.write(
+            json.dumps({"format": EXPORT_FORMAT, "manifest": manifest, "people": len(people)}) + "\n"
+        )
+        for person in people:
+            faces = [
+                {"sha256": h, "source": s, "embedding": v.tolist()} for h, s, v in store.faces_of(person.name)
+            ]
+            stream.write(json.dumps({**person.to_dict(), "faces": faces}, ensure_ascii=False) + "\n")
+    return len(people)
+
+
+def import_gallery(store: GalleryStore, path: str | Path) -> tuple[int, int]:
+    """Merge an exported file in; returns (people touched, faces added).
+
+    Faces already present are skipped. A file from another model is refused before
+    anything is written.
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+    except ValueError:
+        header = {}
+    if header.get("format") != EXPORT_FORMAT:
+        raise GalleryError(f"'{path}' is not a faceverify gallery export ({EXPORT_FORMAT})")
+    store.bind(header["manifest"])
+    dim = int(header["manifest"]["embedding_dim"])
+    people = added = 0
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line)
+            faces = [
+                Face(check_vectors(np.array(f["embedding"]), dim)[0], f["sha256"], f["source"])
+                for f in record["faces"]
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GalleryError(f"'{path}' line {number} is not a person record ({exc})") from exc
+        result = store.add(check_name(record["name"]), faces, record.get("meta"))
+        people, added = people + 1, added + result.added
+    return people, added

@@ -1,0 +1,236 @@
+"""The server gallery: PostgreSQL with pgvector, for galleries that outgrow one machine.
+
+Chosen by a ``postgresql://`` URL. Faces live in one table with a ``vector(D)`` column
+and an HNSW index using cosine distance, so searches stay fast at millions of faces and
+any number of processes or machines can share the gallery. Each enrolment or removal is
+one transaction, exactly as in the embedded gallery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from faceverify.gallery.base import (
+    AddResult,
+    Face,
+    GalleryError,
+    GalleryStore,
+    Match,
+    PersonInfo,
+    UnknownPersonError,
+    check_vectors,
+    encode_meta,
+    same_model,
+)
+
+#: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
+FACES_PER_PERSON = 10
+HNSW_EF_SEARCH = 128
+
+
+class PostgresStore(GalleryStore):
+    """A gallery in a PostgreSQL database with the pgvector extension.
+
+    Args:
+        url: ``postgresql://user:password@host:port/database``.
+    """
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.location = _redact(url)
+        try:
+            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GalleryError(f"cannot connect to PostgreSQL at {self.location}: {reason}") from exc
+        with self._errors():
+            self._db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS faceverify_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+        self._dim: int | None = None
+        manifest = self.manifest()
+        if manifest is not None:
+            self._create_tables(int(manifest["embedding_dim"]))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.errors.UndefinedFile as exc:
+            raise GalleryError(
+                f"PostgreSQL at {self.location} lacks the pgvector extension; install it (CREATE EXTENSION vector)"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise GalleryError(f"PostgreSQL at {self.location} failed: {str(exc).strip()}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self._errors(), self._db.transaction():
+            yield self._db
+
+    def _create_tables(self, dim: int) -> None:
+        if self._dim == dim:
+            return
+        from pgvector.psycopg import register_vector
+
+        with self._write() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS faceverify_people (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                "meta JSONB NOT NULL DEFAULT '{}', created TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS faceverify_faces (id BIGSERIAL PRIMARY KEY, "
+                "person_id BIGINT NOT NULL REFERENCES faceverify_people(id) ON DELETE CASCADE, "
+                f"image_sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL, embedding vector({dim}) NOT NULL, "
+                "created TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS faceverify_faces_person ON faceverify_faces (person_id)")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS faceverify_faces_hnsw ON faceverify_faces "
+                "USING hnsw (embedding vector_cosine_ops)"
+            )
+        register_vector(self._db)
+        self._dim = dim
+
+    def manifest(self) -> dict[str, Any] | None:
+        with self._errors():
+            row = self._db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def bind(self, manifest: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute("LOCK TABLE faceverify_meta IN EXCLUSIVE MODE")  # one binder at a time
+            row = db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO faceverify_meta VALUES ('manifest', %s)", (json.dumps(manifest),))
+            else:
+                same_model(json.loads(row[0]), manifest)
+        self._create_tables(int(manifest["embedding_dim"]))
+
+    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
+        if self._dim is None:
+            raise GalleryError("the gallery is not bound to a model yet; enrol through faceverify.Gallery")
+        result = AddResult()
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO faceverify_people (name, meta) VALUES (%s, %s::jsonb) ON CONFLICT (name) "
+                "DO UPDATE SET meta = faceverify_people.meta || EXCLUDED.meta RETURNING id, (xmax = 0)",
+                (name, encode_meta(meta)),
+            ).fetchone()
+            person_id, created = row[0], bool(row[1])
+            for face in faces:
+                vector = check_vectors(face.vector, self._dim)[0]
+                inserted = db.execute(
+                    "INSERT INTO faceverify_faces (person_id, image_sha256, source, embedding) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (image_sha256) DO NOTHING RETURNING id",
+                    (person_id, face.image_sha256, face.source, vector),
+                ).fetchone()
+                if inserted is None:
+                    result.skipped.append(
+                        f"{face.source}: this image is already enrolled{self._owner(db, face, name)}"
+                    )
+                else:
+                    result.added += 1
+            if created and result.added == 0:
+                raise GalleryError(
+                    f"nothing enrolled for {name!r}: {'; '.join(result.skipped) or 'no images given'}"
+                )
+        return result
+
+    @staticmethod
+    def _owner(db: Any, face: Face, name: str) -> str:
+        row = db.execute(
+            "SELECT p.name FROM faceverify_faces f JOIN faceverify_people p ON p.id = f.person_id "
+            "WHERE f.image_sha256 = %s",
+            (face.image_sha256,),
+        ).fetchone()
+        return "" if row is None or row[0] == name else f" as {row[0]!r}"
+
+    def remove(self, name: str) -> int:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM faceverify_people WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone()
+            if row is None:
+                raise UnknownPersonError(
+                    f"no person named {name!r} in gallery {self.location}; see `faceverify list`"
+                )
+            count = db.execute("DELETE FROM faceverify_faces WHERE person_id = %s", (row[0],)).rowcount
+            db.execute("DELETE FROM faceverify_people WHERE id = %s", (row[0],))
+        return int(count)
+
+    def people(self) -> list[PersonInfo]:
+        if self._dim is None:
+            return []
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT p.name, COUNT(f.id), p.meta, p.created FROM faceverify_people p LEFT JOIN faceverify_faces f "
+                "ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
+            ).fetchall()
+        return [PersonInfo(name=r[0], faces=int(r[1]), meta=r[2], created=r[3].isoformat()) for r in rows]
+
+    def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
+        rows = []
+        if self._dim is not None:
+            with self._errors():
+                rows = self._db.execute(
+                    "SELECT f.image_sha256, f.source, f.embedding FROM faceverify_faces f JOIN faceverify_people p "
+                    "ON p.id = f.person_id WHERE p.name = %s ORDER BY f.id",
+                    (name,),
+                ).fetchall()
+        if not rows:
+            raise UnknownPersonError(
+                f"no person named {name!r} in gallery {self.location}; see `faceverify list`"
+            )
+        return [(r[0], r[1], np.asarray(r[2], dtype=np.float32)) for r in rows]
+
+    def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
+        if self._dim is None:
+            return []
+        q = np.asarray(query, dtype=np.float32)
+        with self._errors(), self._db.transaction():
+            if match == "centroid":
+                # cosine ignores length, so the mean vector stands for the unit centroid
+                rows = self._db.execute(
+                    "SELECT p.name, 1 - (AVG(f.embedding) <=> %s) AS score FROM faceverify_faces f "
+                    "JOIN faceverify_people p ON p.id = f.person_id GROUP BY p.name ORDER BY score DESC LIMIT %s",
+                    (q, top_k),
+                ).fetchall()
+            else:
+                fetch = FACES_PER_PERSON * top_k
+                self._db.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, fetch)}")
+                rows = self._db.execute(
+                    "SELECT p.name, MAX(c.score) AS score FROM (SELECT person_id, 1 - (embedding <=> %s) AS score "
+                    "FROM faceverify_faces ORDER BY embedding <=> %s LIMIT %s) c "
+                    "JOIN faceverify_people p ON p.id = c.person_id GROUP BY p.name ORDER BY score DESC LIMIT %s",
+                    (q, q, fetch, top_k),
+                ).fetchall()
+        return [Match(r[0], float(r[1])) for r in rows]
+
+    def drop(self) -> None:
+        """Delete every faceverify table of this database (tests, resets)."""
+        with self._write() as db:
+            db.execute("DROP TABLE IF EXISTS faceverify_faces, faceverify_people, faceverify_meta")
+        self._dim = None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, credentials = head.partition("//")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}//{user}:***@{tail}"

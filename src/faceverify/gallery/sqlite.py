@@ -1,0 +1,322 @@
+"""The embedded gallery: a folder with a SQLite database and a vector index.
+
+SQLite (WAL mode) is the source of truth for people, faces, metadata and vectors. Each
+enrolment or removal is one ``BEGIN IMMEDIATE`` transaction, so a crash or a kill leaves
+the whole person or nothing, and several processes can read and write at once: writers
+queue on SQLite's lock (for up to :data:`BUSY_TIMEOUT_S`) instead of losing writes.
+Every write bumps a generation counter; a process whose index is older than the
+database brings it up to date (new faces added, removed ones tombstoned) before it
+searches, and saves HNSW indexes next to the database so the next process starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceverify.gallery.base import (
+    AddResult,
+    Face,
+    GalleryError,
+    GalleryStore,
+    Match,
+    PersonInfo,
+    UnknownPersonError,
+    best_per_person,
+    check_vectors,
+    encode_meta,
+    same_model,
+)
+from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
+
+DB_NAME = "gallery.db"
+INDEX_NAME = "hnsw.faiss"
+BUSY_TIMEOUT_S = 30.0
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    meta TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the index relies on growing ids
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    image_sha256 TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+"""
+
+
+class SQLiteStore(GalleryStore):
+    """A gallery folder on this machine; nothing to install or configure.
+
+    Args:
+        folder: the gallery folder (created when missing).
+        hnsw_min_faces: from this many faces on, search uses HNSW instead of exact search.
+    """
+
+    def __init__(self, folder: str | Path, *, hnsw_min_faces: int = HNSW_MIN_FACES) -> None:
+        self.folder = Path(folder).expanduser()
+        self.location = str(self.folder)
+        self.hnsw_min_faces = hnsw_min_faces
+        if self.folder.exists() and not self.folder.is_dir():
+            raise GalleryError(
+                f"gallery '{self.folder}' is a file; a gallery is a folder (it holds {DB_NAME})"
+            )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+        self._index: FaceIndex | None = None
+        self._synced_generation = -1
+        self._names: dict[int, str] = {}
+        self._centroids: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.folder / DB_NAME
+        with self._errors():
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
+            with _transaction(db):
+                # statement by statement: executescript() would commit our transaction first
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        return db
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors in words a user can act on."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise GalleryError(
+                    f"gallery '{self.folder}' stayed locked by another process for {BUSY_TIMEOUT_S:g} s; "
+                    "try again when it has finished"
+                ) from exc
+            raise GalleryError(f"gallery '{self.folder}': {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(
+                f"gallery '{self.folder}' holds a corrupt database or another file as {DB_NAME} ({exc}); "
+                "restore it from an export or move it away"
+            ) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._errors(), _transaction(self._db):
+            yield self._db
+            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def manifest(self) -> dict[str, Any] | None:
+        with self._errors():
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def bind(self, manifest: dict[str, Any]) -> None:
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('manifest', ?)", (json.dumps(manifest),))
+            else:
+                same_model(json.loads(row[0]), manifest)
+
+    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
+        manifest = self.manifest()
+        if manifest is None:
+            raise GalleryError("the gallery is not bound to a model yet; enrol through faceverify.Gallery")
+        dim = int(manifest["embedding_dim"])
+        result = AddResult()
+        with self._write() as db:
+            person_id, created = self._person_for_write(db, name, meta)
+            for face in faces:
+                vector = check_vectors(face.vector, dim)[0]
+                owner = db.execute(
+                    "SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.image_sha256 = ?",
+                    (face.image_sha256,),
+                ).fetchone()
+                if owner is not None:
+                    whose = "" if owner[0] == name else f" as {owner[0]!r}"
+                    result.skipped.append(f"{face.source}: this image is already enrolled{whose}")
+                    continue
+                db.execute(
+                    "INSERT INTO faces (person_id, image_sha256, source, vector, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), _now()),
+                )
+                result.added += 1
+            if created and result.added == 0:
+                reasons = "; ".join(result.skipped) or "no images given"
+                raise GalleryError(f"nothing enrolled for {name!r}: {reasons}")
+        return result
+
+    @staticmethod
+    def _person_for_write(db: sqlite3.Connection, name: str, meta: dict[str, Any] | None) -> tuple[int, bool]:
+        row = db.execute("SELECT id, meta FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            cursor = db.execute(
+                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)", (name, encode_meta(meta), _now())
+            )
+            return int(cursor.lastrowid or 0), True
+        if meta:
+            merged = {**json.loads(row[1]), **meta}
+            db.execute("UPDATE people SET meta = ? WHERE id = ?", (encode_meta(merged), row[0]))
+        return int(row[0]), False
+
+    def remove(self, name: str) -> int:
+        with self._write() as db:
+            row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownPersonError(
+                    f"no person named {name!r} in gallery '{self.folder}'; see `faceverify list`"
+                )
+            count = db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],)).rowcount
+            db.execute("DELETE FROM people WHERE id = ?", (row[0],))
+        return int(count)
+
+    def people(self) -> list[PersonInfo]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT p.name, COUNT(f.id), p.meta, p.created FROM people p "
+                "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
+            ).fetchall()
+        return [PersonInfo(name=r[0], faces=int(r[1]), meta=json.loads(r[2]), created=r[3]) for r in rows]
+
+    def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT f.image_sha256, f.source, f.vector FROM faces f JOIN people p ON p.id = f.person_id "
+                "WHERE p.name = ? ORDER BY f.id",
+                (name,),
+            ).fetchall()
+        if not rows:
+            raise UnknownPersonError(
+                f"no person named {name!r} in gallery '{self.folder}'; see `faceverify list`"
+            )
+        return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
+
+    def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
+        index = self._synced_index()
+        if match == "centroid":
+            owners, centroids = self._centroid_matrix()
+            scores = centroids @ query if len(owners) else np.empty(0)
+            order = np.argsort(-scores)[:top_k]
+            return [Match(self._names[int(owners[i])], float(scores[i])) for i in order]
+        if index.hnsw:
+            owners, scores = index.search(query, max(10 * top_k, 50))
+            return _first_per_owner(owners, scores, top_k, self._names)
+        owners, scores = index.search(query, index.size)
+        people = int(owners.max()) + 1 if owners.size else 0
+        best = best_per_person(owners, scores, people)
+        ranked = [int(i) for i in np.argsort(-best)[:top_k] if np.isfinite(best[i])]
+        return [Match(self._names[i], float(best[i])) for i in ranked]
+
+    def _generation(self) -> int:
+        with self._errors():
+            return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+    def _synced_index(self) -> FaceIndex:
+        """The index, brought up to date with the database if another write happened."""
+        generation = self._generation()
+        if self._index is not None and generation == self._synced_generation:
+            return self._index
+        dim = int((self.manifest() or {}).get("embedding_dim", 1))
+        with self._errors():
+            count = int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+            hnsw = count >= self.hnsw_min_faces
+            index = self._index
+            if index is None or index.hnsw != hnsw:
+                index = (FaceIndex.load(self.folder / INDEX_NAME, dim) if hnsw else None) or FaceIndex(
+                    dim, hnsw=hnsw
+                )
+            changed = self._catch_up(index)
+            if index.tombstone_share > REBUILD_TOMBSTONE_SHARE:
+                index, changed = FaceIndex(dim, hnsw=hnsw), True
+                self._catch_up(index)
+            self._names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
+        if changed and index.hnsw:
+            index.save(self.folder / INDEX_NAME)
+        self._index, self._synced_generation, self._centroids = index, generation, None
+        return index
+
+    def _catch_up(self, index: FaceIndex) -> bool:
+        """Add faces newer than the index and tombstone removed ones; True if anything changed."""
+        ids, owners, vectors = self._read_faces("WHERE id > ?", (index.max_id,))
+        index.add(ids, owners, vectors)
+        live = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
+        gone = np.setdiff1d(index.ids[index.alive], live, assume_unique=True)
+        index.remove(gone)
+        return bool(ids.size or gone.size)
+
+    def _read_faces(self, where: str, args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self._db.execute(
+            f"SELECT id, person_id, vector FROM faces {where} ORDER BY id", args
+        ).fetchall()
+        dim = int((self.manifest() or {}).get("embedding_dim", 1))
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        owners = np.array([r[1] for r in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        return ids, owners, vectors
+
+    def _centroid_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each person's unit mean vector (exact over people; cached per generation)."""
+        if self._centroids is None or self._centroids[0] != self._synced_generation:
+            with self._errors():
+                _, owners, vectors = self._read_faces("", ())
+            people = np.unique(owners)
+            sums = np.zeros((people.size, vectors.shape[1]), dtype=np.float64)
+            np.add.at(sums, np.searchsorted(people, owners), vectors)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            self._centroids = (
+                self._synced_generation,
+                people,
+                (sums / np.maximum(norms, 1e-12)).astype(np.float32),
+            )
+        return self._centroids[1], self._centroids[2]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: two writers queue instead of deadlocking
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _first_per_owner(
+    owners: np.ndarray, scores: np.ndarray, top_k: int, names: dict[int, str]
+) -> list[Match]:
+    matches: list[Match] = []
+    seen: set[int] = set()
+    for owner, score in zip(owners.tolist(), scores.tolist()):
+        if owner not in seen:
+            seen.add(owner)
+            matches.append(Match(names[owner], float(score)))
+            if len(matches) == top_k:
+                break
+    return matches
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
