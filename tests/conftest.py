@@ -22,6 +22,7 @@ os.environ["HF_HUB_CACHE"] = str(_SESSION_DIR / "hf-cache")
 os.environ["HF_HOME"] = str(_SESSION_DIR / "hf-home")
 os.environ["XDG_CACHE_HOME"] = str(_SESSION_DIR / "xdg-cache")
 os.environ["XDG_DATA_HOME"] = str(_SESSION_DIR / "xdg-data")
+os.environ.setdefault("XDG_RUNTIME_DIR", str(_SESSION_DIR))  # pgserver asks for one
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

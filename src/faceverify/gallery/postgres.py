@@ -191,7 +191,7 @@ class PostgresStore(GalleryStore):
             raise UnknownPersonError(
                 f"no person named {name!r} in gallery {self.location}; see `faceverify list`"
             )
-        return [(r[0], r[1], np.asarray(r[2], dtype=np.float32)) for r in rows]
+        return [(r[0], r[1], _as_array(r[2])) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
         if self._dim is None:
@@ -224,6 +224,12 @@ class PostgresStore(GalleryStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _as_array(value: Any) -> np.ndarray:
+    # pgvector returns its own Vector type (newer releases) or a numpy array (older ones)
+    array = value.to_numpy() if hasattr(value, "to_numpy") else value
+    return np.asarray(array, dtype=np.float32)
 
 
 def _redact(url: str) -> str:

@@ -66,12 +66,20 @@ class SQLiteStore(GalleryStore):
     Args:
         folder: the gallery folder (created when missing).
         hnsw_min_faces: from this many faces on, search uses HNSW instead of exact search.
+        busy_timeout: seconds a writer waits for another process's write to finish.
     """
 
-    def __init__(self, folder: str | Path, *, hnsw_min_faces: int = HNSW_MIN_FACES) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        hnsw_min_faces: int = HNSW_MIN_FACES,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+    ) -> None:
         self.folder = Path(folder).expanduser()
         self.location = str(self.folder)
         self.hnsw_min_faces = hnsw_min_faces
+        self.busy_timeout = busy_timeout
         if self.folder.exists() and not self.folder.is_dir():
             raise GalleryError(
                 f"gallery '{self.folder}' is a file; a gallery is a folder (it holds {DB_NAME})"
@@ -86,7 +94,9 @@ class SQLiteStore(GalleryStore):
     def _connect(self) -> sqlite3.Connection:
         path = self.folder / DB_NAME
         with self._errors():
-            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
@@ -106,7 +116,7 @@ class SQLiteStore(GalleryStore):
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise GalleryError(
-                    f"gallery '{self.folder}' stayed locked by another process for {BUSY_TIMEOUT_S:g} s; "
+                    f"gallery '{self.folder}' stayed locked by another process for {self.busy_timeout:g} s; "
                     "try again when it has finished"
                 ) from exc
             raise GalleryError(f"gallery '{self.folder}': {exc}") from exc

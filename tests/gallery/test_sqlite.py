@@ -1,0 +1,81 @@
+"""The embedded gallery's own behaviour: its index, its files, and their failures."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceverify.gallery.base import Face, GalleryError
+from faceverify.gallery.sqlite import INDEX_NAME, SQLiteStore
+from tests.gallery.conftest import DIM, MANIFEST
+
+
+def _random_gallery(folder: Path, people: int, hnsw_min_faces: int) -> tuple[SQLiteStore, np.ndarray]:
+    store = SQLiteStore(folder, hnsw_min_faces=hnsw_min_faces)
+    store.bind(MANIFEST)
+    vectors = np.random.default_rng(0).normal(size=(people, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for p in range(people):
+        store.add(f"p{p}", [Face(vectors[p], f"h{p}", "x")], None)
+    return store, vectors
+
+
+def test_hnsw_index_recall_persistence_and_tombstones(tmp_path: Path) -> None:
+    store, vectors = _random_gallery(tmp_path / "g", 1500, hnsw_min_faces=1000)
+    queries = vectors[:200] + np.random.default_rng(1).normal(0, 0.05, (200, DIM)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    truth = [f"p{i}" for i in np.argmax(queries @ vectors.T, axis=1)]
+    found = [store.search(q, 1, "best")[0].name for q in queries]
+    recall = np.mean([a == b for a, b in zip(found, truth)])
+    assert recall >= 0.97
+    assert (tmp_path / "g" / INDEX_NAME).is_file()
+    store.remove("p0")
+    store.close()
+    reopened = SQLiteStore(tmp_path / "g", hnsw_min_faces=1000)  # loads the saved graph
+    assert reopened.search(vectors[0], 3, "best")[0].name != "p0"
+    reopened.close()
+
+
+def test_a_missing_or_broken_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
+    store, vectors = _random_gallery(tmp_path / "g", 1200, hnsw_min_faces=1000)
+    store.search(vectors[3], 1, "best")
+    store.close()
+    (tmp_path / "g" / INDEX_NAME).write_bytes(b"garbage")
+    rebuilt = SQLiteStore(tmp_path / "g", hnsw_min_faces=1000)
+    assert rebuilt.search(vectors[3], 1, "best")[0].name == "p3"
+    rebuilt.close()
+
+
+def test_corrupt_locked_and_misplaced_databases_give_clear_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "gallery.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(GalleryError, match="corrupt database or another file"):
+        SQLiteStore(folder)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GalleryError, match="is a file; a gallery is a folder"):
+        SQLiteStore(tmp_path / "file")
+    store = SQLiteStore(tmp_path / "locked", busy_timeout=0.2)
+    store.bind(MANIFEST)
+    holder = sqlite3.connect(tmp_path / "locked" / "gallery.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(GalleryError, match=r"stayed locked by another process for 0\.2 s"):
+            store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None).added == 1
+
+
+def test_unreachable_postgres_names_the_server_not_the_password() -> None:
+    from faceverify.gallery.postgres import PostgresStore
+
+    with pytest.raises(
+        GalleryError, match=r"cannot connect to PostgreSQL at postgresql://me:\*\*\*@127.0.0.1:1/db"
+    ) as info:
+        PostgresStore("postgresql://me:secret@127.0.0.1:1/db")
+    assert "secret" not in str(info.value)
