@@ -114,3 +114,17 @@ def test_a_second_handle_sees_writes_of_the_first(store: GalleryStore, backend: 
         assert other.search(faces(1, 1, "a")[0].vector, 1, "best")[0].name == "alice"
         other.remove("alice")
         assert store.search(faces(1, 1, "a")[0].vector, 1, "best") == []
+
+
+def test_a_reset_postgres_gallery_can_be_bound_again(pg_url: str) -> None:
+    # drop() is PostgreSQL's reset; an embedded gallery is reset by deleting its folder
+    from faceverify.gallery.postgres import PostgresStore
+
+    with PostgresStore(pg_url) as store:
+        store.drop()
+        store.bind(MANIFEST)
+        store.add("alice", faces(1, 1, "a"), None)
+        store.drop()
+        assert store.manifest() is None
+        store.bind({**MANIFEST, "model": "another"})
+        assert store.people() == []

@@ -168,10 +168,3 @@ def encode_meta(meta: dict[str, Any] | None) -> str:
         return json.dumps(meta or {}, sort_keys=True, ensure_ascii=False)
     except TypeError as exc:
         raise GalleryError(f"metadata must be JSON values: {exc}") from None
-
-
-def best_per_person(person_ids: np.ndarray, scores: np.ndarray, people: int) -> np.ndarray:
-    """The best single-face score of each person (-inf for people with no face)."""
-    best = np.full(people, -np.inf, dtype=np.float64)
-    np.maximum.at(best, person_ids, scores)
-    return best

@@ -38,6 +38,7 @@ class FaceIndex:
         self.alive = np.empty(0, dtype=bool)
         self._matrix = np.empty((0, dim), dtype=np.float32)
         self._graph = _new_graph(dim) if hnsw else None
+        self._groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def kind(self) -> str:
@@ -58,6 +59,7 @@ class FaceIndex:
         self.ids = np.r_[self.ids, ids.astype(np.int64)]
         self.owners = np.r_[self.owners, owners.astype(np.int64)]
         self.alive = np.r_[self.alive, np.ones(ids.size, dtype=bool)]
+        self._groups = None
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self._graph is not None:
             self._graph.add_with_ids(vectors, ids.astype(np.int64))
@@ -70,6 +72,7 @@ class FaceIndex:
         inside = positions < self.ids.size
         positions, ids = positions[inside], ids[inside]
         self.alive[positions[self.ids[positions] == ids]] = False
+        self._groups = None
 
     @property
     def tombstone_share(self) -> float:
@@ -81,11 +84,31 @@ class FaceIndex:
             return np.empty(0, dtype=np.int64), np.empty(0)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if self._graph is None:
-            scores = (self._matrix @ q[0]).astype(np.float64)
-            scores[~self.alive] = -np.inf
-            top = np.argsort(-scores)[: min(k, self.size)]
-            return self.owners[top], scores[top]
+            owners, scores = self.all_scores(q[0])
+            top = top_k(scores, k)
+            return owners[top], scores[top]
         return self._search_graph(q, k)
+
+    def best_per_owner(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact index only: each owner's best face score (owners, scores), unsorted."""
+        owners, scores = self.all_scores(query)
+        if self._groups is None:
+            # group faces by owner once per index version; reduceat then takes each maximum
+            order = np.argsort(owners, kind="stable")
+            ordered = owners[order]
+            starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1] if ordered.size else np.empty(0, np.int64)
+            self._groups = (order, starts, ordered[starts])
+        order, starts, unique = self._groups
+        if unique.size == 0:
+            return unique, np.empty(0, dtype=np.float32)
+        return unique, np.maximum.reduceat(scores[order], starts)
+
+    def all_scores(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact index only: every live face's owner and score, unsorted."""
+        scores = self._matrix @ np.asarray(query, dtype=np.float32)
+        if self.size == self.ids.size:
+            return self.owners, scores
+        return self.owners[self.alive], scores[self.alive]
 
     def _search_graph(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self._graph is not None
@@ -134,6 +157,14 @@ class FaceIndex:
         index = cls(dim, hnsw=True)
         index._graph, index.ids, index.owners, index.alive = graph, ids, owners, alive
         return index
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores, best first, without sorting them all."""
+    if k >= scores.size:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
 
 
 def _new_graph(dim: int):  # type: ignore[no-untyped-def]  # faiss ships no type hints

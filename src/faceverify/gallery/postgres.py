@@ -51,9 +51,7 @@ class PostgresStore(GalleryStore):
             raise GalleryError(f"cannot connect to PostgreSQL at {self.location}: {reason}") from exc
         with self._errors():
             self._db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS faceverify_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
+            self._create_meta()
         self._dim: int | None = None
         manifest = self.manifest()
         if manifest is not None:
@@ -76,6 +74,11 @@ class PostgresStore(GalleryStore):
     def _write(self) -> Iterator[Any]:
         with self._errors(), self._db.transaction():
             yield self._db
+
+    def _create_meta(self) -> None:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS faceverify_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
 
     def _create_tables(self, dim: int) -> None:
         if self._dim == dim:
@@ -217,9 +220,10 @@ class PostgresStore(GalleryStore):
         return [Match(r[0], float(r[1])) for r in rows]
 
     def drop(self) -> None:
-        """Delete every faceverify table of this database (tests, resets)."""
+        """Delete every person, face and the model binding: an empty, unbound gallery."""
         with self._write() as db:
             db.execute("DROP TABLE IF EXISTS faceverify_faces, faceverify_people, faceverify_meta")
+            self._create_meta()
         self._dim = None
 
     def close(self) -> None:

@@ -29,12 +29,12 @@ from faceverify.gallery.base import (
     Match,
     PersonInfo,
     UnknownPersonError,
-    best_per_person,
     check_vectors,
     encode_meta,
     same_model,
 )
 from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
+from faceverify.gallery.index import top_k as top_positions
 
 DB_NAME = "gallery.db"
 INDEX_NAME = "hnsw.faiss"
@@ -229,11 +229,8 @@ class SQLiteStore(GalleryStore):
         if index.hnsw:
             owners, scores = index.search(query, max(10 * top_k, 50))
             return _first_per_owner(owners, scores, top_k, self._names)
-        owners, scores = index.search(query, index.size)
-        people = int(owners.max()) + 1 if owners.size else 0
-        best = best_per_person(owners, scores, people)
-        ranked = [int(i) for i in np.argsort(-best)[:top_k] if np.isfinite(best[i])]
-        return [Match(self._names[i], float(best[i])) for i in ranked]
+        people, best = index.best_per_owner(query)
+        return [Match(self._names[int(people[i])], float(best[i])) for i in top_positions(best, top_k)]
 
     def _generation(self) -> int:
         with self._errors():
