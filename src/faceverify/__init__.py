@@ -45,6 +45,8 @@ _LAZY = {
     "Verification": "faceverify.verification",
     "load_image": "faceverify.io",
     "PreprocessConfig": "faceverify.preprocess",
+    "open_gallery": "faceverify.gallery.gallery",
+    "Gallery": "faceverify.gallery.gallery",
 }
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
+    from faceverify.gallery.gallery import Gallery, open_gallery
     from faceverify.io import load_image
     from faceverify.models.embedder import DEFAULT_THRESHOLD, EmbeddingModel
     from faceverify.models.factory import build_model

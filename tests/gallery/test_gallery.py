@@ -85,3 +85,15 @@ def test_export_then_import_into_a_fresh_gallery(gallery: Gallery, tmp_path: Pat
     (tmp_path / "other.jsonl").write_text(other)
     with pytest.raises(ModelMismatchError, match="embedding_dim"):
         import_gallery(gallery.store, tmp_path / "other.jsonl")
+
+
+def test_the_facade_opens_embedded_galleries(tmp_path: Path, atto_model: Any, identity_data: Path) -> None:
+    import faceverify as fv
+
+    gallery = fv.open_gallery(tmp_path / "g", atto_model, match="centroid")
+    with gallery.store:
+        gallery.enroll("p4", sorted((identity_data / "gallery" / "p4").glob("*.png")))
+        assert gallery.identify(identity_data / "probes" / "p4" / "1.png", threshold=0.85).name == "p4"
+        assert [p.name for p in gallery.people()] == ["p4"]
+    with pytest.raises(GalleryError, match="match mode 'median' is unknown; valid: best, centroid"):
+        fv.open_gallery(tmp_path / "g", atto_model, match="median")

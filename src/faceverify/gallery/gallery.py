@@ -52,6 +52,25 @@ def open_store(db: str | Path | None = None) -> GalleryStore:
     return SQLiteStore(location)
 
 
+def open_gallery(
+    db: str | Path | None = None, model: EmbeddingModel | None = None, *, match: str = "best"
+) -> Gallery:
+    """Open (or create) a gallery.
+
+    Args:
+        db: a folder for the embedded gallery (default ``~/.local/share/faceverify/gallery``)
+            or a ``postgresql://`` URL (needs ``pip install 'faceverify[postgres]'``).
+        model: the embedding model; None builds the default one. A gallery keeps the
+            model it was first used with and refuses others.
+        match: ``best`` (best single face per person) or ``centroid`` (mean of their faces).
+    """
+    if model is None:
+        from faceverify.models.factory import build_model
+
+        model = build_model()
+    return Gallery(open_store(db), model, match=match)
+
+
 def model_manifest(model: EmbeddingModel) -> dict[str, Any]:
     """What a gallery records about its model; all of it must match to use the gallery."""
     if model.weights_file is None:
