@@ -11,7 +11,7 @@ with noisy copies of stored faces (as real probes are), one query at a time:
 
 Enrolment throughput is measured through ``SQLiteStore.add`` and ``PostgresStore.add``.
 
-Run:  python benchmarks/gallery_search.py [--sizes 10000 100000 1000000] [--pg-max 100000]
+Run:  python benchmarks/gallery_search.py [--sizes 10000 100000 1000000] [--pg-max 100000] [--hnsw-max N]
 """
 
 from __future__ import annotations
@@ -53,10 +53,12 @@ def timed(
 
 def report(name: str, stats: tuple[float, float, float], reference: float, extra: str = "") -> None:
     median, p95, recall = stats
-    print(f"  {name:<9} {median:9.3f} {p95:9.3f} {recall:9.3f} {reference / median:9.2f}  {extra}")
+    print(
+        f"  {name:<9} {median:9.3f} {p95:9.3f} {recall:9.3f} {reference / median:9.2f}  {extra}", flush=True
+    )
 
 
-def run_size(size: int, queries_count: int, pg_url: str | None, workdir: Path) -> None:
+def run_size(size: int, queries_count: int, pg_url: str | None, workdir: Path, hnsw: bool) -> None:
     rng = np.random.default_rng(size)
     vectors = unit(rng.normal(size=(size, DIM)))
     picks = rng.integers(0, size, queries_count)
@@ -72,16 +74,13 @@ def run_size(size: int, queries_count: int, pg_url: str | None, workdir: Path) -
     exact.add(ids, owners, vectors)
     report("exact", timed(lambda q: int(exact.search(q, 1)[0][0]), queries, truth), brute[0])
 
-    started = time.perf_counter()
-    graph = FaceIndex(DIM, hnsw=True)
-    graph.add(ids, owners, vectors)
-    build = time.perf_counter() - started
-    report(
-        "hnsw",
-        timed(lambda q: int(graph.search(q, 1)[0][0]), queries, truth),
-        brute[0],
-        f"built in {build:.1f} s",
-    )
+    if hnsw:
+        started = time.perf_counter()
+        graph = FaceIndex(DIM, hnsw=True)
+        graph.add(ids, owners, vectors)
+        build = time.perf_counter() - started
+        stats = timed(lambda q: int(graph.search(q, 1)[0][0]), queries, truth)
+        report("hnsw", stats, brute[0], f"built in {build:.1f} s")
 
     if size <= 100_000:
         sqlite_store(size, vectors, queries, truth, brute[0], workdir)
@@ -161,6 +160,9 @@ def main() -> None:
     parser.add_argument(
         "--pg-max", type=int, default=100_000, help="largest size also run on pgvector (0: none)"
     )
+    parser.add_argument(
+        "--hnsw-max", type=int, default=None, help="largest size also run on HNSW (default: all)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = None
@@ -171,7 +173,8 @@ def main() -> None:
         try:
             for size in args.sizes:
                 url = server.get_uri() if server is not None and size <= args.pg_max else None
-                run_size(size, args.queries, url, Path(tmp))
+                hnsw = args.hnsw_max is None or size <= args.hnsw_max
+                run_size(size, args.queries, url, Path(tmp), hnsw)
         finally:
             if server is not None:
                 server.cleanup()

@@ -71,8 +71,14 @@ for _name, _family, _note in (
     ("efficientnet_b0.ra_in1k", "EfficientNet", "good accuracy per FLOP"),
     ("mobilenetv3_large_100.ra_in1k", "MobileNet", "for phones and small CPUs"),
     ("mobilenetv2_100.ra_in1k", "MobileNet", "for phones and small CPUs"),
+    ("face_resnet", "ResNet (course)", "the course's ResNet for 64x64 faces; no weights: faceverify train"),
 ):
     register(_name, _family, _note)
+
+
+def register_architectures() -> None:
+    """Make faceverify's own architectures known to timm (importing registers them)."""
+    import faceverify.models.face_resnet  # noqa: F401
 
 
 def curated_names() -> list[str]:
@@ -120,6 +126,7 @@ def _describe(entry: ZooEntry) -> ModelInfo:
     import torch
     from timm.data import resolve_model_data_config
 
+    register_architectures()
     with torch.device("meta"):
         model = timm.create_model(entry.name, pretrained=False, num_classes=0)
         config = resolve_model_data_config(model)

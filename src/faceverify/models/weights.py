@@ -89,6 +89,9 @@ def _check_known(name: str) -> None:
     import timm
     from timm.models import split_model_name_tag
 
+    from faceverify.models.registry import register_architectures
+
+    register_architectures()
     architecture, _ = split_model_name_tag(name)
     if timm.is_model(architecture):
         return

@@ -1,0 +1,1 @@
+"""Datasets: folder-per-identity image sets and a synthetic face-like generator."""
