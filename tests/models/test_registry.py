@@ -17,7 +17,9 @@ def test_every_family_is_curated_and_each_name_has_published_weights() -> None:
     infos = {info.name: info for info in list_models(use_cache=False)}
     families = {info.family for info in infos.values()}
     assert {"VGG", "ResNet", "Inception", "DenseNet", "EfficientNet", "MobileNet", "ConvNeXt"} <= families
+    assert infos["face_resnet"].embedding_dim == 512
     assert infos[DEFAULT_MODEL].embedding_dim == 320
+    assert infos.pop("face_resnet").hub_id is None  # the course's ResNet: trained, not downloaded
     for info in infos.values():
         assert info.hub_id == f"timm/{info.name}"
 

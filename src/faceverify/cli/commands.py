@@ -103,11 +103,16 @@ def verdict_line(outcome: Verification) -> str:
 
 def build_from_args(args: argparse.Namespace) -> EmbeddingModel:
     """The model described by the common ``--model/--weights/--device/...`` options."""
+    from pathlib import Path
+
     from faceverify.models.factory import build_model
 
+    name, weights = args.model, args.weights
+    if name is not None and weights is None and Path(name).exists():
+        name, weights = None, name  # `--model run/best.pt`: a checkpoint names its own architecture
     return build_model(
-        args.model,
-        weights=args.weights,
+        name,
+        weights=weights,
         device=args.device,
         input_size=args.input_size,
         crop_pct=args.crop_pct,

@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from faceverify.cli import commands, evaluate, gallery
+    from faceverify.cli import commands, evaluate, gallery, train
 
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_opts = _Parser(add_help=False)
     group = model_opts.add_argument_group("model")
-    group.add_argument("--model", help="timm model name (default: convnext_atto.d2_in1k)")
+    group.add_argument(
+        "--model", help="timm model name or a trained checkpoint (default: convnext_atto.d2_in1k)"
+    )
     group.add_argument("--weights", help="local .safetensors file or folder; default: Hugging Face hub")
     group.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
     group.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch (32)")
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=evaluate.calibrate)
 
     gallery.register(sub, common, model_opts)
+    train.register(sub, common, model_opts)
     return parser
 
 

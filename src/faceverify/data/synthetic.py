@@ -78,7 +78,9 @@ def render(traits: Traits, rng: np.random.Generator, size: int = 64) -> Image.Im
     _draw_face(ImageDraw.Draw(canvas), traits, big)
     angle, scale = rng.normal(0, 8), rng.uniform(0.9, 1.1)
     shift = rng.normal(0, 0.04 * big, 2)
-    canvas = canvas.rotate(angle, resample=Image.BICUBIC, translate=tuple(shift), fillcolor=background)
+    canvas = canvas.rotate(
+        angle, resample=Image.Resampling.BICUBIC, translate=tuple(shift), fillcolor=background
+    )
     if scale < 1:  # zoom out: surround with background, then shrink
         pad = int(big * (1 / scale - 1) / 2)
         framed = Image.new("RGB", (big + 2 * pad, big + 2 * pad), background)
@@ -87,7 +89,7 @@ def render(traits: Traits, rng: np.random.Generator, size: int = 64) -> Image.Im
     else:  # zoom in: keep the centre
         crop = big * (1 - 1 / scale) / 2
     side = canvas.width
-    canvas = canvas.resize((size, size), Image.BICUBIC, box=(crop, crop, side - crop, side - crop))
+    canvas = canvas.resize((size, size), Image.Resampling.BICUBIC, box=(crop, crop, side - crop, side - crop))
     pixels = np.asarray(canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.6))), dtype=np.float32)
     return Image.fromarray(_light(pixels, rng))
 
@@ -185,12 +187,18 @@ def _verification(root: Path, rng: np.random.Generator, people: int, per_person:
             render(traits, rng, size).save(root / name, quality=92)
         files.append(names)
     lines = []
+    impostors: set[frozenset[str]] = set()
     for person, names in enumerate(files):
         lines += [f"{a} {b} 1" for i, a in enumerate(names) for b in names[i + 1 :]]
         others = [p for p in range(people) if p != person]
         for a in names:
-            other = files[int(rng.choice(others))]
-            lines.append(f"{a} {other[int(rng.integers(len(other)))]} 0")
+            for _ in range(10):  # a fresh impostor pair; give up after a few repeats
+                other = files[int(rng.choice(others))]
+                b = other[int(rng.integers(len(other)))]
+                if frozenset((a, b)) not in impostors:
+                    impostors.add(frozenset((a, b)))
+                    lines.append(f"{a} {b} 0")
+                    break
     order = rng.permutation(len(lines))
     val = [lines[i] for i in order]
     (root / "verification_pairs_val.txt").write_text("\n".join(val) + "\n")

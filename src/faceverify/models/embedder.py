@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from faceverify.models.neck import feature_width
 from faceverify.preprocess import PreprocessConfig
 
 #: The course's fixed threshold, used only when a model carries no calibrated one.
@@ -51,9 +52,7 @@ class EmbeddingModel(nn.Module):
         self.weights_file = weights_file
         self.threshold = threshold
         self.channels_last = channels_last
-        # Models whose head has a hidden layer (VGG, MobileNetV3) output that layer's width.
-        width: Any = getattr(backbone, "head_hidden_size", None) or backbone.num_features
-        self.embedding_dim = int(width)
+        self.embedding_dim = feature_width(backbone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed ``[N, 3, H, W]`` input to ``[N, D]`` pooled features."""

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from faceverify.device import DeviceLike, resolve_device
 from faceverify.errors import ConfigError, ModelError
 from faceverify.models.embedder import EmbeddingModel
 from faceverify.models.registry import DEFAULT_MODEL
-from faceverify.models.weights import WeightsLike, WeightsPlan, load_into, plan_weights, read_state_dict
+from faceverify.models.weights import (
+    RANDOM,
+    WeightsLike,
+    WeightsPlan,
+    load_into,
+    plan_weights,
+    read_state_dict,
+)
 from faceverify.preprocess import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -30,6 +38,7 @@ def build_model(
     threshold: float | None = None,
     channels_last: bool = True,
     cache_dir: str | None = None,
+    model_args: dict[str, Any] | None = None,
 ) -> EmbeddingModel:
     """Build a face-embedding model: a pretrained CNN without its classification layer.
 
@@ -54,6 +63,7 @@ def build_model(
             ``faceverify calibrate`` for these weights and preprocessing, else 0.5.
         channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
         cache_dir: Hugging Face cache folder; None uses the standard one.
+        model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
 
     Returns:
         An :class:`EmbeddingModel` in eval mode on the chosen device.
@@ -68,10 +78,14 @@ def build_model(
     import torch
 
     target = resolve_device(device)
-    plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
-    backbone = _create_backbone(plan)
-    if plan.file is not None:
-        load_into(backbone, read_state_dict(plan.file), source=plan.source)
+    checkpoint = _training_checkpoint(weights)
+    if checkpoint is not None:
+        backbone, plan = _from_checkpoint(checkpoint, Path(str(weights)), name)
+    else:
+        plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
+        backbone = _create_backbone(plan, model_args or {})
+        if plan.file is not None:
+            load_into(backbone, read_state_dict(plan.file), source=plan.source)
     base = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
     contract = base.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
     model = EmbeddingModel(
@@ -92,10 +106,42 @@ def build_model(
     return model
 
 
-def _create_backbone(plan: WeightsPlan) -> torch.nn.Module:
+def _training_checkpoint(weights: WeightsLike) -> dict[str, Any] | None:
+    """The state of a faceverify training checkpoint, if ``weights`` is one."""
+    if weights is None or weights == RANDOM:
+        return None
+    from faceverify.train.checkpoint import SUFFIXES, load_checkpoint
+
+    path = Path(weights).expanduser()
+    if path.suffix not in SUFFIXES or not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path)
+    except ModelError:
+        return None  # a plain PyTorch checkpoint: the state-dict path loads it
+
+
+def _from_checkpoint(
+    state: dict[str, Any], path: Path, name: str | None
+) -> tuple[torch.nn.Module, WeightsPlan]:
+    from faceverify.train.checkpoint import embedder_from_checkpoint
+
+    architecture = state["architecture"]
+    if name is not None and name.split(".")[0] != architecture.split(".")[0]:
+        raise ModelError(
+            f"checkpoint '{path}' holds a {architecture!r} model, not {name!r}; drop --model "
+            "(a checkpoint names its own architecture)"
+        )
+    plan = WeightsPlan(
+        model_name=architecture, pretrained_cfg=None, file=path.resolve(), source=str(path.resolve())
+    )
+    return embedder_from_checkpoint(state), plan
+
+
+def _create_backbone(plan: WeightsPlan, extra: dict[str, Any]) -> torch.nn.Module:
     import timm
 
-    args = {k: v for k, v in plan.model_args.items() if k != "num_classes"}
+    args = {k: v for k, v in {**plan.model_args, **extra}.items() if k != "num_classes"}
     try:
         return timm.create_model(
             plan.model_name, pretrained=False, num_classes=0, pretrained_cfg=plan.pretrained_cfg, **args

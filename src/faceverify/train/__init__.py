@@ -1,0 +1,1 @@
+"""Training face-embedding CNNs by identity classification."""

@@ -1,0 +1,222 @@
+"""Training configuration: typed dataclasses, read from YAML plus ``key=value`` overrides.
+
+Unknown keys are errors that list the valid ones, values are checked against the field
+types, and the resolved configuration is written into every run folder and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceverify.errors import ConfigError
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (validation images only get the model's contract)."""
+
+    random_resized_crop: tuple[float, float] | None = (0.8, 1.0)  # area range; None: off
+    hflip: float = 0.5  # probability
+    color_jitter: float = 0.2  # brightness/contrast/saturation strength; 0: off
+
+
+@dataclass
+class DataConfig:
+    root: str = "."  # the folders and files below are relative to it
+    train_dir: str = "classification_train"
+    val_dir: str | None = "classification_val"
+    pairs: str | None = "verification_pairs_val.txt"  # verification AUC every epoch
+    workers: int = 2
+    pin_memory: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "face_resnet"  # any timm name; face_resnet is the course's ResNet
+    weights: str | None = "random"  # None: ImageNet weights from the hub (transfer learning)
+    args: dict[str, Any] = field(default_factory=dict)  # architecture arguments, e.g. {width: 32}
+    input_size: int | None = None  # None: the architecture's (64 for face_resnet)
+    embedding_dim: int | None = None  # add a Linear+BatchNorm neck to this size
+
+
+@dataclass
+class LossConfig:
+    head: str = "softmax"  # softmax (cross-entropy), arcface or cosface
+    label_smoothing: float = 0.0
+    scale: float = 30.0  # arcface/cosface logit scale
+    margin: float | None = None  # None: 0.5 for arcface, 0.35 for cosface
+    center_weight: float = 0.0  # λ of center loss; 0 turns it off
+    center_lr: float = 0.5  # the centres' own learning rate
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd (with Nesterov momentum) or adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    clip_grad: float | None = None  # max gradient norm
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # cosine, step, plateau or none
+    warmup_epochs: int = 0
+    step_epochs: int = 10  # step: decay every N epochs
+    gamma: float = 0.1  # step/plateau: multiply the rate by this
+    patience: int = 2  # plateau: epochs without a better validation AUC
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    epochs: int = 10
+    batch_size: int = 128  # per process
+    precision: str = "auto"  # auto (fp16 on CUDA, bf16 where supported, else fp32), fp32, bf16, fp16
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model (worth it for long GPU runs)
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs/face"  # the run folder
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("loss.head", self.loss.head, ("softmax", "arcface", "cosface"))
+        _choice("optim.name", self.optim.name, ("sgd", "adamw"))
+        _choice("schedule.name", self.schedule.name, ("cosine", "step", "plateau", "none"))
+        _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
+            if value < 1:
+                raise ConfigError(f"{name} {value!r} must be at least 1")
+        if self.optim.lr <= 0:
+            raise ConfigError(f"optim.lr {self.optim.lr!r} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML file (if any) and apply ``section.key=value`` overrides."""
+    import yaml
+
+    data = load_raw(Path(path)) if path is not None else {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=0.05)")
+        _set_path(data, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
+    return build(TrainConfig, data, "")
+
+
+def load_raw(file: Path) -> dict[str, Any]:
+    """A YAML config as plain data; ``base: other.yaml`` (relative to it) supplies defaults."""
+    import yaml
+
+    if not file.is_file():
+        raise ConfigError(f"config file '{file}' not found")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{file}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{file}' must hold a mapping of settings")
+    base = data.pop("base", None)
+    return _merge(load_raw(file.parent / str(base)), data) if base is not None else data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "args"
+        merged[key] = _merge(merged[key], value) if both_maps else value
+    return merged
+
+
+def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Construct a config dataclass from plain data, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = prefix.rstrip(".") or "the config"
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} in {where}; valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _convert(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, f"{where}.")  # type: ignore[arg-type]
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where} cannot be empty")
+    for option in options:
+        converted = _as(option, value)
+        if converted is not _NO:
+            return converted
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    raise ConfigError(f"{where} = {value!r} must be {names}")
+
+
+_NO = object()
+
+
+def _as(option: Any, value: Any) -> Any:
+    origin = typing.get_origin(option) or option
+    if origin is bool:
+        return value if isinstance(value, bool) else _NO
+    if origin is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if origin is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NO
+    if origin is str:
+        return value if isinstance(value, str) else _NO
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _NO
+    if origin is tuple:
+        items = typing.get_args(option)
+        if isinstance(value, (list, tuple)) and len(value) == len(items):
+            parts = [_as(t, v) for t, v in zip(items, value)]
+            return _NO if any(p is _NO for p in parts) else tuple(parts)
+        return _NO
+    return _NO
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{what} {value!r} is not supported; valid: {', '.join(valid)}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

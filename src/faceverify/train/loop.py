@@ -1,0 +1,327 @@
+"""The training loop: classify identities, keep the penultimate layer as the embedding.
+
+One code path for every set-up: precision is an autocast dtype plus a gradient scaler
+that is a no-op unless fp16 is used; distribution is a ``DistributedSampler`` that is a
+plain shuffle in a world of one, and DDP wrapping only when torchrun started several
+processes. Every epoch is seeded from (seed, epoch, rank), so an interrupted run resumed
+from its checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from faceverify.errors import ConfigError
+from faceverify.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from faceverify.train.config import TrainConfig
+from faceverify.train.data import IdentityFolder, collate
+from faceverify.train.distributed import Distributed, start
+from faceverify.train.heads import CenterLoss, ClassifierHead
+from faceverify.train.logbook import Logbook
+from faceverify.train.setup import build_embedder, make_optimizers, precision, train_transform
+
+log = logging.getLogger(__name__)
+
+
+class TrainNet(nn.Module):
+    """Embedder, classifier head and center loss as one module, so DDP syncs them all."""
+
+    def __init__(self, embedder: nn.Module, head: ClassifierHead, center: CenterLoss | None) -> None:
+        super().__init__()
+        self.embedder, self.head, self.center = embedder, head, center
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        embeddings = self.embedder(x)
+        logits, plain = self.head(embeddings, labels)
+        center = self.center(embeddings, labels) if self.center is not None else None
+        return logits, plain, center
+
+
+def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the last epoch's metrics."""
+    world = start(config.device)
+    try:
+        return Trainer(config, world, resume).fit()
+    finally:
+        world.close()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, world: Distributed, resume: str | Path | None) -> None:
+        self.config, self.world = config, world
+        self.out = Path(config.out)
+        _seed(config.seed, 0, world.rank)
+        self.model, self.contract, self.architecture = build_embedder(config)
+        root = Path(config.data.root)
+        self.train_set = IdentityFolder(root / config.data.train_dir, train_transform(config, self.contract))
+        self.classes = self.train_set.classes
+        self.val_set = (
+            IdentityFolder(root / config.data.val_dir, self.contract, classes=self.classes)
+            if config.data.val_dir and world.main
+            else None
+        )
+        self.pairs = self._read_pairs(root) if world.main else None
+        dim = self.model.num_features
+        head = ClassifierHead(
+            config.loss.head, dim, len(self.classes), scale=config.loss.scale, margin=config.loss.margin
+        )
+        center = CenterLoss(len(self.classes), dim) if config.loss.center_weight > 0 else None
+        self.net = TrainNet(self.model, head, center).to(world.device)
+        if config.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.optimizer, self.center_optimizer, self.scheduler = make_optimizers(config, self.net)
+        self.autocast_dtype, scaled = precision(config.precision, world.device)
+        self.scaler = torch.amp.GradScaler(world.device.type, enabled=scaled)
+        self.sampler: DistributedSampler[Any] = DistributedSampler(
+            self.train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed
+        )
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            num_workers=config.data.workers,
+            pin_memory=config.data.pin_memory and world.device.type == "cuda",
+            collate_fn=collate,
+            drop_last=len(self.train_set)
+            > config.batch_size * world.world_size,  # BatchNorm dislikes a batch of 1
+            persistent_workers=config.data.workers > 0,
+        )
+        self.runner: nn.Module = self.net
+        if config.compile:
+            self.runner = torch.compile(self.runner)  # type: ignore[assignment]
+        if world.active:
+            ids = [world.device.index] if world.device.type == "cuda" else None
+            self.runner = nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
+        self.start_epoch, self.best = 0, -float("inf")
+        if resume is not None:
+            self._resume(Path(resume))
+        self.logbook = Logbook(self.out, config) if world.main else None
+
+    def _read_pairs(self, root: Path) -> Any:
+        if not self.config.data.pairs:
+            return None
+        from faceverify.evaluate.pairs import read_pairs
+
+        pairs = read_pairs(root / self.config.data.pairs, root)
+        for problem in pairs.problems[:10]:
+            log.warning("validation pairs: skipped %s", problem)
+        return pairs
+
+    def fit(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, self.config.epochs):
+            _seed(self.config.seed, epoch, self.world.rank)
+            self.sampler.set_epoch(epoch)
+            metrics = {"epoch": epoch, **self._train_epoch(epoch), **self._validate()}
+            metrics = self.world.broadcast(metrics)
+            self._step_schedule(metrics)
+            if self.world.main:
+                self._save(epoch, metrics)
+            self.world.barrier()
+        if self.logbook is not None:
+            self.logbook.close()
+        return metrics
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.net.train()
+        config, device = self.config, self.world.device
+        total_loss = correct = seen = skipped = 0.0
+        started = time.perf_counter()
+        bar = _progress(
+            self.world.main, len(self.loader) * config.batch_size, f"epoch {epoch + 1}/{config.epochs}"
+        )
+        for images, labels, bad in self.loader:
+            skipped += bad
+            if labels.numel() == 0:
+                continue
+            images = images.to(device, non_blocking=True)
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            loss, plain = self._step(images, labels)
+            total_loss += loss * labels.numel()
+            correct += float((plain.argmax(dim=1) == labels).sum())
+            seen += labels.numel()
+            bar.update(labels.numel())
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        seconds = time.perf_counter() - started
+        seen_all = self.world.mean(seen) * self.world.world_size
+        return {
+            "train_loss": self.world.mean(total_loss / max(seen, 1)),
+            "train_acc": self.world.mean(correct / max(seen, 1)),
+            "images_per_s": seen_all / seconds,
+            "seconds": seconds,
+            "skipped_images": int(self.world.mean(skipped) * self.world.world_size),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+        config = self.config
+        with torch.autocast(
+            self.world.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            logits, plain, center = self.runner(images, labels)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.loss.label_smoothing)
+        total = loss if center is None else loss + config.loss.center_weight * center
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.center_optimizer is not None:
+            self.center_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if config.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            nn.utils.clip_grad_norm_(params, config.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        if self.center_optimizer is not None and self.net.center is not None:
+            # centres move at their own rate whatever λ is: undo λ in their gradient
+            self.scaler.unscale_(self.center_optimizer)
+            grad = self.net.center.centers.grad
+            if grad is not None:
+                grad.div_(config.loss.center_weight)
+            self.scaler.step(self.center_optimizer)
+        self.scaler.update()
+        return float(loss.detach()), plain.detach()
+
+    @torch.inference_mode()
+    def _validate(self) -> dict[str, Any]:
+        if not self.world.main:
+            return {}
+        self.net.eval()
+        result: dict[str, Any] = {}
+        if self.val_set is not None:
+            result["val_acc"] = self._val_accuracy()
+        if self.pairs is not None:
+            result.update(self._val_verification())
+        self.net.train()
+        return result
+
+    def _val_accuracy(self) -> float:
+        assert self.val_set is not None
+        loader = DataLoader(self.val_set, batch_size=self.config.batch_size, collate_fn=collate)
+        correct = seen = 0
+        for images, labels, _ in loader:
+            if labels.numel() == 0:
+                continue
+            _, plain = self.net.head(self.model(images.to(self.world.device)), labels.to(self.world.device))
+            correct += int((plain.argmax(dim=1).cpu() == labels).sum())
+            seen += labels.numel()
+        return correct / max(seen, 1)
+
+    def _val_verification(self) -> dict[str, Any]:
+        from faceverify.evaluate.metrics import MetricsError, roc_auc, roc_curve
+        from faceverify.evaluate.scoring import score_pairs
+        from faceverify.models.embedder import EmbeddingModel
+
+        probe = EmbeddingModel(
+            self.model,
+            name=self.architecture,
+            preprocess=self.contract,
+            weights_source="training",
+            channels_last=self.config.channels_last,
+        )
+        assert self.pairs is not None
+        scored = score_pairs(probe, self.pairs, batch_size=self.config.batch_size, progress=False)
+        try:
+            return {"val_auc": roc_auc(roc_curve(scored.scores, scored.labels))}
+        except MetricsError as exc:
+            log.warning("validation AUC unavailable: %s", exc)
+            return {}
+
+    def _step_schedule(self, metrics: dict[str, Any]) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(metrics.get("val_auc", metrics.get("val_acc", -metrics["train_loss"])))
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def _save(self, epoch: int, metrics: dict[str, Any]) -> None:
+        assert self.logbook is not None
+        self.logbook.write(metrics)
+        score = metrics.get("val_auc", metrics.get("val_acc", metrics["train_acc"]))
+        improved = score > self.best
+        self.best = max(self.best, score)
+        state = self._state(epoch, metrics)
+        save_checkpoint(self.out / "last.pt", state)
+        if improved:
+            save_checkpoint(self.out / "best.pt", state)
+        log.info("epoch %d: %s%s", epoch + 1, _fmt(metrics), " (best)" if improved else "")
+
+    def _state(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        neck = not isinstance(self.model.neck, nn.Identity)
+        return {
+            "architecture": self.architecture,
+            "model_args": dict(self.config.model.args),
+            "embedding_dim": self.model.num_features,
+            "neck": neck,
+            "preprocess": self.contract.to_dict(),
+            "class_names": self.classes,
+            "head": self.config.loss.head,
+            "epoch": epoch,
+            "metrics": metrics,
+            "best": self.best,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "center_optimizer": self.center_optimizer.state_dict() if self.center_optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def _resume(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        mine = {
+            "architecture": self.architecture,
+            "model_args": dict(self.config.model.args),
+            "embedding_dim": self.model.num_features,
+            "class_names": self.classes,
+            "head": self.config.loss.head,
+        }
+        differs = [k for k, v in mine.items() if state.get(k) != v]
+        if differs:
+            raise ConfigError(
+                f"cannot resume from '{path}': its {', '.join(differs)} differ from this config; "
+                "resume with the run's own config (config.yaml in its folder)"
+            )
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.center_optimizer is not None and state["center_optimizer"] is not None:
+            self.center_optimizer.load_state_dict(state["center_optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
+        log.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
+
+
+def _seed(seed: int, epoch: int, rank: int) -> None:
+    value = seed * 1_000_003 + epoch * 1009 + rank
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _progress(show: bool, total: int, desc: str) -> Any:
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, disable=not (show and sys.stderr.isatty()), leave=False)
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    keys = ("train_loss", "train_acc", "val_acc", "val_auc", "images_per_s")
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)

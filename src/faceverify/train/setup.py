@@ -1,0 +1,110 @@
+"""Building a run's parts from its config: model, transforms, optimizers, precision."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from faceverify.errors import ConfigError
+from faceverify.models.neck import FaceEmbedder
+from faceverify.preprocess import PreprocessConfig
+from faceverify.train.config import TrainConfig
+
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def build_embedder(config: TrainConfig) -> tuple[FaceEmbedder, PreprocessConfig, str]:
+    """The network to train (ImageNet weights or random), its contract and its name."""
+    from faceverify.models.factory import build_model
+
+    base = build_model(
+        config.model.name,
+        weights=config.model.weights,
+        device="cpu",
+        input_size=config.model.input_size,
+        channels_last=False,
+        model_args=config.model.args,
+    )
+    return FaceEmbedder(base.backbone, config.model.embedding_dim), base.preprocess, base.name
+
+
+def train_transform(config: TrainConfig, contract: PreprocessConfig) -> Any:
+    """timm's training transform (crop, flip, colour jitter) ending in the model's contract."""
+    from timm.data import create_transform
+
+    augment = config.data.augment
+    crop = augment.random_resized_crop
+    return create_transform(
+        input_size=(3, *contract.input_size),
+        is_training=True,
+        scale=crop or (1.0, 1.0),
+        ratio=(3 / 4, 4 / 3) if crop else (1.0, 1.0),
+        hflip=augment.hflip,
+        vflip=0.0,
+        color_jitter=augment.color_jitter,
+        interpolation=contract.interpolation,
+        mean=contract.mean,
+        std=contract.std,
+    )
+
+
+def make_optimizers(
+    config: TrainConfig, net: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None, Scheduler | None]:
+    center = getattr(net, "center", None)
+    centers = set(map(id, center.parameters())) if center is not None else set()
+    params = [p for p in net.parameters() if id(p) not in centers]
+    opt = config.optim
+    optimizer: torch.optim.Optimizer
+    if opt.name == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=opt.momentum > 0
+        )
+    else:
+        optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    # the centres: plain SGD at their own rate and no weight decay (it would pull them to 0)
+    center_optimizer = (
+        torch.optim.SGD(center.parameters(), lr=config.loss.center_lr) if center is not None else None
+    )
+    return optimizer, center_optimizer, _schedule(config, optimizer)
+
+
+def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Scheduler | None:
+    s, epochs = config.schedule, config.epochs
+    if s.name == "plateau":
+        if s.warmup_epochs:
+            raise ConfigError("schedule.warmup_epochs works with cosine, step or none, not plateau")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=s.gamma, patience=s.patience
+        )
+
+    def factor(epoch: int) -> float:
+        # the rate for epoch `epoch`: linear warm-up, then the chosen decay
+        if epoch < s.warmup_epochs:
+            return (epoch + 1) / (s.warmup_epochs + 1)
+        if s.name == "cosine":
+            progress = (epoch - s.warmup_epochs) / max(1, epochs - s.warmup_epochs)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if s.name == "step":
+            return s.gamma ** ((epoch - s.warmup_epochs) // s.step_epochs)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a gradient scaler is needed)."""
+    if requested == "auto":
+        if device.type != "cuda":
+            return None, False  # bf16 on CPUs without AMX is slower than fp32: opt in with precision=bf16
+        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+    if requested == "fp32":
+        return None, False
+    if requested == "bf16":
+        return torch.bfloat16, False
+    if device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA GPU, not {device.type}; use bf16 or fp32")
+    return torch.float16, True
