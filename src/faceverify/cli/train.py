@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,12 @@ def train(args: argparse.Namespace) -> int:
     from faceverify.train.loop import train as run
 
     config = load_config(args.config, args.overrides)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if not main_process:
+        logging.getLogger("faceverify").setLevel(logging.ERROR)
     metrics = run(config, resume=args.resume)
-    print(json.dumps(metrics) if args.json else f"{Path(config.out) / 'best.pt'}")
+    if main_process:
+        print(json.dumps(metrics) if args.json else f"{Path(config.out) / 'best.pt'}")
     return EXIT_OK
 
 

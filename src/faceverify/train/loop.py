@@ -107,7 +107,7 @@ class Trainer:
         self.start_epoch, self.best = 0, -float("inf")
         if resume is not None:
             self._resume(Path(resume))
-        self.logbook = Logbook(self.out, config) if world.main else None
+        self.logbook = Logbook(self.out, config, after_epoch=self.start_epoch - 1) if world.main else None
 
     def _read_pairs(self, root: Path) -> Any:
         if not self.config.data.pairs:
@@ -248,7 +248,6 @@ class Trainer:
 
     def _save(self, epoch: int, metrics: dict[str, Any]) -> None:
         assert self.logbook is not None
-        self.logbook.write(metrics)
         score = metrics.get("val_auc", metrics.get("val_acc", metrics["train_acc"]))
         improved = score > self.best
         self.best = max(self.best, score)
@@ -256,6 +255,7 @@ class Trainer:
         save_checkpoint(self.out / "last.pt", state)
         if improved:
             save_checkpoint(self.out / "best.pt", state)
+        self.logbook.write(metrics)  # after the checkpoint: a logged epoch can always be resumed
         log.info("epoch %d: %s%s", epoch + 1, _fmt(metrics), " (best)" if improved else "")
 
     def _state(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
