@@ -115,6 +115,15 @@ class GalleryStore(ABC):
         self.close()
 
 
+def nothing_enrolled(name: str, reasons: list[str]) -> GalleryError:
+    """The error for an enrolment that would leave a new person without faces."""
+    return GalleryError(f"nothing enrolled for {name!r}: {'; '.join(reasons) or 'no images given'}")
+
+
+def unknown_person(name: str, location: str) -> UnknownPersonError:
+    return UnknownPersonError(f"no person named {name!r} in gallery {location}; see `faceverify list`")
+
+
 def check_name(name: str) -> str:
     """A person's name: trimmed, NFC-normalised, 1 to 200 characters, no control characters."""
     if not isinstance(name, str):

@@ -24,6 +24,7 @@ from faceverify.gallery.base import (
     check_match,
     check_name,
     check_vectors,
+    nothing_enrolled,
     same_model,
 )
 from faceverify.paths import data_dir
@@ -174,7 +175,7 @@ class Gallery:
         )
         faces = [Face(vector=v, image_sha256=h, source=s) for v, h, s in zip(vectors, hashes, sources)]
         if not faces:
-            raise GalleryError(f"nothing enrolled for {person!r}: {'; '.join(skipped) or 'no images given'}")
+            raise nothing_enrolled(person, skipped)
         self.store.bind(self._manifest)
         result = self.store.add(person, faces, meta)
         return EnrollResult(name=person, added=result.added, skipped=skipped + result.skipped)

@@ -22,10 +22,11 @@ from faceverify.gallery.base import (
     GalleryStore,
     Match,
     PersonInfo,
-    UnknownPersonError,
     check_vectors,
     encode_meta,
+    nothing_enrolled,
     same_model,
+    unknown_person,
 )
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
@@ -144,9 +145,7 @@ class PostgresStore(GalleryStore):
                 else:
                     result.added += 1
             if created and result.added == 0:
-                raise GalleryError(
-                    f"nothing enrolled for {name!r}: {'; '.join(result.skipped) or 'no images given'}"
-                )
+                raise nothing_enrolled(name, result.skipped)
         return result
 
     @staticmethod
@@ -164,9 +163,7 @@ class PostgresStore(GalleryStore):
                 "SELECT id FROM faceverify_people WHERE name = %s FOR UPDATE", (name,)
             ).fetchone()
             if row is None:
-                raise UnknownPersonError(
-                    f"no person named {name!r} in gallery {self.location}; see `faceverify list`"
-                )
+                raise unknown_person(name, self.location)
             count = db.execute("DELETE FROM faceverify_faces WHERE person_id = %s", (row[0],)).rowcount
             db.execute("DELETE FROM faceverify_people WHERE id = %s", (row[0],))
         return int(count)
@@ -191,9 +188,7 @@ class PostgresStore(GalleryStore):
                     (name,),
                 ).fetchall()
         if not rows:
-            raise UnknownPersonError(
-                f"no person named {name!r} in gallery {self.location}; see `faceverify list`"
-            )
+            raise unknown_person(name, self.location)
         return [(r[0], r[1], _as_array(r[2])) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:

@@ -28,10 +28,11 @@ from faceverify.gallery.base import (
     GalleryStore,
     Match,
     PersonInfo,
-    UnknownPersonError,
     check_vectors,
     encode_meta,
+    nothing_enrolled,
     same_model,
+    unknown_person,
 )
 from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
 from faceverify.gallery.index import top_k as top_positions
@@ -170,8 +171,7 @@ class SQLiteStore(GalleryStore):
                 )
                 result.added += 1
             if created and result.added == 0:
-                reasons = "; ".join(result.skipped) or "no images given"
-                raise GalleryError(f"nothing enrolled for {name!r}: {reasons}")
+                raise nothing_enrolled(name, result.skipped)
         return result
 
     @staticmethod
@@ -191,9 +191,7 @@ class SQLiteStore(GalleryStore):
         with self._write() as db:
             row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             if row is None:
-                raise UnknownPersonError(
-                    f"no person named {name!r} in gallery '{self.folder}'; see `faceverify list`"
-                )
+                raise unknown_person(name, f"'{self.folder}'")
             count = db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],)).rowcount
             db.execute("DELETE FROM people WHERE id = ?", (row[0],))
         return int(count)
@@ -214,9 +212,7 @@ class SQLiteStore(GalleryStore):
                 (name,),
             ).fetchall()
         if not rows:
-            raise UnknownPersonError(
-                f"no person named {name!r} in gallery '{self.folder}'; see `faceverify list`"
-            )
+            raise unknown_person(name, f"'{self.folder}'")
         return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
