@@ -50,6 +50,8 @@ def test_training_raises_verification_auc_on_unseen_people(
     assert "loss:" in (run / "config.yaml").read_text()
     model = fv.build_model(weights=run / "best.pt", device="cpu")
     assert (model.name, model.embedding_dim, model.preprocess.input_size) == ("face_resnet", 128, (32, 32))
+    with pytest.raises(fv.ModelError, match="holds a 'face_resnet' model, not 'resnet18'"):
+        fv.build_model("resnet18", weights=run / "best.pt", device="cpu")
     state = load_checkpoint(run / "best.pt")
     assert state["class_names"][:2] == ["id00000", "id00001"]
     assert state["metrics"]["val_auc"] == max(m["val_auc"] for m in history)
@@ -134,10 +136,19 @@ def test_resuming_with_another_config_is_refused(fast: list[str], tmp_path: Path
         )
 
 
-# bf16 is emulated (slow) on CPUs without AVX-512/AMX: one head runs it, the other fp32
-@pytest.mark.parametrize(("head", "precision"), [("arcface", "bf16"), ("cosface", "fp32")])
-def test_mixed_precision_and_margin_heads_train(fast: list[str], head: str, precision: str) -> None:
-    settings = ["epochs=1", f"precision={precision}", f"loss.head={head}", "model.embedding_dim=64"]
+# bf16 is emulated (slow) on CPUs without AVX-512/AMX: one head runs it, the other fp32;
+# each run also takes another optimizer/schedule path
+@pytest.mark.parametrize(
+    ("head", "precision", "other"),
+    [
+        ("arcface", "bf16", ["optim.name=adamw", "optim.lr=0.001", "schedule.name=plateau"]),
+        ("cosface", "fp32", ["optim.clip_grad=1.0", "schedule.name=step", "schedule.step_epochs=1"]),
+    ],
+)
+def test_mixed_precision_and_margin_heads_train(
+    fast: list[str], head: str, precision: str, other: list[str]
+) -> None:
+    settings = ["epochs=1", f"precision={precision}", f"loss.head={head}", "model.embedding_dim=64", *other]
     metrics = train(load_config(None, [*fast, *settings]))
     assert np.isfinite(metrics["train_loss"])
     assert 0.0 <= metrics["val_auc"] <= 1.0
