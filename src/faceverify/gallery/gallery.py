@@ -153,6 +153,7 @@ class Gallery:
         is left for a new person, nothing is stored and an error says why.
         """
         from faceverify.embed import embed_images
+        from faceverify.errors import ImageError
         from faceverify.io import describe_source, load_image
 
         person = check_name(name)
@@ -160,9 +161,7 @@ class Gallery:
         for image in images:
             try:
                 pixels = load_image(image)
-            except GalleryError:
-                raise
-            except Exception as exc:  # ImageError: report and carry on with the others
+            except ImageError as exc:  # report it and carry on with the others
                 skipped.append(str(exc))
                 continue
             decoded.append(pixels)
