@@ -12,7 +12,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 
 from faceverify.errors import ConfigError
-from faceverify.preprocess import PreprocessConfig, preprocess_batch
+from faceverify.preprocess import PreprocessConfig
 
 
 def test_contract_equals_the_pretrained_configuration(atto_model: Any) -> None:
@@ -33,7 +33,6 @@ def test_transform_matches_timms_evaluation_transform() -> None:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8))
     expected = create_transform(**data_config, is_training=False)(image)
     assert torch.equal(contract(image), expected)
-    assert preprocess_batch(contract, [image, image]).shape == (2, 3, 224, 224)
 
 
 def test_overrides_take_precedence_and_change_the_fingerprint(atto_model: Any) -> None:

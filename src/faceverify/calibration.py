@@ -127,15 +127,9 @@ def load_calibration(model: EmbeddingModel) -> Calibration | None:
             path,
         )
         return None
-    if calibration.weights_sha256 != _fresh_hash(model):
+    if calibration.weights_sha256 != model.weights_sha256(refresh=True):
         log.warning(
             "ignoring calibrated threshold in %s: the weights have changed since; calibrate again", path
         )
         return None
     return calibration
-
-
-def _fresh_hash(model: EmbeddingModel) -> str:
-    # the file may have been rewritten since the model was built: do not trust a cached hash
-    model.__dict__.pop("_weights_sha256", None)
-    return model.weights_sha256()

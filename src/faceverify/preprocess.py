@@ -131,13 +131,6 @@ class PreprocessConfig:
         return _timm_transform(self)(image)
 
 
-def preprocess_batch(config: PreprocessConfig, images: Sequence[Image.Image]) -> torch.Tensor:
-    """Preprocess several RGB images into one ``[N, 3, H, W]`` tensor."""
-    import torch
-
-    return torch.stack([config(image) for image in images])
-
-
 @functools.lru_cache(maxsize=16)
 def _timm_transform(config: PreprocessConfig) -> Callable[[Image.Image], torch.Tensor]:
     """timm's evaluation transform for a contract, built once (building it is not free)."""

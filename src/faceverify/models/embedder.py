@@ -61,11 +61,12 @@ class EmbeddingModel(nn.Module):
         features: torch.Tensor = self.backbone(x)
         return features
 
-    def weights_sha256(self) -> str:
-        """SHA-256 of the weights file ('' for random weights); computed once."""
+    def weights_sha256(self, *, refresh: bool = False) -> str:
+        """SHA-256 of the weights file ('' for random weights); computed once unless
+        ``refresh`` (the file may have been rewritten since the model was built)."""
         if self.weights_file is None:
             return ""
-        if not hasattr(self, "_weights_sha256"):
+        if refresh or not hasattr(self, "_weights_sha256"):
             digest = hashlib.sha256()
             with self.weights_file.open("rb") as stream:
                 for block in iter(lambda: stream.read(1 << 20), b""):

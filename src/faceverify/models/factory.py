@@ -110,15 +110,10 @@ def _training_checkpoint(weights: WeightsLike) -> dict[str, Any] | None:
     """The state of a faceverify training checkpoint, if ``weights`` is one."""
     if weights is None or weights == RANDOM:
         return None
-    from faceverify.train.checkpoint import SUFFIXES, load_checkpoint
+    from faceverify.train.checkpoint import load_if_checkpoint
 
-    path = Path(weights).expanduser()
-    if path.suffix not in SUFFIXES or not path.is_file():
-        return None
-    try:
-        return load_checkpoint(path)
-    except ModelError:
-        return None  # a plain PyTorch checkpoint: the state-dict path loads it
+    # None for plain PyTorch checkpoints too: the state-dict path loads those
+    return load_if_checkpoint(Path(weights).expanduser())
 
 
 def _from_checkpoint(

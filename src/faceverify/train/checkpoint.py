@@ -41,15 +41,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def is_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a faceverify checkpoint (cheap test first: the suffix)."""
+def load_if_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The state of a faceverify checkpoint at ``path``, or None for any other file."""
     if path.suffix not in SUFFIXES or not path.is_file():
-        return False
+        return None  # the cheap test first: no torch.load for .safetensors and the like
     try:
-        load_checkpoint(path)
+        return load_checkpoint(path)
     except ModelError:
-        return False
-    return True
+        return None
 
 
 def rng_state() -> dict[str, Any]:
