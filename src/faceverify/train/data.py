@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from faceverify.errors import ConfigError, ImageError
-from faceverify.io import IMAGE_SUFFIXES, load_image
+from faceverify.io import iter_image_paths, load_image
 
 Sample = tuple[torch.Tensor, int] | None
 
@@ -45,7 +45,7 @@ class IdentityFolder(Dataset[Sample]):
             )
         self.samples: list[tuple[Path, int]] = []
         for folder in folders:
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = list(iter_image_paths([folder]))
             if not files:
                 raise ConfigError(f"identity folder '{folder}' holds no images; remove it or add images")
             self.samples += [(f, index[folder.name]) for f in files]
