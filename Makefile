@@ -7,16 +7,21 @@ BIN := $(VENV)/bin
 IMAGES ?= ../shared/faces/gallery
 CHECKED := src tests benchmarks
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test test-latest lock install install-test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Locked versions (requirements/lock.txt, made by `make lock`) so that every fresh machine,
+# CI included, installs the same set; pyproject.toml's own ranges stay open for users.
+LOCK := requirements/lock.txt
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c $(LOCK)
+
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(PIP_INSTALL) -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 
 demo: install
 	FACEVERIFY=$(BIN)/faceverify scripts/demo.sh $(IMAGES)
@@ -29,8 +34,25 @@ lint:
 test: install-test lint
 	$(BIN)/pytest
 
+# The same suite against the newest releases pyproject.toml's ranges allow, in its own venv:
+# upstream breakage shows up here first, without blocking a landing (not part of `make test`).
+LATEST_VENV := .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[test]'
+	$(LATEST_VENV)/bin/pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
+	$(LATEST_VENV)/bin/pytest -p no:cacheprovider
+
+# Regenerate the lock from pyproject.toml's ranges and requirements/constraints.in (uv resolves
+# from package metadata alone: seconds, no multi-GB download). Commit the result.
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check 'uv>=0.5'
+	$(BIN)/uv pip compile --quiet pyproject.toml --all-extras --constraint requirements/constraints.in \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    --no-header --annotation-style line --output-file $(LOCK)
+
 bench: install
 	$(BIN)/python benchmarks/embed_throughput.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_VENV) out .pytest_cache .mypy_cache .ruff_cache
