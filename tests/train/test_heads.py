@@ -54,3 +54,26 @@ def test_softmax_head_and_center_loss() -> None:
     assert value.dtype == torch.float32
     assert value.item() == pytest.approx(0.5 * (1.0 + 4.0) / 2)
     assert math.isclose(ClassifierHead("arcface", 4, 2).margin, 0.5)
+
+
+def test_center_loss_gradient_pulls_each_embedding_toward_its_own_centre() -> None:
+    """The mechanism itself, exactly: d/de of ½·mean‖e − c_y‖² is (e − c_y)/N, so a descent
+    step moves every embedding straight toward its own class centre and no other."""
+    torch.manual_seed(0)
+    center = CenterLoss(3, 5)
+    with torch.no_grad():
+        center.centers.copy_(torch.randn(3, 5) * 2)
+    embeddings = torch.randn(6, 5, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    center(embeddings, labels).backward()
+    assert embeddings.grad is not None
+    own = center.centers.detach()[labels]
+    torch.testing.assert_close(embeddings.grad, (embeddings.detach() - own) / 6)
+    stepped = embeddings.detach() - 0.5 * embeddings.grad
+    before = (embeddings.detach() - own).norm(dim=1)
+    after = (stepped - own).norm(dim=1)
+    torch.testing.assert_close(after, before * (1 - 0.5 / 6))  # straight line, fixed fraction
+    # and the centres' own gradient points from the centre to the mean of its members
+    assert center.centers.grad is not None
+    members = embeddings.detach().view(2, 3, 5).sum(dim=0)  # class j at rows j and j + 3
+    torch.testing.assert_close(center.centers.grad, -(members - 2 * center.centers.detach()) / 6)

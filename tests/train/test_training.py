@@ -40,10 +40,12 @@ def test_training_raises_verification_auc_on_unseen_people(
     final = train(load_config(None, [*fast, "epochs=4"]))
     history = _metrics(tmp_path / "run")
     # An untrained CNN already scores ~0.64 here (colour and shape statistics), so the bar
-    # is relative as well as absolute: 4 epochs reach ~0.93 on people never trained on.
-    assert final["val_auc"] >= 0.85
-    assert final["val_auc"] >= before + 0.15
-    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    # is relative as well as absolute. Measured with torch 2.14.1 over seeds 0, 1, 2: final
+    # AUC 0.953, 0.948, 0.891 and last/first epoch loss at most 0.60; the bars sit well below
+    # the worst seed so that another release's or CPU's arithmetic cannot flip the verdict.
+    assert final["val_auc"] >= 0.80
+    assert final["val_auc"] >= before + 0.12
+    assert history[-1]["train_loss"] < 0.75 * history[0]["train_loss"]
     assert [m["epoch"] for m in history] == [0, 1, 2, 3]
     run = tmp_path / "run"
     assert {"config.yaml", "metrics.csv", "last.pt", "best.pt"} <= {p.name for p in run.iterdir()}
@@ -55,30 +57,6 @@ def test_training_raises_verification_auc_on_unseen_people(
     state = load_checkpoint(run / "best.pt")
     assert state["class_names"][:2] == ["id00000", "id00001"]
     assert state["metrics"]["val_auc"] == max(m["val_auc"] for m in history)
-
-
-def _spread(checkpoint: Path, root: Path) -> float:
-    """Within-identity spread over between-identity spread of unit embeddings (lower: tighter)."""
-    model = fv.build_model(weights=checkpoint, device="cpu")
-    files = sorted((root / "classification_train").glob("*/*.jpg"))
-    vectors = fv.compute_embedding(model, files, normalize=True).numpy()
-    names = np.array([f.parent.name for f in files])
-    centroids = {n: vectors[names == n].mean(axis=0) for n in np.unique(names)}
-    units = {n: c / np.linalg.norm(c) for n, c in centroids.items()}
-    within = np.mean([1 - v @ units[n] for v, n in zip(vectors, names)])
-    matrix = np.stack(list(units.values()))
-    between = 1 - (matrix @ matrix.T)[np.triu_indices(len(matrix), 1)].mean()
-    return float(within / between)
-
-
-def test_center_loss_tightens_identity_clusters(fast: list[str], synth_root: Path, tmp_path: Path) -> None:
-    spreads = {}
-    for weight in (0.0, 0.01):
-        out = tmp_path / f"center{weight}"
-        train(load_config(None, [*fast, "epochs=3", f"loss.center_weight={weight}", f"out={out}"]))
-        spreads[weight] = _spread(out / "last.pt", synth_root)
-    # measured 0.228 → 0.182 (-20%); a 10% bar leaves room for other CPUs' arithmetic
-    assert spreads[0.01] < 0.9 * spreads[0.0]
 
 
 def _cli(*args: str) -> list[str]:
@@ -201,3 +179,32 @@ def test_ddp_with_two_gloo_processes_trains_and_checkpoints_once(fast: list[str]
     state = load_checkpoint(out / "last.pt")
     assert state["epoch"] == 0
     assert fv.build_model(weights=out / "best.pt", device="cpu").embedding_dim == 128
+
+
+@pytest.mark.parametrize("weight", [0.01, 1.0])
+def test_centres_move_toward_their_members_at_center_lr_whatever_the_weight(
+    fast: list[str], tmp_path: Path, weight: float
+) -> None:
+    """One real training step: each centre moves by center_lr · (mean of its members − centre)
+    · (members / batch), independent of λ (the loop divides λ out of the centres' gradient)."""
+    from faceverify.train.distributed import Distributed
+    from faceverify.train.loop import Trainer
+
+    lr = 0.3
+    config = load_config(None, [*fast, f"loss.center_weight={weight}", f"loss.center_lr={lr}"])
+    trainer = Trainer(config, Distributed(rank=0, world_size=1, device=torch.device("cpu")), None)
+    images, labels = next(iter(trainer.loader))[:2]
+    center = trainer.net.center
+    assert center is not None
+    before = center.centers.detach().clone()
+    with torch.no_grad():
+        seen = trainer.net.embedder(images)  # what the step will see (batch statistics, same batch)
+    trainer._step(images, labels)
+    expected = before.clone()
+    for label in labels.unique():
+        members = seen[labels == label]
+        expected[label] += lr * (members - before[label]).sum(dim=0) / len(labels)
+    torch.testing.assert_close(center.centers.detach(), expected, rtol=1e-4, atol=1e-6)
+    untouched = torch.ones(len(before), dtype=torch.bool)
+    untouched[labels.unique()] = False
+    assert torch.equal(center.centers.detach()[untouched], before[untouched])
