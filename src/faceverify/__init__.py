@@ -43,7 +43,7 @@ _LAZY = {
     "similarity_matrix": "faceverify.verification",
     "verify": "faceverify.verification",
     "Verification": "faceverify.verification",
-    "load_image": "faceverify.io",
+    "load_image": "faceverify.decode",
     "PreprocessConfig": "faceverify.preprocess",
     "open_gallery": "faceverify.gallery.gallery",
     "Gallery": "faceverify.gallery.gallery",
@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from faceverify.decode import load_image
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.gallery.gallery import Gallery, open_gallery
-    from faceverify.io import load_image
     from faceverify.models.embedder import DEFAULT_THRESHOLD, EmbeddingModel
     from faceverify.models.factory import build_model
     from faceverify.models.registry import DEFAULT_MODEL, list_models

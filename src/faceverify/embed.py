@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceverify.decode import describe_source, load_image
 from faceverify.errors import BatchImageError, ConfigError, ImageError, InputError
-from faceverify.io import describe_source, load_image
 from faceverify.models.embedder import EmbeddingModel
 from faceverify.preprocess import PreprocessConfig
 

@@ -42,8 +42,8 @@ def models(args: argparse.Namespace) -> int:
 def embed(args: argparse.Namespace) -> int:
     """``faceverify embed``: embeddings for files and folders, bad files reported."""
     from faceverify.cli.output import EmbeddingWriter
+    from faceverify.decode import iter_image_paths
     from faceverify.embed import embed_images
-    from faceverify.io import iter_image_paths
 
     writer = EmbeddingWriter(args.out)  # validates --out before any slow work
     paths = [str(p) for p in iter_image_paths(args.inputs)]

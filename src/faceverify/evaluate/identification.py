@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceverify.decode import iter_image_paths
 from faceverify.errors import FaceVerifyError
-from faceverify.io import iter_image_paths
 
 if TYPE_CHECKING:
     from faceverify.models.embedder import EmbeddingModel

@@ -152,9 +152,9 @@ class Gallery:
         Unreadable images and images already enrolled are skipped and reported; if none
         is left for a new person, nothing is stored and an error says why.
         """
+        from faceverify.decode import describe_source, load_image
         from faceverify.embed import embed_images
         from faceverify.errors import ImageError
-        from faceverify.io import describe_source, load_image
 
         person = check_name(name)
         decoded, skipped, hashes, sources = [], [], [], []
