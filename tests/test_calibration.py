@@ -14,8 +14,7 @@ from safetensors.torch import save_file
 
 from faceverify import build_model, verify
 from faceverify.calibration import calibration_path, load_calibration, save_calibration
-from faceverify.errors import ConfigError
-from faceverify.evaluate.metrics import MetricsError
+from faceverify.errors import ConfigError, MetricsError
 from faceverify.evaluate.pairs import read_pairs
 from faceverify.evaluate.run import calibrate
 

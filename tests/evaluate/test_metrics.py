@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc
 
+from faceverify.errors import MetricsError
 from faceverify.evaluate.metrics import (
-    MetricsError,
     best_accuracy_threshold,
     equal_error_rate,
     kfold_accuracy,

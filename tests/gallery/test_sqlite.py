@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceverify.gallery.base import Face, GalleryError
+from faceverify.errors import GalleryError
+from faceverify.gallery.base import Face
 from faceverify.gallery.sqlite import INDEX_NAME, SQLiteStore
 from tests.gallery.conftest import DIM, MANIFEST
 

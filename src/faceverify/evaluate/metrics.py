@@ -13,14 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.errors import FaceVerifyError
+from faceverify.errors import MetricsError
 
 #: Targets reported by default; each needs at least 1/FAR impostor pairs to be measured.
 DEFAULT_FARS = (1e-1, 1e-2, 1e-3, 1e-4)
-
-
-class MetricsError(FaceVerifyError):
-    """Scores and labels from which a metric cannot be computed."""
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceverify.errors import ConfigError, FaceVerifyError
+from faceverify.errors import ConfigError, PairsError
 
 FORMATS = ("auto", "course", "lfw", "csv")
 _CSV_A = ("a", "path_a", "image_a", "img_a", "image1", "img1", "left", "path1")
 _CSV_B = ("b", "path_b", "image_b", "img_b", "image2", "img2", "right", "path2")
 _CSV_LABEL = ("label", "same", "is_same", "target", "match")
-
-
-class PairsError(FaceVerifyError):
-    """A pairs file that cannot be used at all."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify import __version__
-from faceverify.errors import ConfigError
+from faceverify.errors import ConfigError, MetricsError
 from faceverify.evaluate.metrics import (
-    MetricsError,
     equal_error_rate,
     needed_impostors,
     operating_point,

@@ -17,22 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.errors import FaceVerifyError
+from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
 
 MAX_NAME_LENGTH = 200
 MATCH_MODES = ("best", "centroid")
-
-
-class GalleryError(FaceVerifyError):
-    """The gallery cannot do what was asked (storage, consistency, or a wrong input)."""
-
-
-class UnknownPersonError(GalleryError):
-    """The named person is not enrolled."""
-
-
-class ModelMismatchError(GalleryError):
-    """Embeddings from another model than the one the gallery was built with."""
 
 
 @dataclass(frozen=True)

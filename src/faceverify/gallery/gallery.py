@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     Face,
-    GalleryError,
     GalleryStore,
     Match,
     PersonInfo,

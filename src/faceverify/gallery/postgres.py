@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     AddResult,
     Face,
-    GalleryError,
     GalleryStore,
     Match,
     PersonInfo,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from faceverify.errors import ConfigError
+from faceverify.errors import ConfigError, MetricsError
 from faceverify.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
@@ -221,7 +221,7 @@ class Trainer:
         return correct / max(seen, 1)
 
     def _val_verification(self) -> dict[str, Any]:
-        from faceverify.evaluate.metrics import MetricsError, roc_auc, roc_curve
+        from faceverify.evaluate.metrics import roc_auc, roc_curve
         from faceverify.evaluate.scoring import score_pairs
         from faceverify.models.embedder import EmbeddingModel
 
