@@ -58,7 +58,7 @@ def test_round_trip_through_dict_and_unknown_keys_rejected(atto_model: Any) -> N
     [
         ({"input_size": 8}, "too small; use at least 32"),
         ({"crop_pct": 1.5}, r"crop_pct 1.5 is out of range"),
-        ({"interpolation": "cubic"}, "valid options: bicubic, bilinear"),
+        ({"interpolation": "cubic"}, "interpolation 'cubic' is unknown; valid: bicubic, bilinear"),
         ({"input_size": (1, 2, 3, 4)}, "not understood"),
     ],
 )

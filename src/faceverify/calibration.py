@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify import __version__
 from faceverify.errors import ConfigError
-from faceverify.paths import atomic_write_text, data_dir
+from faceverify.paths import atomic_write_text, data_dir, timestamp
 
 if TYPE_CHECKING:
     from faceverify.models.embedder import EmbeddingModel
@@ -83,7 +82,7 @@ def new_calibration(
         weights=model.weights_source,
         weights_sha256=model.weights_sha256(),
         preprocess_fingerprint=model.preprocess.fingerprint(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        created=timestamp(),
     )
 
 

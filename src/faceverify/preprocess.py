@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from faceverify.checks import check_choice
 from faceverify.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,8 +53,8 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         _check_size(self.input_size)
-        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        _check_choice("crop_mode", self.crop_mode, CROP_MODES)
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("crop_mode", self.crop_mode, CROP_MODES)
         if not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct {self.crop_pct!r} is out of range; use a value in (0, 1]")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -157,11 +158,6 @@ def _check_size(size: tuple[int, int]) -> None:
             f"input size {size!r} is too small; use at least {MIN_INPUT_SIDE} pixels per side "
             "(112 suits small face crops, 224 is the ImageNet default)"
         )
-
-
-def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{what} {value!r} is not supported; valid options: {', '.join(valid)}")
 
 
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 
-from faceverify.errors import ConfigError, InputError
+from faceverify.checks import check_threshold
+from faceverify.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -113,9 +114,7 @@ def _resolve_threshold(threshold: float | None, model: EmbeddingModel | None) ->
 
     if threshold is None:
         return model.default_threshold if model is not None else DEFAULT_THRESHOLD
-    if not -1.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"threshold {threshold!r} is not a cosine similarity; use a value in [-1, 1]")
-    return float(threshold)
+    return check_threshold(threshold)
 
 
 def _as_embedding(value: Any, model: EmbeddingModel | None, which: str) -> np.ndarray:

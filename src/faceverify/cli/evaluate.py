@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from faceverify.cli.commands import build_from_args
 from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
 from faceverify.errors import ConfigError
+from faceverify.evaluate.report import log_problems
 
 if TYPE_CHECKING:
     from faceverify.evaluate.pairs import PairSet
 
 log = logging.getLogger("faceverify.cli")
-SHOWN_PROBLEMS = 10
 
 
 def add_pairs_options(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=progress,
     )
-    _log_problems(report["problems"])
+    log_problems(log, report["problems"], where="all are in the JSON report")
     if args.report:
         scores, labels = (scored.scores, scored.labels) if scored is not None else (None, None)
         files = write_report(args.report, report, scores=scores, labels=labels)
@@ -82,7 +82,7 @@ def calibrate(args: argparse.Namespace) -> int:
     calibration, problems = run(
         model, pairs, far=far, batch_size=args.batch_size, progress=False if args.quiet else None
     )
-    _log_problems(problems)
+    log_problems(log, problems)
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
     else:
@@ -94,10 +94,3 @@ def calibrate(args: argparse.Namespace) -> int:
         path = save_calibration(model, calibration)
         log.info("stored in %s; verify, evaluate and identification now use it for this model", path)
     return EXIT_PARTIAL if problems else EXIT_OK
-
-
-def _log_problems(problems: list[str]) -> None:
-    for problem in problems[:SHOWN_PROBLEMS]:
-        log.warning("skipped %s", problem)
-    if len(problems) > SHOWN_PROBLEMS:
-        log.warning("... and %d more problems (all are in the JSON report)", len(problems) - SHOWN_PROBLEMS)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from faceverify import __version__
 from faceverify.errors import ConfigError
+from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult
@@ -59,7 +59,7 @@ def metadata(
     """The sidecar that travels with an embeddings file."""
     return {
         "faceverify_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": timestamp(),
         "file": file,
         **model.describe(),
         "normalized": normalized,

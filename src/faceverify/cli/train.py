@@ -49,13 +49,13 @@ def train(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     """One cosine score per pair (labels optional), for submission files or analysis."""
     from faceverify.evaluate.pairs import read_pairs
+    from faceverify.evaluate.report import log_problems
     from faceverify.evaluate.scoring import score_pairs
 
     pairs = read_pairs(args.pairs, args.root, format=args.format)
     model = build_from_args(args)
     scored = score_pairs(model, pairs, batch_size=args.batch_size, progress=False if args.quiet else None)
-    for problem in scored.problems[:10]:
-        log.warning("skipped %s", problem)
+    log_problems(log, scored.problems)
     rows = _rows(scored, Path(args.root))
     if args.out:
         with open(args.out, "w", newline="", encoding="utf-8") as stream:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from faceverify.evaluate.metrics import (
 )
 from faceverify.evaluate.pairs import PairSet, read_pairs
 from faceverify.evaluate.scoring import ScoredPairs, score_pairs
+from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
     from faceverify.calibration import Calibration
@@ -51,7 +51,7 @@ def evaluate(
     )
     report: dict[str, Any] = {
         "faceverify_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": timestamp(),
         "model": model.describe(),
         "threshold": {"value": chosen, "source": source},
         "problems": [],

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.checks import check_choice
 from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
 
 MAX_NAME_LENGTH = 200
@@ -127,9 +128,7 @@ def check_name(name: str) -> str:
 
 
 def check_match(match: str) -> str:
-    if match not in MATCH_MODES:
-        raise GalleryError(f"match mode {match!r} is unknown; valid: {', '.join(MATCH_MODES)}")
-    return match
+    return check_choice("match mode", match, MATCH_MODES, error=GalleryError)
 
 
 def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:

@@ -28,10 +28,10 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
+from faceverify.gallery.index import HNSW_EF_SEARCH
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
-HNSW_EF_SEARCH = 128
 
 
 class PostgresStore(GalleryStore):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from faceverify.gallery.base import (
 )
 from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
 from faceverify.gallery.index import top_k as top_positions
+from faceverify.paths import timestamp
 
 DB_NAME = "gallery.db"
 INDEX_NAME = "hnsw.faiss"
@@ -167,7 +167,7 @@ class SQLiteStore(GalleryStore):
                 db.execute(
                     "INSERT INTO faces (person_id, image_sha256, source, vector, created) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), _now()),
+                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), timestamp()),
                 )
                 result.added += 1
             if created and result.added == 0:
@@ -179,7 +179,8 @@ class SQLiteStore(GalleryStore):
         row = db.execute("SELECT id, meta FROM people WHERE name = ?", (name,)).fetchone()
         if row is None:
             cursor = db.execute(
-                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)", (name, encode_meta(meta), _now())
+                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)",
+                (name, encode_meta(meta), timestamp()),
             )
             return int(cursor.lastrowid or 0), True
         if meta:
@@ -319,7 +320,3 @@ def _first_per_owner(
             if len(matches) == top_k:
                 break
     return matches
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceverify.checks import check_threshold
 from faceverify.device import DeviceLike, resolve_device
-from faceverify.errors import ConfigError, ModelError
+from faceverify.errors import ModelError
 from faceverify.models.embedder import EmbeddingModel
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.models.weights import (
@@ -94,7 +95,7 @@ def build_model(
         preprocess=contract,
         weights_source=plan.source,
         weights_file=plan.file,
-        threshold=_checked_threshold(threshold),
+        threshold=None if threshold is None else check_threshold(threshold),
         channels_last=channels_last,
     )
     if threshold is None:
@@ -158,9 +159,3 @@ def _load_calibrated_threshold(model: EmbeddingModel) -> None:
     if calibration is not None:
         model.threshold = calibration.threshold
         log.info("using the calibrated %s", calibration.describe())
-
-
-def _checked_threshold(threshold: float | None) -> float | None:
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold {threshold!r} is not a cosine similarity; use a value in [-1, 1]")
-    return threshold

@@ -113,10 +113,10 @@ class Trainer:
         if not self.config.data.pairs:
             return None
         from faceverify.evaluate.pairs import read_pairs
+        from faceverify.evaluate.report import log_problems
 
         pairs = read_pairs(root / self.config.data.pairs, root)
-        for problem in pairs.problems[:10]:
-            log.warning("validation pairs: skipped %s", problem)
+        log_problems(log, pairs.problems, context="validation pairs: ")
         return pairs
 
     def fit(self) -> dict[str, Any]:
