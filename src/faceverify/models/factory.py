@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_threshold
 from faceverify.device import DeviceLike, resolve_device
 from faceverify.errors import ModelError
+from faceverify.models.checkpoint import load_if_checkpoint, network_from_checkpoint
 from faceverify.models.embedder import EmbeddingModel
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.models.weights import (
@@ -75,26 +77,17 @@ def build_model(
             the message says how to supply them.
         DeviceError: the requested device does not exist here.
     """
-    import timm
     import torch
 
     target = resolve_device(device)
-    checkpoint = _training_checkpoint(weights)
-    if checkpoint is not None:
-        backbone, plan = _from_checkpoint(checkpoint, Path(str(weights)), name)
-    else:
-        plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
-        backbone = _create_backbone(plan, model_args or {})
-        if plan.file is not None:
-            load_into(backbone, read_state_dict(plan.file), source=plan.source)
-    base = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
-    contract = base.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
+    loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
+    contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
     model = EmbeddingModel(
-        backbone,
-        name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
+        loaded.network,
+        name=loaded.name,
         preprocess=contract,
-        weights_source=plan.source,
-        weights_file=plan.file,
+        weights_source=loaded.source,
+        weights_file=loaded.file,
         threshold=None if threshold is None else check_threshold(threshold),
         channels_last=channels_last,
     )
@@ -103,35 +96,77 @@ def build_model(
     model.eval().to(target)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, plan.source, target)
+    log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
     return model
+
+
+@dataclass(frozen=True)
+class LoadedNetwork:
+    """A headless network with its weights, on the CPU, and what artifacts record of it.
+
+    Attributes:
+        network: the module mapping model-ready input to pooled features.
+        name: the model name artifacts record (e.g. ``convnext_atto.d2_in1k``).
+        contract: the preprocessing contract of the weights, before any user override.
+        source: where the weights came from (hub repo, path, or ``random``).
+        file: the weights file; None for random weights.
+    """
+
+    network: torch.nn.Module
+    name: str
+    contract: PreprocessConfig
+    source: str
+    file: Path | None
+
+
+def load_network(
+    name: str | None = None,
+    *,
+    weights: WeightsLike = None,
+    cache_dir: str | None = None,
+    model_args: dict[str, Any] | None = None,
+) -> LoadedNetwork:
+    """The network ``name`` with ``weights`` loaded (see :func:`build_model` for both).
+
+    A faceverify training checkpoint as ``weights`` names its own architecture, neck and
+    contract; any other source is planned by :func:`~faceverify.models.weights.plan_weights`.
+    """
+    import timm
+
+    checkpoint = _training_checkpoint(weights)
+    if checkpoint is not None:
+        return _from_checkpoint(checkpoint, Path(str(weights)), name)
+    plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
+    backbone = _create_backbone(plan, model_args or {})
+    if plan.file is not None:
+        load_into(backbone, read_state_dict(plan.file), source=plan.source)
+    return LoadedNetwork(
+        network=backbone,
+        name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
+        contract=PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone)),
+        source=plan.source,
+        file=plan.file,
+    )
 
 
 def _training_checkpoint(weights: WeightsLike) -> dict[str, Any] | None:
     """The state of a faceverify training checkpoint, if ``weights`` is one."""
     if weights is None or weights == RANDOM:
         return None
-    from faceverify.train.checkpoint import load_if_checkpoint
-
     # None for plain PyTorch checkpoints too: the state-dict path loads those
     return load_if_checkpoint(Path(weights).expanduser())
 
 
-def _from_checkpoint(
-    state: dict[str, Any], path: Path, name: str | None
-) -> tuple[torch.nn.Module, WeightsPlan]:
-    from faceverify.train.checkpoint import embedder_from_checkpoint
-
+def _from_checkpoint(state: dict[str, Any], path: Path, name: str | None) -> LoadedNetwork:
     architecture = state["architecture"]
     if name is not None and name.split(".")[0] != architecture.split(".")[0]:
         raise ModelError(
             f"checkpoint '{path}' holds a {architecture!r} model, not {name!r}; drop --model "
             "(a checkpoint names its own architecture)"
         )
-    plan = WeightsPlan(
-        model_name=architecture, pretrained_cfg=None, file=path.resolve(), source=str(path.resolve())
-    )
-    return embedder_from_checkpoint(state), plan
+    network, contract = network_from_checkpoint(state)
+    source = str(path.resolve())
+    return LoadedNetwork(network, architecture, contract, source, path.resolve())
 
 
 def _create_backbone(plan: WeightsPlan, extra: dict[str, Any]) -> torch.nn.Module:

@@ -21,7 +21,7 @@ def feature_width(model: nn.Module) -> int:
     return int(width)
 
 
-class FaceEmbedder(nn.Module):
+class EmbeddingNetwork(nn.Module):
     """Backbone (built with ``num_classes=0``) followed by an optional neck."""
 
     def __init__(self, backbone: nn.Module, embedding_dim: int | None = None) -> None:

@@ -22,13 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from faceverify.errors import ConfigError, MetricsError
-from faceverify.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from faceverify.models.checkpoint import load_checkpoint
+from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
 from faceverify.train.distributed import Distributed, start
 from faceverify.train.heads import CenterLoss, ClassifierHead
 from faceverify.train.logbook import Logbook
-from faceverify.train.setup import build_embedder, make_optimizers, precision, train_transform
+from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Trainer:
         self.config, self.world = config, world
         self.out = Path(config.out)
         _seed(config.seed, 0, world.rank)
-        self.model, self.contract, self.architecture = build_embedder(config)
+        self.model, self.contract, self.architecture = build_network(config)
         root = Path(config.data.root)
         self.train_set = IdentityFolder(root / config.data.train_dir, train_transform(config, self.contract))
         self.classes = self.train_set.classes
