@@ -23,7 +23,7 @@ from faceverify.errors import ConfigError
 from faceverify.paths import atomic_write_text, data_dir, timestamp
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 log = logging.getLogger(__name__)
 SUFFIX = ".threshold.json"
@@ -59,7 +59,7 @@ class Calibration:
 
 
 def new_calibration(
-    model: EmbeddingModel,
+    model: Embedder,
     *,
     threshold: float,
     target: str,
@@ -86,7 +86,7 @@ def new_calibration(
     )
 
 
-def calibration_path(model: EmbeddingModel) -> Path:
+def calibration_path(model: Embedder) -> Path:
     """Where the calibration of ``model`` lives."""
     if model.weights_file is None:
         raise ConfigError(
@@ -99,7 +99,7 @@ def calibration_path(model: EmbeddingModel) -> Path:
     return model.weights_file.with_name(model.weights_file.name + SUFFIX)
 
 
-def save_calibration(model: EmbeddingModel, calibration: Calibration) -> Path:
+def save_calibration(model: Embedder, calibration: Calibration) -> Path:
     """Store the calibration with the model and make it the model's threshold now."""
     path = calibration_path(model)
     atomic_write_text(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
@@ -107,7 +107,7 @@ def save_calibration(model: EmbeddingModel, calibration: Calibration) -> Path:
     return path
 
 
-def load_calibration(model: EmbeddingModel) -> Calibration | None:
+def load_calibration(model: Embedder) -> Calibration | None:
     """The stored calibration of ``model`` if there is one and it still applies."""
     if model.weights_file is None:
         return None

@@ -12,7 +12,7 @@ from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
 from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
     from faceverify.verification import Verification
 
 log = logging.getLogger("faceverify.cli")
@@ -101,11 +101,11 @@ def verdict_line(outcome: Verification) -> str:
     return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g})"
 
 
-def build_from_args(args: argparse.Namespace) -> EmbeddingModel:
+def build_from_args(args: argparse.Namespace) -> Embedder:
     """The model described by the common ``--model/--weights/--device/...`` options."""
     from pathlib import Path
 
-    from faceverify.models.factory import build_model
+    from faceverify.runtime.build import build_model
 
     name, weights = args.model, args.weights
     if name is not None and weights is None and Path(name).exists():

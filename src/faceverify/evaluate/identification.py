@@ -17,7 +17,7 @@ from faceverify.decode import iter_image_paths
 from faceverify.errors import FaceVerifyError
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 RANKS = (1, 5)
 
@@ -37,7 +37,7 @@ def read_people(folder: str | Path, what: str) -> list[tuple[str, Path]]:
 
 
 def identification_metrics(
-    model: EmbeddingModel,
+    model: Embedder,
     gallery: str | Path,
     probes: str | Path,
     *,
@@ -72,7 +72,7 @@ def identification_metrics(
 
 
 def _embed(
-    model: EmbeddingModel,
+    model: Embedder,
     items: list[tuple[str, Path]],
     what: str,
     batch_size: int,

@@ -21,11 +21,11 @@ from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
     from faceverify.calibration import Calibration
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 
 def evaluate(
-    model: EmbeddingModel,
+    model: Embedder,
     *,
     pairs: PairSet | None = None,
     gallery: str | Path | None = None,
@@ -80,7 +80,7 @@ def evaluate(
 
 
 def calibrate(
-    model: EmbeddingModel,
+    model: Embedder,
     pairs: PairSet,
     *,
     far: float | None = None,

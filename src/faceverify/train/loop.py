@@ -224,15 +224,11 @@ class Trainer:
     def _val_verification(self) -> dict[str, Any]:
         from faceverify.evaluate.metrics import roc_auc, roc_curve
         from faceverify.evaluate.scoring import score_pairs
-        from faceverify.models.embedder import EmbeddingModel
+        from faceverify.models.factory import LoadedNetwork
+        from faceverify.runtime.build import embedder_for
 
-        probe = EmbeddingModel(
-            self.model,
-            name=self.architecture,
-            preprocess=self.contract,
-            weights_source="training",
-            channels_last=self.config.channels_last,
-        )
+        network = LoadedNetwork(self.model, self.architecture, self.contract, source="training", file=None)
+        probe = embedder_for(network, channels_last=self.config.channels_last)
         assert self.pairs is not None
         scored = score_pairs(probe, self.pairs, batch_size=self.config.batch_size, progress=False)
         try:
