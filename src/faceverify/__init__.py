@@ -39,10 +39,10 @@ _LAZY = {
     "compute_embedding": "faceverify.embed",
     "embed_images": "faceverify.embed",
     "EmbeddingResult": "faceverify.embed",
-    "cosine_similarity": "faceverify.verification",
-    "similarity_matrix": "faceverify.verification",
-    "verify": "faceverify.verification",
-    "Verification": "faceverify.verification",
+    "cosine_similarity": "faceverify.compare.verification",
+    "similarity_matrix": "faceverify.compare.verification",
+    "verify": "faceverify.compare.verification",
+    "Verification": "faceverify.compare.verification",
     "load_image": "faceverify.decode",
     "PreprocessConfig": "faceverify.preprocess",
     "open_gallery": "faceverify.gallery.gallery",
@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from faceverify.compare.verification import Verification, cosine_similarity, similarity_matrix, verify
     from faceverify.decode import load_image
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.gallery.gallery import Gallery, open_gallery
@@ -71,7 +72,6 @@ if TYPE_CHECKING:
     from faceverify.runtime.base import DEFAULT_THRESHOLD
     from faceverify.runtime.build import build_model
     from faceverify.runtime.torch_backend import EmbeddingModel
-    from faceverify.verification import Verification, cosine_similarity, similarity_matrix, verify
 
 
 def __getattr__(name: str) -> Any:

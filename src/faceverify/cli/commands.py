@@ -12,8 +12,8 @@ from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
 from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
+    from faceverify.compare.verification import Verification
     from faceverify.runtime.base import Embedder
-    from faceverify.verification import Verification
 
 log = logging.getLogger("faceverify.cli")
 
@@ -80,8 +80,8 @@ def embed(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """``faceverify verify A B``: the score and SAME/DIFFERENT."""
+    from faceverify.compare.verification import verify as decide
     from faceverify.embed import embed_images
-    from faceverify.verification import verify as decide
 
     model = build_from_args(args)
     result = embed_images(model, [args.image_a, args.image_b], batch_size=2)

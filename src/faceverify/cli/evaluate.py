@@ -72,7 +72,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def calibrate(args: argparse.Namespace) -> int:
     """Choose a threshold on labelled pairs and store it with the model."""
-    from faceverify.calibration import save_calibration
+    from faceverify.compare.calibration import save_calibration
     from faceverify.evaluate.run import calibrate as run
 
     pairs = _read_pairs(args, required=True)

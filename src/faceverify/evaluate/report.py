@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.evaluate.metrics import Roc, roc_curve
+from faceverify.compare.roc import Roc, roc_curve
 
 #: Problems logged one by one; the rest are counted (reports list them all).
 SHOWN_PROBLEMS = 10

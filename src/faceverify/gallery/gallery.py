@@ -30,8 +30,8 @@ from faceverify.gallery.base import (
 from faceverify.paths import data_dir
 
 if TYPE_CHECKING:
+    from faceverify.compare.verification import Verification
     from faceverify.runtime.base import Embedder
-    from faceverify.verification import Verification
 
 EXPORT_FORMAT = "faceverify-gallery/1"
 
@@ -189,7 +189,7 @@ class Gallery:
 
     def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
         """Is this really ``name``? 1:1 against that person's enrolled faces."""
-        from faceverify.verification import verify
+        from faceverify.compare.verification import verify
 
         vectors = np.stack([v for _, _, v in self.store.faces_of(check_name(name))])
         query = self._embed_one(image)

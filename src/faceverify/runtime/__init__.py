@@ -7,5 +7,6 @@ from :mod:`faceverify.models` and puts it in a runtime on a device. Another runt
 ONNX Runtime session, a model with its own face detector) is one more module here.
 
 May import: ``errors``, ``checks``, ``paths``, ``device``, ``decode``, ``preprocess``,
-``models``; and, in ``build`` only, ``calibration`` (an embedder comes with its stored threshold).
+``models``; and, in ``build`` only, ``compare.calibration``, to give a model the threshold
+stored for it (that module stands on ``paths`` and ``compare.roc`` alone).
 """

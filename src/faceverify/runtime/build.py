@@ -112,7 +112,7 @@ def embedder_for(
 
 
 def _load_calibrated_threshold(model: EmbeddingModel) -> None:
-    from faceverify.calibration import load_calibration
+    from faceverify.compare.calibration import load_calibration
 
     calibration = load_calibration(model)
     if calibration is not None:

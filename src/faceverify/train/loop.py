@@ -222,7 +222,7 @@ class Trainer:
         return correct / max(seen, 1)
 
     def _val_verification(self) -> dict[str, Any]:
-        from faceverify.evaluate.metrics import roc_auc, roc_curve
+        from faceverify.compare.roc import roc_auc, roc_curve
         from faceverify.evaluate.scoring import score_pairs
         from faceverify.models.factory import LoadedNetwork
         from faceverify.runtime.build import embedder_for
