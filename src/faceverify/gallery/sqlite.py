@@ -33,7 +33,7 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
-from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
+from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex, unit_centroids
 from faceverify.gallery.index import top_k as top_positions
 from faceverify.paths import timestamp
 
@@ -281,15 +281,7 @@ class SQLiteStore(GalleryStore):
         if self._centroids is None or self._centroids[0] != self._synced_generation:
             with self._errors():
                 _, owners, vectors = self._read_faces("", ())
-            people = np.unique(owners)
-            sums = np.zeros((people.size, vectors.shape[1]), dtype=np.float64)
-            np.add.at(sums, np.searchsorted(people, owners), vectors)
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            self._centroids = (
-                self._synced_generation,
-                people,
-                (sums / np.maximum(norms, 1e-12)).astype(np.float32),
-            )
+            self._centroids = (self._synced_generation, *unit_centroids(owners, vectors))
         return self._centroids[1], self._centroids[2]
 
     def close(self) -> None:
