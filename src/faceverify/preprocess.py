@@ -5,6 +5,8 @@ weights: it is read from the model's own pretrained configuration through timm, 
 re-typed by hand, and only the input size, crop fraction and interpolation may be
 overridden by the user. The transform itself is timm's evaluation transform, so
 faceverify feeds a network exactly what it saw when its accuracy was measured.
+Training's transform (:func:`training_transform`) augments, then ends in the same
+contract's size, interpolation and normalisation.
 """
 
 from __future__ import annotations
@@ -138,6 +140,37 @@ def _timm_transform(config: PreprocessConfig) -> Callable[[Image.Image], torch.T
     from timm.data import create_transform
 
     transform: Callable[[Image.Image], torch.Tensor] = create_transform(**config.to_timm(), is_training=False)
+    return transform
+
+
+def training_transform(
+    contract: PreprocessConfig,
+    *,
+    crop_scale: tuple[float, float] | None,
+    hflip: float,
+    color_jitter: float,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's training transform (crop, flip, colour jitter) ending in ``contract``.
+
+    Args:
+        crop_scale: area range of the random resized crop; None keeps the whole image.
+        hflip: probability of a horizontal flip.
+        color_jitter: brightness/contrast/saturation strength; 0 turns it off.
+    """
+    from timm.data import create_transform
+
+    transform: Callable[[Image.Image], torch.Tensor] = create_transform(
+        input_size=(3, *contract.input_size),
+        is_training=True,
+        scale=crop_scale or (1.0, 1.0),
+        ratio=(3 / 4, 4 / 3) if crop_scale else (1.0, 1.0),
+        hflip=hflip,
+        vflip=0.0,
+        color_jitter=color_jitter,
+        interpolation=contract.interpolation,
+        mean=contract.mean,
+        std=contract.std,
+    )
     return transform
 
 

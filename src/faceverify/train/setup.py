@@ -11,7 +11,7 @@ from torch import nn
 from faceverify.errors import ConfigError
 from faceverify.models.factory import load_network
 from faceverify.models.neck import EmbeddingNetwork
-from faceverify.preprocess import PreprocessConfig
+from faceverify.preprocess import PreprocessConfig, training_transform
 from faceverify.train.config import TrainConfig
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -25,22 +25,13 @@ def build_network(config: TrainConfig) -> tuple[EmbeddingNetwork, PreprocessConf
 
 
 def train_transform(config: TrainConfig, contract: PreprocessConfig) -> Any:
-    """timm's training transform (crop, flip, colour jitter) ending in the model's contract."""
-    from timm.data import create_transform
-
+    """The augmentation ``config.data.augment`` asks for, ending in the model's contract."""
     augment = config.data.augment
-    crop = augment.random_resized_crop
-    return create_transform(
-        input_size=(3, *contract.input_size),
-        is_training=True,
-        scale=crop or (1.0, 1.0),
-        ratio=(3 / 4, 4 / 3) if crop else (1.0, 1.0),
+    return training_transform(
+        contract,
+        crop_scale=augment.random_resized_crop,
         hflip=augment.hflip,
-        vflip=0.0,
         color_jitter=augment.color_jitter,
-        interpolation=contract.interpolation,
-        mean=contract.mean,
-        std=contract.std,
     )
 
 
