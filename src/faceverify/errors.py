@@ -60,7 +60,11 @@ class WeightsNotFoundError(ModelError):
 
 
 class DeviceError(FaceVerifyError):
-    """The requested compute device does not exist on this machine."""
+    """The requested compute device does not exist on this machine, or cannot do the work."""
+
+
+class DeviceMemoryError(DeviceError):
+    """The compute device ran out of memory (a smaller batch or input size may fit)."""
 
 
 class MetricsError(FaceVerifyError):

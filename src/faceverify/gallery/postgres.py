@@ -70,6 +70,9 @@ class PostgresStore(GalleryStore):
             ) from exc
         except psycopg.OperationalError as exc:
             raise GalleryError(f"PostgreSQL at {self.location} failed: {str(exc).strip()}") from exc
+        except psycopg.Error as exc:  # the server refused a statement: its own words say why
+            message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+            raise GalleryError(f"PostgreSQL at {self.location} refused: {message}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

@@ -121,7 +121,14 @@ class SQLiteStore(GalleryStore):
                     "try again when it has finished"
                 ) from exc
             raise GalleryError(f"gallery '{self.folder}': {exc}") from exc
+        except sqlite3.IntegrityError as exc:
+            raise GalleryError(
+                f"gallery '{self.folder}' refused a change that breaks its rules ({exc})"
+            ) from exc
         except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise  # a subclass (ProgrammingError, InternalError...) is a bug, not a bad file
+            # SQLite reports a corrupt file and a file that is no database with the base class
             raise GalleryError(
                 f"gallery '{self.folder}' holds a corrupt database or another file as {DB_NAME} ({exc}); "
                 "restore it from an export or move it away"

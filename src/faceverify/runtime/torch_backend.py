@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from faceverify.errors import InputError
+from faceverify.errors import DeviceMemoryError, InputError
 from faceverify.models.neck import feature_width
 from faceverify.preprocess import PreprocessConfig
 from faceverify.runtime.base import Embedder
@@ -59,13 +59,22 @@ class EmbeddingModel(Embedder, nn.Module):
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         device = self.device
-        if device.type == "cuda":
-            batch = batch.pin_memory()
-        x = batch.to(device, dtype=torch.float32, non_blocking=True)
         try:
+            if device.type == "cuda":
+                batch = batch.pin_memory()
+            x = batch.to(device, dtype=torch.float32, non_blocking=True)
             with torch.inference_mode():
                 out: torch.Tensor = self(x)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise DeviceMemoryError(
+                f"{device} ran out of memory embedding a batch of shape {tuple(batch.shape)}; use a "
+                "smaller batch size (--batch-size, batch_size=) or input size, or another device"
+            ) from exc
         except RuntimeError as exc:
+            if tuple(batch.shape[-2:]) == self.preprocess.input_size:
+                raise  # the contract's own size: a failure of the model or device, not of the input
             detail = str(exc).strip().splitlines()[0][:200]
-            raise InputError(f"the model cannot process input of shape {tuple(x.shape)}: {detail}") from exc
+            raise InputError(
+                f"the model cannot process input of shape {tuple(batch.shape)}: {detail}"
+            ) from exc
         return out.float().cpu()
