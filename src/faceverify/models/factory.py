@@ -6,7 +6,6 @@ runtime) and training (which adds its neck and heads) alike.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,17 +26,16 @@ from faceverify.preprocess import PreprocessConfig
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class LoadedNetwork:
-    """A headless network with its weights, on the CPU, and what artifacts record of it.
+    """A headless network with its weights, and what artifacts record of it.
 
     Attributes:
         network: the module mapping model-ready input to pooled features.
         name: the model name artifacts record (e.g. ``convnext_atto.d2_in1k``).
-        contract: the preprocessing contract of the weights, before any user override.
+        contract: the preprocessing contract the network is fed with (``load_network`` gives
+            the weights' own; ``build_model`` applies the user's overrides to it).
         source: where the weights came from (hub repo, path, or ``random``).
         file: the weights file; None for random weights.
     """
@@ -56,7 +54,8 @@ def load_network(
     cache_dir: str | None = None,
     model_args: dict[str, Any] | None = None,
 ) -> LoadedNetwork:
-    """The network ``name`` with ``weights`` loaded (see :func:`faceverify.build_model` for both).
+    """The network ``name`` with ``weights`` loaded, on the CPU (see
+    :func:`faceverify.build_model` for both arguments).
 
     A faceverify training checkpoint as ``weights`` names its own architecture, neck and
     contract; any other source is planned by :func:`~faceverify.models.weights.plan_weights`.
