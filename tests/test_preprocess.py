@@ -12,7 +12,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 
 from faceverify.errors import ConfigError
-from faceverify.preprocess import PreprocessConfig
+from faceverify.preprocess import PreprocessConfig, training_transform
 
 
 def test_contract_equals_the_pretrained_configuration(atto_model: Any) -> None:
@@ -58,7 +58,7 @@ def test_round_trip_through_dict_and_unknown_keys_rejected(atto_model: Any) -> N
     [
         ({"input_size": 8}, "too small; use at least 32"),
         ({"crop_pct": 1.5}, r"crop_pct 1.5 is out of range"),
-        ({"interpolation": "cubic"}, "valid options: bicubic, bilinear"),
+        ({"interpolation": "cubic"}, "interpolation 'cubic' is unknown; valid: bicubic, bilinear"),
         ({"input_size": (1, 2, 3, 4)}, "not understood"),
     ],
 )
@@ -67,3 +67,14 @@ def test_bad_overrides_name_the_value_and_the_options(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         atto_model.preprocess.override(**overrides)
+
+
+def test_training_transform_ends_in_the_contract() -> None:
+    contract = PreprocessConfig(
+        input_size=(32, 32), interpolation="bilinear", mean=(0.5,) * 3, std=(0.2,) * 3, crop_pct=1.0
+    )
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    plain = training_transform(contract, crop_scale=None, hflip=0.0, color_jitter=0.0)
+    torch.testing.assert_close(plain(image), contract(image), atol=1e-5, rtol=0)
+    augmented = training_transform(contract, crop_scale=(0.5, 1.0), hflip=1.0, color_jitter=0.2)
+    assert augmented(image).shape == (3, 32, 32)

@@ -31,19 +31,19 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
-    "build_model": "faceverify.models.factory",
+    "build_model": "faceverify.runtime.build",
     "DEFAULT_MODEL": "faceverify.models.registry",
-    "EmbeddingModel": "faceverify.models.embedder",
-    "DEFAULT_THRESHOLD": "faceverify.models.embedder",
+    "EmbeddingModel": "faceverify.runtime.torch_backend",
+    "DEFAULT_THRESHOLD": "faceverify.runtime.base",
     "list_models": "faceverify.models.registry",
     "compute_embedding": "faceverify.embed",
     "embed_images": "faceverify.embed",
     "EmbeddingResult": "faceverify.embed",
-    "cosine_similarity": "faceverify.verification",
-    "similarity_matrix": "faceverify.verification",
-    "verify": "faceverify.verification",
-    "Verification": "faceverify.verification",
-    "load_image": "faceverify.io",
+    "cosine_similarity": "faceverify.compare.verification",
+    "similarity_matrix": "faceverify.compare.verification",
+    "verify": "faceverify.compare.verification",
+    "Verification": "faceverify.compare.verification",
+    "load_image": "faceverify.decode",
     "PreprocessConfig": "faceverify.preprocess",
     "open_gallery": "faceverify.gallery.gallery",
     "Gallery": "faceverify.gallery.gallery",
@@ -63,14 +63,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from faceverify.compare.verification import Verification, cosine_similarity, similarity_matrix, verify
+    from faceverify.decode import load_image
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.gallery.gallery import Gallery, open_gallery
-    from faceverify.io import load_image
-    from faceverify.models.embedder import DEFAULT_THRESHOLD, EmbeddingModel
-    from faceverify.models.factory import build_model
     from faceverify.models.registry import DEFAULT_MODEL, list_models
     from faceverify.preprocess import PreprocessConfig
-    from faceverify.verification import Verification, cosine_similarity, similarity_matrix, verify
+    from faceverify.runtime.base import DEFAULT_THRESHOLD
+    from faceverify.runtime.build import build_model
+    from faceverify.runtime.torch_backend import EmbeddingModel
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,11 @@
 """Embedding: inputs of any supported kind to float32 ``[N, D]`` embeddings, in batches.
 
-Images (paths, bytes, PIL, arrays, uint8 tensors) are decoded and preprocessed in a
-small thread pool while the previous batch runs through the network, so decoding
-overlaps inference. Float tensors are taken as already-preprocessed model input,
-exactly what ``timm`` models accept, and skip both steps.
+Images (paths, bytes, PIL, arrays, uint8 tensors) are decoded and prepared (the
+embedder's preprocessing contract) in a small thread pool while the previous batch runs
+through the embedder, so decoding overlaps inference. Float tensors are taken as
+already-preprocessed model input, exactly what ``timm`` models accept, and skip both
+steps. Everything here goes through the :class:`~faceverify.runtime.base.Embedder`
+interface, whichever runtime computes the numbers.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceverify.decode import describe_source, load_image
 from faceverify.errors import BatchImageError, ConfigError, ImageError, InputError
-from faceverify.io import describe_source, load_image
-from faceverify.models.embedder import EmbeddingModel
-from faceverify.preprocess import PreprocessConfig
+
+if TYPE_CHECKING:
+    from faceverify.runtime.base import Embedder
 
 #: One input: a path, bytes, PIL image, numpy array or torch tensor; or a list of them.
 EmbedInput = Any  # one item or a sequence of items; see compute_embedding
@@ -60,7 +63,7 @@ class EmbeddingResult:
 
 
 def compute_embedding(
-    model: EmbeddingModel,
+    model: Embedder,
     images: EmbedInput,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -70,7 +73,7 @@ def compute_embedding(
     """Embed one image or many; every input must be good.
 
     Args:
-        model: from :func:`faceverify.build_model`.
+        model: an embedder, e.g. from :func:`faceverify.build_model`.
         images: a file path, the bytes of an encoded image, a PIL image, an RGB numpy
             array (H×W×3, or N×H×W×3 for a batch), a uint8 tensor of pixels
             (``[3, H, W]`` or ``[N, 3, H, W]``), a float tensor that is already
@@ -98,7 +101,7 @@ def compute_embedding(
 
 
 def embed_images(
-    model: EmbeddingModel,
+    model: Embedder,
     images: EmbedInput,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -115,11 +118,10 @@ def embed_images(
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size!r} must be at least 1")
     ready, items = _classify(images)
-    with torch.inference_mode():
-        if ready is not None:
-            result = _embed_ready(model, ready, batch_size)
-        else:
-            result = _embed_items(model, items, batch_size, progress, workers)
+    if ready is not None:
+        result = _embed_ready(model, ready, batch_size)
+    else:
+        result = _embed_items(model, items, batch_size, progress, workers)
     if normalize and len(result.embeddings):
         result.embeddings = F.normalize(result.embeddings, dim=1)
     return result
@@ -180,8 +182,8 @@ def _channels_message(batch: torch.Tensor, valid: str) -> str:
     )
 
 
-def _embed_ready(model: EmbeddingModel, batch: torch.Tensor, batch_size: int) -> EmbeddingResult:
-    rows = [_forward(model, batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+def _embed_ready(model: Embedder, batch: torch.Tensor, batch_size: int) -> EmbeddingResult:
+    rows = [model.embed(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
     count = len(batch)
     return EmbeddingResult(
         embeddings=torch.cat(rows),
@@ -191,7 +193,7 @@ def _embed_ready(model: EmbeddingModel, batch: torch.Tensor, batch_size: int) ->
 
 
 def _embed_items(
-    model: EmbeddingModel, items: list[Any], batch_size: int, progress: bool | None, workers: int | None
+    model: Embedder, items: list[Any], batch_size: int, progress: bool | None, workers: int | None
 ) -> EmbeddingResult:
     from tqdm.auto import tqdm
 
@@ -201,11 +203,11 @@ def _embed_items(
     bar = tqdm(total=len(items), unit="img", desc="embedding", disable=not show, file=sys.stderr)
     threads = workers or min(4, os.cpu_count() or 1)
     with bar, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceverify-decode") as pool:
-        for chunk in _prepared_chunks(items, model.preprocess, pool, batch_size):
+        for chunk in _prepared_chunks(items, model, pool, batch_size):
             good = [(i, tensor) for i, tensor in chunk if isinstance(tensor, torch.Tensor)]
             result.failures.extend(f for _, f in chunk if isinstance(f, Failure))
             if good:
-                rows.append(_forward(model, torch.stack([t for _, t in good])))
+                rows.append(model.embed(torch.stack([t for _, t in good])))
                 result.indices.extend(i for i, _ in good)
             bar.update(len(chunk))
     result.sources = [describe_source(items[i]) for i in result.indices]
@@ -218,7 +220,7 @@ Prepared = tuple[int, torch.Tensor | Failure]
 
 
 def _prepared_chunks(
-    items: list[Any], config: PreprocessConfig, pool: ThreadPoolExecutor, batch_size: int
+    items: list[Any], model: Embedder, pool: ThreadPoolExecutor, batch_size: int
 ) -> Iterator[list[Prepared]]:
     """Yield decoded chunks in order, keeping the next chunk decoding in the background."""
     starts = iter(range(0, len(items), batch_size))
@@ -228,7 +230,7 @@ def _prepared_chunks(
         start = next(starts, None)
         if start is not None:
             chunk = range(start, min(start + batch_size, len(items)))
-            pending.append([pool.submit(_prepare, i, items[i], config) for i in chunk])
+            pending.append([pool.submit(_prepare, i, items[i], model) for i in chunk])
 
     submit()
     submit()
@@ -238,21 +240,8 @@ def _prepared_chunks(
         yield [future.result() for future in futures]
 
 
-def _prepare(index: int, item: Any, config: PreprocessConfig) -> Prepared:
+def _prepare(index: int, item: Any, model: Embedder) -> Prepared:
     try:
-        return index, config(load_image(item))
-    except ImageError as exc:
-        return index, Failure(index=index, source=exc.source, reason=exc.reason)
-
-
-def _forward(model: EmbeddingModel, batch: torch.Tensor) -> torch.Tensor:
-    device = model.device
-    if device.type == "cuda":
-        batch = batch.pin_memory()
-    x = batch.to(device, dtype=torch.float32, non_blocking=True)
-    try:
-        out: torch.Tensor = model(x)
-    except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[0][:200]
-        raise InputError(f"the model cannot process input of shape {tuple(x.shape)}: {detail}") from exc
-    return out.float().cpu()
+        return index, model.prepare(load_image(item))
+    except ImageError as exc:  # from decoding or from the embedder, which cannot name the input
+        return index, Failure(index=index, source=describe_source(item), reason=exc.reason)

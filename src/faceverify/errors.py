@@ -1,4 +1,4 @@
-"""The one exception hierarchy of faceverify.
+"""The one exception hierarchy of faceverify: every error class lives in this module.
 
 Every error a user can cause derives from :class:`FaceVerifyError`; its message names
 the bad value and, where there is a choice, the valid options. The CLI prints the
@@ -60,4 +60,28 @@ class WeightsNotFoundError(ModelError):
 
 
 class DeviceError(FaceVerifyError):
-    """The requested compute device does not exist on this machine."""
+    """The requested compute device does not exist on this machine, or cannot do the work."""
+
+
+class DeviceMemoryError(DeviceError):
+    """The compute device ran out of memory (a smaller batch or input size may fit)."""
+
+
+class MetricsError(FaceVerifyError):
+    """Scores and labels from which a metric cannot be computed."""
+
+
+class PairsError(FaceVerifyError):
+    """A pairs file that cannot be used at all."""
+
+
+class GalleryError(FaceVerifyError):
+    """The gallery cannot do what was asked (storage, consistency, or a wrong input)."""
+
+
+class UnknownPersonError(GalleryError):
+    """The named person is not enrolled."""
+
+
+class ModelMismatchError(GalleryError):
+    """Embeddings from another model than the one the gallery was built with."""

@@ -1,8 +1,10 @@
-"""Where faceverify keeps its own files (XDG locations, overridable by environment)."""
+"""Where faceverify keeps its own files (XDG locations, overridable by environment), how it
+writes them, and the time it stamps on what it records."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -22,3 +24,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+
+
+def timestamp() -> str:
+    """Local time with its UTC offset (``2026-05-09T07:35:25+0200``), as every artifact records it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

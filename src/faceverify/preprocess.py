@@ -5,6 +5,8 @@ weights: it is read from the model's own pretrained configuration through timm, 
 re-typed by hand, and only the input size, crop fraction and interpolation may be
 overridden by the user. The transform itself is timm's evaluation transform, so
 faceverify feeds a network exactly what it saw when its accuracy was measured.
+Training's transform (:func:`training_transform`) augments, then ends in the same
+contract's size, interpolation and normalisation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from faceverify.checks import check_choice
 from faceverify.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,8 +55,8 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         _check_size(self.input_size)
-        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        _check_choice("crop_mode", self.crop_mode, CROP_MODES)
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("crop_mode", self.crop_mode, CROP_MODES)
         if not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct {self.crop_pct!r} is out of range; use a value in (0, 1]")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -140,6 +143,37 @@ def _timm_transform(config: PreprocessConfig) -> Callable[[Image.Image], torch.T
     return transform
 
 
+def training_transform(
+    contract: PreprocessConfig,
+    *,
+    crop_scale: tuple[float, float] | None,
+    hflip: float,
+    color_jitter: float,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's training transform (crop, flip, colour jitter) ending in ``contract``.
+
+    Args:
+        crop_scale: area range of the random resized crop; None keeps the whole image.
+        hflip: probability of a horizontal flip.
+        color_jitter: brightness/contrast/saturation strength; 0 turns it off.
+    """
+    from timm.data import create_transform
+
+    transform: Callable[[Image.Image], torch.Tensor] = create_transform(
+        input_size=(3, *contract.input_size),
+        is_training=True,
+        scale=crop_scale or (1.0, 1.0),
+        ratio=(3 / 4, 4 / 3) if crop_scale else (1.0, 1.0),
+        hflip=hflip,
+        vflip=0.0,
+        color_jitter=color_jitter,
+        interpolation=contract.interpolation,
+        mean=contract.mean,
+        std=contract.std,
+    )
+    return transform
+
+
 def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return (size, size)
@@ -157,11 +191,6 @@ def _check_size(size: tuple[int, int]) -> None:
             f"input size {size!r} is too small; use at least {MIN_INPUT_SIDE} pixels per side "
             "(112 suits small face crops, 224 is the ImageNet default)"
         )
-
-
-def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{what} {value!r} is not supported; valid options: {', '.join(valid)}")
 
 
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:

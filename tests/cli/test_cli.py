@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceverify.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from faceverify.cli.main import main
 
 Capture = pytest.CaptureFixture[str]
 

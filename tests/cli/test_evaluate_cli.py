@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faceverify.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from faceverify.cli.main import main
 from tests.cli.test_cli import Capture, _one_line_error, run
 
 
@@ -118,3 +121,24 @@ def test_evaluate_and_calibrate_usage_errors(capsys: Capture, identity_data: Pat
         main(["calibrate", *pairs, "--weights", weights])
     assert info.value.code == EXIT_USAGE
     assert "one of the arguments --far --at is required" in _one_line_error(capsys.readouterr().err)
+
+
+def test_predict_reads_csv_pairs_with_named_columns(
+    capsys: Capture, identity_data: Path, weights: str, tmp_path: Path
+) -> None:
+    lines = (identity_data / "pairs.txt").read_text().splitlines()[:6]
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text("first,second,truth\n" + "\n".join(",".join(line.split()) for line in lines) + "\n")
+    columns = ["--col-a", "first", "--col-b", "second", "--col-label", "truth"]
+    argv = ["predict", "--pairs", str(csv_file), "--root", str(identity_data), "--weights", weights]
+    code, out, err = run(capsys, *argv, *columns)
+    assert code == EXIT_OK, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["a"], r["b"], r["label"]) for r in rows] == [tuple(line.split()) for line in lines]
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_ERROR
+    assert "CSV has no image-a column among first, second, truth" in _one_line_error(err)
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--pairs", str(csv_file), "--weights", weights])
+    assert info.value.code == EXIT_USAGE
+    assert "required: --root" in _one_line_error(capsys.readouterr().err)

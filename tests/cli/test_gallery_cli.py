@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faceverify.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from tests.cli.test_cli import Capture, _one_line_error, run
 
 

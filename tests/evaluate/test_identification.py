@@ -9,6 +9,8 @@ import pytest
 
 from faceverify.errors import FaceVerifyError
 from faceverify.evaluate.identification import identification_metrics
+from faceverify.gallery.gallery import Gallery
+from faceverify.gallery.sqlite import SQLiteStore
 
 
 def test_closed_and_open_set_numbers(atto_model: Any, identity_data: Path) -> None:
@@ -44,3 +46,20 @@ def test_small_galleries_and_bad_folders(atto_model: Any, identity_data: Path, t
         )
     with pytest.raises(FaceVerifyError, match=r"probes folder .* not found"):
         identification_metrics(atto_model, small, tmp_path / "none", threshold=0.5)
+
+
+@pytest.mark.parametrize("match", ["best", "centroid"])
+def test_rank_one_is_what_the_gallery_identifies(
+    atto_model: Any, identity_data: Path, tmp_path: Path, match: str
+) -> None:
+    gallery_dir, probes = identity_data / "gallery", identity_data / "probes"
+    metrics = identification_metrics(atto_model, gallery_dir, probes, threshold=-1.0, match=match)
+    assert metrics["matching"].startswith("best single" if match == "best" else "centroid")
+    with SQLiteStore(tmp_path / "g") as store:
+        gallery = Gallery(store, atto_model, match=match)
+        for person in sorted(gallery_dir.iterdir()):
+            gallery.enroll(person.name, sorted(person.glob("*.png")))
+        known = [p for p in sorted(probes.glob("*/*.png")) if (gallery_dir / p.parent.name).is_dir()]
+        hits = [gallery.identify(p, threshold=-1.0).name == p.parent.name for p in known]
+    assert metrics["open_set"]["known_identified_rate"] == pytest.approx(sum(hits) / len(hits))
+    assert metrics["rank_accuracy"]["rank_1"] == pytest.approx(sum(hits) / len(hits))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from faceverify.errors import ConfigError
-from faceverify.evaluate.pairs import PairsError, read_pairs
+from faceverify.errors import ConfigError, PairsError
+from faceverify.evaluate.pairs import read_pairs
 
 
 @pytest.fixture

@@ -7,13 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from faceverify.gallery.base import (
-    Face,
-    GalleryError,
-    GalleryStore,
-    ModelMismatchError,
-    UnknownPersonError,
-)
+from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
+from faceverify.gallery.base import Face, GalleryStore
 from tests.gallery.conftest import DIM, MANIFEST, faces, open_backend
 
 

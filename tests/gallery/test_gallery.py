@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from faceverify import build_model
-from faceverify.gallery.base import GalleryError, ModelMismatchError, UnknownPersonError
+from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
 from faceverify.gallery.gallery import Gallery, export_gallery, import_gallery, model_manifest
 from tests.gallery.conftest import open_backend
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceverify.gallery.base import Face, GalleryError
+from faceverify.errors import GalleryError
+from faceverify.gallery.base import Face
 from faceverify.gallery.sqlite import INDEX_NAME, SQLiteStore
 from tests.gallery.conftest import DIM, MANIFEST
 
@@ -71,11 +72,13 @@ def test_corrupt_locked_and_misplaced_databases_give_clear_errors(tmp_path: Path
     assert store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None).added == 1
 
 
-def test_unreachable_postgres_names_the_server_not_the_password() -> None:
-    from faceverify.gallery.postgres import PostgresStore
-
-    with pytest.raises(
-        GalleryError, match=r"cannot connect to PostgreSQL at postgresql://me:\*\*\*@127.0.0.1:1/db"
-    ) as info:
-        PostgresStore("postgresql://me:secret@127.0.0.1:1/db")
-    assert "secret" not in str(info.value)
+def test_a_refused_write_is_reported_as_refused_not_as_corruption(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g")
+    store.bind(MANIFEST)
+    with sqlite3.connect(tmp_path / "g" / "gallery.db") as db:  # a rule the store does not know
+        db.execute("CREATE TRIGGER frozen BEFORE INSERT ON faces BEGIN SELECT RAISE(ABORT, 'frozen'); END")
+    with pytest.raises(GalleryError, match="refused a change that breaks its rules") as info:
+        store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None)
+    assert "corrupt" not in str(info.value)
+    assert store.people() == []
+    store.close()

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import faceverify as fv
+from faceverify.compare.roc import roc_auc, roc_curve
 from faceverify.errors import ConfigError
-from faceverify.evaluate.metrics import roc_auc, roc_curve
 from faceverify.evaluate.pairs import read_pairs
 from faceverify.evaluate.scoring import score_pairs
-from faceverify.train.checkpoint import load_checkpoint
+from faceverify.models.checkpoint import load_checkpoint
 from faceverify.train.config import load_config
 from faceverify.train.loop import train
 

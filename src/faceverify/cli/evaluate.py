@@ -1,28 +1,36 @@
-"""``faceverify evaluate`` and ``faceverify calibrate``."""
+"""``faceverify evaluate``, ``calibrate`` and ``predict``: the commands that read pairs files."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import logging
-from typing import TYPE_CHECKING
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.commands import build_from_args
-from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, log
 from faceverify.errors import ConfigError
+from faceverify.evaluate.report import log_problems
 
 if TYPE_CHECKING:
     from faceverify.evaluate.pairs import PairSet
-
-log = logging.getLogger("faceverify.cli")
-SHOWN_PROBLEMS = 10
+    from faceverify.evaluate.scoring import ScoredPairs
 
 
-def add_pairs_options(parser: argparse.ArgumentParser) -> None:
+def add_pairs_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--pairs/--root/--format`` and the CSV column names; ``required`` for commands that
+    do nothing else (otherwise the command checks what it needs)."""
+    from faceverify.evaluate.pairs import FORMATS
+
     group = parser.add_argument_group("pairs")
-    group.add_argument("--pairs", help="pairs file: course 'a b label' lines, LFW pairs.txt, or CSV")
-    group.add_argument("--root", help="folder the image paths in the pairs file are relative to")
-    group.add_argument("--format", default="auto", choices=("auto", "course", "lfw", "csv"))
+    group.add_argument(
+        "--pairs", required=required, help="pairs file: course 'a b label' lines, LFW pairs.txt, or CSV"
+    )
+    group.add_argument(
+        "--root", required=required, help="folder the image paths in the pairs file are relative to"
+    )
+    group.add_argument("--format", default="auto", choices=FORMATS)
     group.add_argument("--col-a", help="CSV column of the first image (default: a, image1, ...)")
     group.add_argument("--col-b", help="CSV column of the second image (default: b, image2, ...)")
     group.add_argument("--col-label", help="CSV column of the 0/1 label (default: label, same, ...)")
@@ -61,7 +69,7 @@ def evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=progress,
     )
-    _log_problems(report["problems"])
+    log_problems(log, report["problems"], where="all are in the JSON report")
     if args.report:
         scores, labels = (scored.scores, scored.labels) if scored is not None else (None, None)
         files = write_report(args.report, report, scores=scores, labels=labels)
@@ -72,7 +80,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def calibrate(args: argparse.Namespace) -> int:
     """Choose a threshold on labelled pairs and store it with the model."""
-    from faceverify.calibration import save_calibration
+    from faceverify.compare.calibration import save_calibration
     from faceverify.evaluate.run import calibrate as run
 
     pairs = _read_pairs(args, required=True)
@@ -82,7 +90,7 @@ def calibrate(args: argparse.Namespace) -> int:
     calibration, problems = run(
         model, pairs, far=far, batch_size=args.batch_size, progress=False if args.quiet else None
     )
-    _log_problems(problems)
+    log_problems(log, problems)
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
     else:
@@ -96,8 +104,74 @@ def calibrate(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if problems else EXIT_OK
 
 
-def _log_problems(problems: list[str]) -> None:
-    for problem in problems[:SHOWN_PROBLEMS]:
-        log.warning("skipped %s", problem)
-    if len(problems) > SHOWN_PROBLEMS:
-        log.warning("... and %d more problems (all are in the JSON report)", len(problems) - SHOWN_PROBLEMS)
+def predict(args: argparse.Namespace) -> int:
+    """One cosine score per pair (labels optional), for submission files or analysis."""
+    from faceverify.evaluate.scoring import score_pairs
+
+    pairs = _read_pairs(args, required=True)
+    assert pairs is not None  # required=True raised otherwise
+    model = build_from_args(args)
+    scored = score_pairs(model, pairs, batch_size=args.batch_size, progress=False if args.quiet else None)
+    log_problems(log, scored.problems)
+    rows = _rows(scored, Path(args.root))
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as stream:
+            _write(stream, rows)
+        log.info("%d scores written to %s", len(rows), args.out)
+    else:
+        _write(sys.stdout, rows)
+    return EXIT_PARTIAL if scored.problems else EXIT_OK
+
+
+def _rows(scored: ScoredPairs, root: Path) -> list[dict[str, Any]]:
+    rows = []
+    for pair, score in zip(scored.pairs, scored.scores.tolist()):
+        row: dict[str, Any] = {
+            "a": _relative(pair.a, root),
+            "b": _relative(pair.b, root),
+            "score": f"{score:.6f}",
+        }
+        if pair.label is not None:
+            row["label"] = pair.label
+        rows.append(row)
+    return rows
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _write(stream: Any, rows: list[dict[str, Any]]) -> None:
+    columns = ["a", "b", "score"] + (["label"] if rows and "label" in rows[0] else [])
+    writer = csv.DictWriter(stream, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "evaluate", parents=[common, model_opts], help="verification metrics, identification, reports"
+    )
+    add_pairs_options(p)
+    group = p.add_argument_group("identification")
+    group.add_argument("--gallery", help="folder of enrolled people: <gallery>/<person>/*.jpg")
+    group.add_argument("--probes", help="folder of probe people: <probes>/<person>/*.jpg")
+    p.add_argument("--report", metavar="DIR", help="write report.json and PNG plots into DIR")
+    p.add_argument("--threshold", type=float, help="operating threshold (default: the model's, else 0.5)")
+    p.set_defaults(handler=evaluate)
+
+    p = sub.add_parser("calibrate", parents=[common, model_opts], help="choose and store a threshold")
+    add_pairs_options(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--far", type=float, help="target false accept rate, e.g. 1e-3")
+    target.add_argument("--at", choices=("eer",), help="the equal error rate point")
+    p.add_argument("--dry-run", action="store_true", help="print the threshold without storing it")
+    p.set_defaults(handler=calibrate)
+
+    p = sub.add_parser("predict", parents=[common, model_opts], help="score verification pairs into a CSV")
+    add_pairs_options(p, required=True)
+    p.add_argument("--out", help="CSV file to write (default: stdout)")
+    p.set_defaults(handler=predict)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.commands import build_from_args, verdict_line
-from faceverify.cli.main import EXIT_OK, EXIT_PARTIAL
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, log, verdict_line
 from faceverify.errors import ConfigError
 
 if TYPE_CHECKING:
     from faceverify.gallery.base import GalleryStore
     from faceverify.gallery.gallery import Gallery
-
-log = logging.getLogger("faceverify.cli")
 
 
 def add_gallery_options(parser: argparse.ArgumentParser, *, matching: bool = True) -> None:

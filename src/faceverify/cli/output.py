@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from faceverify import __version__
 from faceverify.errors import ConfigError
+from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 FORMATS = (".npy", ".jsonl")
 
@@ -37,7 +37,7 @@ class EmbeddingWriter:
             if not self.out.parent.is_dir():
                 raise ConfigError(f"--out {out!r}: folder '{self.out.parent}' does not exist")
 
-    def __call__(self, result: EmbeddingResult, model: EmbeddingModel, *, normalized: bool) -> None:
+    def __call__(self, result: EmbeddingResult, model: Embedder, *, normalized: bool) -> None:
         if self.out is None:
             _write_jsonl(sys.stdout, result)
             return
@@ -53,13 +53,11 @@ class EmbeddingWriter:
         meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def metadata(
-    model: EmbeddingModel, result: EmbeddingResult, *, normalized: bool, file: str
-) -> dict[str, Any]:
+def metadata(model: Embedder, result: EmbeddingResult, *, normalized: bool, file: str) -> dict[str, Any]:
     """The sidecar that travels with an embeddings file."""
     return {
         "faceverify_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": timestamp(),
         "file": file,
         **model.describe(),
         "normalized": normalized,

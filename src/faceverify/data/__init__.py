@@ -1,1 +1,4 @@
-"""Datasets: folder-per-identity image sets and a synthetic face-like generator."""
+"""Data to learn and test with: a synthetic face-like dataset generator (``synthetic``).
+
+May import: nothing of faceverify; it writes image folders that the other steps read.
+"""

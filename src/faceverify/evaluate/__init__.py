@@ -1,1 +1,9 @@
-"""Evaluation: verification metrics, identification, reports and calibration."""
+"""Evaluation on labelled data: pairs files (``pairs``), scoring them (``scoring``),
+verification metrics (``metrics``), identification through the gallery's own search
+(``identification``), reports (``report``), and the runs that evaluate a model or
+calibrate its threshold from files (``run``). Choosing and storing a threshold is
+:mod:`faceverify.compare.calibration`'s job; ``run`` only feeds it scored pairs.
+
+May import: ``errors``, ``checks``, ``paths``, ``decode``, ``runtime.base`` (the
+embedder interface), ``embed``, ``compare`` and ``gallery`` (its index code).
+"""

@@ -13,16 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceverify.errors import ConfigError, FaceVerifyError
+from faceverify.checks import check_choice
+from faceverify.errors import PairsError
 
 FORMATS = ("auto", "course", "lfw", "csv")
 _CSV_A = ("a", "path_a", "image_a", "img_a", "image1", "img1", "left", "path1")
 _CSV_B = ("b", "path_b", "image_b", "img_b", "image2", "img2", "right", "path2")
 _CSV_LABEL = ("label", "same", "is_same", "target", "match")
-
-
-class PairsError(FaceVerifyError):
-    """A pairs file that cannot be used at all."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +75,9 @@ def read_pairs(
         raise PairsError(f"pairs file '{file}' not found")
     if not folder.is_dir():
         raise PairsError(f"image root '{folder}' is not a folder")
+    check_choice("pairs format", format, FORMATS)
     text = file.read_text(encoding="utf-8-sig")
     chosen = _detect(file, text) if format == "auto" else format
-    if chosen not in FORMATS[1:]:
-        raise ConfigError(f"pairs format {format!r} is unknown; valid: {', '.join(FORMATS)}")
     result = PairSet(source=str(file), format=chosen)
     rows = {"course": _course_rows, "lfw": _lfw_rows, "csv": _csv_rows}[chosen]
     for line, a, b, label in rows(text, result, columns):

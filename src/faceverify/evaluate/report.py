@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from faceverify.evaluate.metrics import Roc, roc_curve
+from faceverify.compare.roc import Roc, roc_curve
+
+#: Problems logged one by one; the rest are counted (reports list them all).
+SHOWN_PROBLEMS = 10
+
+
+def log_problems(log: logging.Logger, problems: Sequence[str], *, context: str = "", where: str = "") -> None:
+    """Warn about the first problems met in the inputs and count the others.
+
+    Args:
+        context: put before each line, e.g. ``"validation pairs: "``.
+        where: where the whole list can be read, added to the count line.
+    """
+    for problem in problems[:SHOWN_PROBLEMS]:
+        log.warning("%sskipped %s", context, problem)
+    hidden = len(problems) - SHOWN_PROBLEMS
+    if hidden > 0:
+        log.warning("... and %d more problems%s", hidden, f" ({where})" if where else "")
 
 
 def write_report(

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify import __version__
+from faceverify.compare.calibration import Calibration, check_far, new_calibration
+from faceverify.compare.roc import operating_point
 from faceverify.errors import ConfigError
-from faceverify.evaluate.metrics import (
-    MetricsError,
-    equal_error_rate,
-    needed_impostors,
-    operating_point,
-    point_at_far,
-    roc_curve,
-    verification_metrics,
-)
+from faceverify.evaluate.metrics import verification_metrics
 from faceverify.evaluate.pairs import PairSet, read_pairs
 from faceverify.evaluate.scoring import ScoredPairs, score_pairs
+from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
-    from faceverify.calibration import Calibration
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 
 def evaluate(
-    model: EmbeddingModel,
+    model: Embedder,
     *,
     pairs: PairSet | None = None,
     gallery: str | Path | None = None,
@@ -52,7 +45,7 @@ def evaluate(
     )
     report: dict[str, Any] = {
         "faceverify_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": timestamp(),
         "model": model.describe(),
         "threshold": {"value": chosen, "source": source},
         "problems": [],
@@ -81,49 +74,25 @@ def evaluate(
 
 
 def calibrate(
-    model: EmbeddingModel,
+    model: Embedder,
     pairs: PairSet,
     *,
     far: float | None = None,
     batch_size: int = 32,
     progress: bool | None = None,
 ) -> tuple[Calibration, list[str]]:
-    """Pick the threshold that gives FAR ``far`` (or the EER point when None).
+    """Score labelled pairs and choose the threshold that gives FAR ``far`` (or the EER point
+    when None), as :func:`faceverify.compare.calibration.choose_threshold` does.
 
     Returns:
-        The calibration (not yet saved: see :func:`faceverify.calibration.save_calibration`)
+        The calibration (not yet saved: see :func:`faceverify.compare.calibration.save_calibration`)
         and the problems met in the pairs file.
     """
-    from faceverify.calibration import new_calibration
-
-    if far is not None and not 0.0 < far < 1.0:
-        raise ConfigError(f"target FAR {far!r} must be between 0 and 1, e.g. 1e-3")
+    check_far(far)  # before the slow part
     _require_labels(pairs)
     scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress)
-    labels = scored.labels
-    roc = roc_curve(scored.scores, labels)
-    impostors = int((labels == 0).sum())
-    if far is None:
-        threshold, target = equal_error_rate(roc).threshold, "eer"
-    else:
-        point = point_at_far(roc, far, impostors)
-        if point is None:
-            raise MetricsError(
-                f"FAR {far:g} cannot be calibrated on {impostors} impostor pairs; it needs at least "
-                f"{needed_impostors(far)}: use more pairs or a larger FAR"
-            )
-        threshold, target = point.threshold, f"far={far:g}"
-    measured = operating_point(scored.scores, labels, threshold)
-    calibration = new_calibration(
-        model,
-        threshold=threshold,
-        target=target,
-        far=measured.far,
-        frr=measured.frr,
-        genuine=int(labels.sum()),
-        impostor=impostors,
-        pairs_file=str(Path(pairs.source).resolve()),
-    )
+    pairs_file = str(Path(pairs.source).resolve())
+    calibration = new_calibration(model, scored.scores, scored.labels, far=far, pairs_file=pairs_file)
     return calibration, scored.problems
 
 

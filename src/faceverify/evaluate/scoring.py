@@ -10,7 +10,7 @@ import numpy as np
 from faceverify.evaluate.pairs import Pair, PairSet
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ScoredPairs:
 
 
 def score_pairs(
-    model: EmbeddingModel, pair_set: PairSet, *, batch_size: int = 32, progress: bool | None = None
+    model: Embedder, pair_set: PairSet, *, batch_size: int = 32, progress: bool | None = None
 ) -> ScoredPairs:
     """Embed every distinct image once and score every pair whose images both embedded."""
     from faceverify.embed import embed_images

@@ -1,6 +1,11 @@
 """Galleries of enrolled people: one interface, an embedded and a PostgreSQL backend.
 
-``Gallery`` (model-aware: enrol, identify, verify a claimed identity, remove) sits on a
-store: ``sqlite`` (a folder: SQLite + vector index, the default) or ``postgres``
-(PostgreSQL + pgvector, chosen by a ``postgresql://`` URL).
+``Gallery`` (``gallery``: model-aware enrol, identify, verify a claimed identity,
+export/import) sits on a store (``base`` holds the interface and the rules every store
+follows): ``sqlite`` (a folder: SQLite + vector index, the default) or ``postgres``
+(PostgreSQL + pgvector, chosen by a ``postgresql://`` URL). ``index`` is the embedded
+gallery's search (exact, HNSW, centroids), which identification evaluation uses too.
+
+May import: ``errors``, ``checks``, ``paths``, ``decode``, ``runtime`` (the interface, and
+``build`` for the default model), ``embed`` and ``compare``.
 """

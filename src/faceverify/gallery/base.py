@@ -17,22 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.errors import FaceVerifyError
+from faceverify.checks import check_choice
+from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
 
 MAX_NAME_LENGTH = 200
 MATCH_MODES = ("best", "centroid")
-
-
-class GalleryError(FaceVerifyError):
-    """The gallery cannot do what was asked (storage, consistency, or a wrong input)."""
-
-
-class UnknownPersonError(GalleryError):
-    """The named person is not enrolled."""
-
-
-class ModelMismatchError(GalleryError):
-    """Embeddings from another model than the one the gallery was built with."""
 
 
 @dataclass(frozen=True)
@@ -139,9 +128,7 @@ def check_name(name: str) -> str:
 
 
 def check_match(match: str) -> str:
-    if match not in MATCH_MODES:
-        raise GalleryError(f"match mode {match!r} is unknown; valid: {', '.join(MATCH_MODES)}")
-    return match
+    return check_choice("match mode", match, MATCH_MODES, error=GalleryError)
 
 
 def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:

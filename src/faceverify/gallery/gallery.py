@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     Face,
-    GalleryError,
     GalleryStore,
     Match,
     PersonInfo,
@@ -30,8 +30,8 @@ from faceverify.gallery.base import (
 from faceverify.paths import data_dir
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
-    from faceverify.verification import Verification
+    from faceverify.compare.verification import Verification
+    from faceverify.runtime.base import Embedder
 
 EXPORT_FORMAT = "faceverify-gallery/1"
 
@@ -54,7 +54,7 @@ def open_store(db: str | Path | None = None) -> GalleryStore:
 
 
 def open_gallery(
-    db: str | Path | None = None, model: EmbeddingModel | None = None, *, match: str = "best"
+    db: str | Path | None = None, model: Embedder | None = None, *, match: str = "best"
 ) -> Gallery:
     """Open (or create) a gallery.
 
@@ -66,13 +66,13 @@ def open_gallery(
         match: ``best`` (best single face per person) or ``centroid`` (mean of their faces).
     """
     if model is None:
-        from faceverify.models.factory import build_model
+        from faceverify.runtime.build import build_model
 
         model = build_model()
     return Gallery(open_store(db), model, match=match)
 
 
-def model_manifest(model: EmbeddingModel) -> dict[str, Any]:
+def model_manifest(model: Embedder) -> dict[str, Any]:
     """What a gallery records about its model; all of it must match to use the gallery."""
     if model.weights_file is None:
         raise GalleryError("a gallery needs a model with saved weights; random weights change every run")
@@ -137,7 +137,7 @@ class Gallery:
             direction; steadier when a person has many similar photos).
     """
 
-    def __init__(self, store: GalleryStore, model: EmbeddingModel, *, match: str = "best") -> None:
+    def __init__(self, store: GalleryStore, model: Embedder, *, match: str = "best") -> None:
         self.store = store
         self.model = model
         self.match = check_match(match)
@@ -152,9 +152,9 @@ class Gallery:
         Unreadable images and images already enrolled are skipped and reported; if none
         is left for a new person, nothing is stored and an error says why.
         """
+        from faceverify.decode import describe_source, load_image
         from faceverify.embed import embed_images
         from faceverify.errors import ImageError
-        from faceverify.io import describe_source, load_image
 
         person = check_name(name)
         decoded, skipped, hashes, sources = [], [], [], []
@@ -189,7 +189,7 @@ class Gallery:
 
     def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
         """Is this really ``name``? 1:1 against that person's enrolled faces."""
-        from faceverify.verification import verify
+        from faceverify.compare.verification import verify
 
         vectors = np.stack([v for _, _, v in self.store.faces_of(check_name(name))])
         query = self._embed_one(image)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     AddResult,
     Face,
-    GalleryError,
     GalleryStore,
     Match,
     PersonInfo,
@@ -28,10 +28,10 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
+from faceverify.gallery.index import HNSW_EF_SEARCH
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
-HNSW_EF_SEARCH = 128
 
 
 class PostgresStore(GalleryStore):
@@ -70,6 +70,9 @@ class PostgresStore(GalleryStore):
             ) from exc
         except psycopg.OperationalError as exc:
             raise GalleryError(f"PostgreSQL at {self.location} failed: {str(exc).strip()}") from exc
+        except psycopg.Error as exc:  # the server refused a statement: its own words say why
+            message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+            raise GalleryError(f"PostgreSQL at {self.location} refused: {message}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

@@ -7,13 +7,16 @@ queue on SQLite's lock (for up to :data:`BUSY_TIMEOUT_S`) instead of losing writ
 Every write bumps a generation counter; a process whose index is older than the
 database brings it up to date (new faces added, removed ones tombstoned) before it
 searches, and saves HNSW indexes next to the database so the next process starts fast.
+Threads of one process are as safe as processes: each has its own connection, and the
+shared index cache is updated and searched under a lock.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
+import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     AddResult,
     Face,
-    GalleryError,
     GalleryStore,
     Match,
     PersonInfo,
@@ -34,8 +37,9 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
-from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex
+from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex, unit_centroids
 from faceverify.gallery.index import top_k as top_positions
+from faceverify.paths import timestamp
 
 DB_NAME = "gallery.db"
 INDEX_NAME = "hnsw.faiss"
@@ -86,27 +90,50 @@ class SQLiteStore(GalleryStore):
                 f"gallery '{self.folder}' is a file; a gallery is a folder (it holds {DB_NAME})"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._db = self._connect()
+        # One connection per thread: a connection's transaction belongs to whoever opened it,
+        # so threads queue on SQLite's lock as processes do. The index cache is shared and
+        # is brought up to date and searched under _index_lock.
+        self._local = threading.local()
+        self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
+        self._handles_lock = threading.Lock()
+        self._closed = False
+        self._index_lock = threading.Lock()
         self._index: FaceIndex | None = None
         self._synced_generation = -1
         self._names: dict[int, str] = {}
         self._centroids: tuple[int, np.ndarray, np.ndarray] | None = None
+        with self._errors(), _transaction(self._db):
+            # statement by statement: executescript() would commit our transaction first
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The calling thread's connection, opened on its first use."""
+        handle: _Handle | None = getattr(self._local, "handle", None)
+        if handle is None:
+            if self._closed:
+                raise GalleryError(f"gallery '{self.folder}' is closed; open it again")
+            handle = _Handle(self._connect())
+            self._local.handle = handle
+            with self._handles_lock:
+                self._handles.add(handle)
+        return handle.db
 
     def _connect(self) -> sqlite3.Connection:
-        path = self.folder / DB_NAME
         with self._errors():
+            # check_same_thread=False only so that close() may close every thread's connection
             db = sqlite3.connect(
-                path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                self.folder / DB_NAME,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
             )
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
-            with _transaction(db):
-                # statement by statement: executescript() would commit our transaction first
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         return db
 
     @contextmanager
@@ -121,7 +148,14 @@ class SQLiteStore(GalleryStore):
                     "try again when it has finished"
                 ) from exc
             raise GalleryError(f"gallery '{self.folder}': {exc}") from exc
+        except sqlite3.IntegrityError as exc:
+            raise GalleryError(
+                f"gallery '{self.folder}' refused a change that breaks its rules ({exc})"
+            ) from exc
         except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise  # a subclass (ProgrammingError, InternalError...) is a bug, not a bad file
+            # SQLite reports a corrupt file and a file that is no database with the base class
             raise GalleryError(
                 f"gallery '{self.folder}' holds a corrupt database or another file as {DB_NAME} ({exc}); "
                 "restore it from an export or move it away"
@@ -167,7 +201,7 @@ class SQLiteStore(GalleryStore):
                 db.execute(
                     "INSERT INTO faces (person_id, image_sha256, source, vector, created) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), _now()),
+                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), timestamp()),
                 )
                 result.added += 1
             if created and result.added == 0:
@@ -179,7 +213,8 @@ class SQLiteStore(GalleryStore):
         row = db.execute("SELECT id, meta FROM people WHERE name = ?", (name,)).fetchone()
         if row is None:
             cursor = db.execute(
-                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)", (name, encode_meta(meta), _now())
+                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)",
+                (name, encode_meta(meta), timestamp()),
             )
             return int(cursor.lastrowid or 0), True
         if meta:
@@ -216,7 +251,10 @@ class SQLiteStore(GalleryStore):
         return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
-        index = self._synced_index()
+        with self._index_lock:
+            return self._search(self._synced_index(), query, top_k, match)
+
+    def _search(self, index: FaceIndex, query: np.ndarray, top_k: int, match: str) -> list[Match]:
         if match == "centroid":
             owners, centroids = self._centroid_matrix()
             scores = centroids @ query if len(owners) else np.empty(0)
@@ -233,7 +271,10 @@ class SQLiteStore(GalleryStore):
             return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
     def _synced_index(self) -> FaceIndex:
-        """The index, brought up to date with the database if another write happened."""
+        """The index, brought up to date with the database if another write happened.
+
+        Called under ``_index_lock``, like everything that reads the index and its caches.
+        """
         generation = self._generation()
         if self._index is not None and generation == self._synced_generation:
             return self._index
@@ -280,19 +321,23 @@ class SQLiteStore(GalleryStore):
         if self._centroids is None or self._centroids[0] != self._synced_generation:
             with self._errors():
                 _, owners, vectors = self._read_faces("", ())
-            people = np.unique(owners)
-            sums = np.zeros((people.size, vectors.shape[1]), dtype=np.float64)
-            np.add.at(sums, np.searchsorted(people, owners), vectors)
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            self._centroids = (
-                self._synced_generation,
-                people,
-                (sums / np.maximum(norms, 1e-12)).astype(np.float32),
-            )
+            self._centroids = (self._synced_generation, *unit_centroids(owners, vectors))
         return self._centroids[1], self._centroids[2]
 
     def close(self) -> None:
-        self._db.close()
+        """Close every thread's connection; call it when no thread uses the store any more."""
+        self._closed = True
+        with self._handles_lock:
+            for handle in list(self._handles):
+                handle.db.close()
+
+
+class _Handle:
+    """Holds one thread's connection. When the thread ends, its handle is dropped and the
+    connection closes with it (connections themselves cannot be weakly referenced)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
 
 
 @contextmanager
@@ -319,7 +364,3 @@ def _first_per_owner(
             if len(matches) == top_k:
                 break
     return matches
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,15 +1,17 @@
-"""``build_model``: from a name and a weights source to a ready embedding model."""
+"""From a model name and a weights source to a network with its weights and its contract.
+
+``load_network`` serves inference (:func:`faceverify.build_model` puts the network in a
+runtime) and training (which adds its neck and heads) alike.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceverify.device import DeviceLike, resolve_device
-from faceverify.errors import ConfigError, ModelError
-from faceverify.models.embedder import EmbeddingModel
+from faceverify.errors import ModelError
+from faceverify.models.checkpoint import load_if_checkpoint, network_from_checkpoint
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.models.weights import (
     RANDOM,
@@ -24,113 +26,76 @@ from faceverify.preprocess import PreprocessConfig
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class LoadedNetwork:
+    """A headless network with its weights, and what artifacts record of it.
+
+    Attributes:
+        network: the module mapping model-ready input to pooled features.
+        name: the model name artifacts record (e.g. ``convnext_atto.d2_in1k``).
+        contract: the preprocessing contract the network is fed with (``load_network`` gives
+            the weights' own; ``build_model`` applies the user's overrides to it).
+        source: where the weights came from (hub repo, path, or ``random``).
+        file: the weights file; None for random weights.
+    """
+
+    network: torch.nn.Module
+    name: str
+    contract: PreprocessConfig
+    source: str
+    file: Path | None
 
 
-def build_model(
+def load_network(
     name: str | None = None,
     *,
     weights: WeightsLike = None,
-    device: DeviceLike = None,
-    input_size: int | Sequence[int] | None = None,
-    crop_pct: float | None = None,
-    interpolation: str | None = None,
-    threshold: float | None = None,
-    channels_last: bool = True,
     cache_dir: str | None = None,
     model_args: dict[str, Any] | None = None,
-) -> EmbeddingModel:
-    """Build a face-embedding model: a pretrained CNN without its classification layer.
+) -> LoadedNetwork:
+    """The network ``name`` with ``weights`` loaded, on the CPU (see
+    :func:`faceverify.build_model` for both arguments).
 
-    Args:
-        name: a timm model name. The default ``convnext_atto.d2_in1k`` is small and fast
-            (320-dim embeddings, not 768: that is ConvNeXt-Tiny). ``faceverify models``
-            lists curated choices per family (ResNet, VGG, Inception, DenseNet,
-            EfficientNet, MobileNet, ConvNeXt); any timm name works, as do
-            ``hf-hub:org/repo`` and ``local-dir:PATH``.
-        weights: None downloads from the Hugging Face hub (cached; set HF_HUB_OFFLINE=1
-            to stay offline once cached). A path to a ``.safetensors`` file or to a folder
-            with ``model.safetensors`` (and optionally timm's ``config.json``) loads
-            local weights. ``"random"`` initialises randomly (for training or tests).
-        device: None or ``"auto"`` uses the GPU when present; ``"cpu"``, ``"cuda"``,
-            ``"cuda:1"``, ``"mps"`` force one.
-        input_size: override the network input size, e.g. 112 for small face crops; the
-            default is the pretrained size (224 for most models). Smaller is faster.
-        crop_pct: fraction of the resized image kept by the centre crop. The pretrained
-            value (0.875 for ConvNeXt-Atto) suits photos; use 1.0 for tight face crops.
-        interpolation: override the resize filter (``bicubic``, ``bilinear``...).
-        threshold: a cosine threshold to carry. None uses the threshold stored by
-            ``faceverify calibrate`` for these weights and preprocessing, else 0.5.
-        channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
-        cache_dir: Hugging Face cache folder; None uses the standard one.
-        model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
-
-    Returns:
-        An :class:`EmbeddingModel` in eval mode on the chosen device.
-
-    Raises:
-        ModelError: unknown name, or weights that do not fit the architecture.
-        WeightsNotFoundError: the hub cannot be reached and no local weights were given;
-            the message says how to supply them.
-        DeviceError: the requested device does not exist here.
+    A faceverify training checkpoint as ``weights`` names its own architecture, neck and
+    contract; any other source is planned by :func:`~faceverify.models.weights.plan_weights`.
     """
     import timm
-    import torch
 
-    target = resolve_device(device)
     checkpoint = _training_checkpoint(weights)
     if checkpoint is not None:
-        backbone, plan = _from_checkpoint(checkpoint, Path(str(weights)), name)
-    else:
-        plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
-        backbone = _create_backbone(plan, model_args or {})
-        if plan.file is not None:
-            load_into(backbone, read_state_dict(plan.file), source=plan.source)
-    base = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
-    contract = base.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
-    model = EmbeddingModel(
-        backbone,
+        return _from_checkpoint(checkpoint, Path(str(weights)), name)
+    plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
+    backbone = _create_backbone(plan, model_args or {})
+    if plan.file is not None:
+        load_into(backbone, read_state_dict(plan.file), source=plan.source)
+    return LoadedNetwork(
+        network=backbone,
         name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
-        preprocess=contract,
-        weights_source=plan.source,
-        weights_file=plan.file,
-        threshold=_checked_threshold(threshold),
-        channels_last=channels_last,
+        contract=PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone)),
+        source=plan.source,
+        file=plan.file,
     )
-    if threshold is None:
-        _load_calibrated_threshold(model)
-    model.eval().to(target)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, plan.source, target)
-    return model
 
 
 def _training_checkpoint(weights: WeightsLike) -> dict[str, Any] | None:
     """The state of a faceverify training checkpoint, if ``weights`` is one."""
     if weights is None or weights == RANDOM:
         return None
-    from faceverify.train.checkpoint import load_if_checkpoint
-
     # None for plain PyTorch checkpoints too: the state-dict path loads those
     return load_if_checkpoint(Path(weights).expanduser())
 
 
-def _from_checkpoint(
-    state: dict[str, Any], path: Path, name: str | None
-) -> tuple[torch.nn.Module, WeightsPlan]:
-    from faceverify.train.checkpoint import embedder_from_checkpoint
-
+def _from_checkpoint(state: dict[str, Any], path: Path, name: str | None) -> LoadedNetwork:
     architecture = state["architecture"]
     if name is not None and name.split(".")[0] != architecture.split(".")[0]:
         raise ModelError(
             f"checkpoint '{path}' holds a {architecture!r} model, not {name!r}; drop --model "
             "(a checkpoint names its own architecture)"
         )
-    plan = WeightsPlan(
-        model_name=architecture, pretrained_cfg=None, file=path.resolve(), source=str(path.resolve())
-    )
-    return embedder_from_checkpoint(state), plan
+    network, contract = network_from_checkpoint(state)
+    source = str(path.resolve())
+    return LoadedNetwork(network, architecture, contract, source, path.resolve())
 
 
 def _create_backbone(plan: WeightsPlan, extra: dict[str, Any]) -> torch.nn.Module:
@@ -149,18 +114,3 @@ def _folder_name(plan: WeightsPlan) -> str:
     cfg = plan.pretrained_cfg or {}
     tag = cfg.get("tag")
     return f"{plan.model_name}.{tag}" if tag else plan.model_name
-
-
-def _load_calibrated_threshold(model: EmbeddingModel) -> None:
-    from faceverify.calibration import load_calibration
-
-    calibration = load_calibration(model)
-    if calibration is not None:
-        model.threshold = calibration.threshold
-        log.info("using the calibrated %s", calibration.describe())
-
-
-def _checked_threshold(threshold: float | None) -> float | None:
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold {threshold!r} is not a cosine similarity; use a value in [-1, 1]")
-    return threshold

@@ -3,7 +3,7 @@
 The neck (Linear + BatchNorm1d) maps the backbone's pooled features to a chosen
 embedding size, as face recognition models usually do. The module looks like a timm
 model to the rest of faceverify (``num_features``, ``head_hidden_size``,
-``pretrained_cfg``), so ``EmbeddingModel`` treats a trained checkpoint like any backbone.
+``pretrained_cfg``), so the runtime treats a trained checkpoint like any backbone.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def feature_width(model: nn.Module) -> int:
     return int(width)
 
 
-class FaceEmbedder(nn.Module):
+class EmbeddingNetwork(nn.Module):
     """Backbone (built with ``num_classes=0``) followed by an optional neck."""
 
     def __init__(self, backbone: nn.Module, embedding_dim: int | None = None) -> None:

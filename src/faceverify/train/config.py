@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceverify.checks import check_choice
 from faceverify.errors import ConfigError
 
 
@@ -91,10 +92,10 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
-        _choice("loss.head", self.loss.head, ("softmax", "arcface", "cosface"))
-        _choice("optim.name", self.optim.name, ("sgd", "adamw"))
-        _choice("schedule.name", self.schedule.name, ("cosine", "step", "plateau", "none"))
-        _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        check_choice("loss.head", self.loss.head, ("softmax", "arcface", "cosface"))
+        check_choice("optim.name", self.optim.name, ("sgd", "adamw"))
+        check_choice("schedule.name", self.schedule.name, ("cosine", "step", "plateau", "none"))
+        check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"{name} {value!r} must be at least 1")
@@ -207,11 +208,6 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is not a section")
     node[keys[-1]] = value
-
-
-def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{what} {value!r} is not supported; valid: {', '.join(valid)}")
 
 
 def _plain(value: Any) -> Any:

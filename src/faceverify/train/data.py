@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from faceverify.decode import iter_image_paths, load_image
 from faceverify.errors import ConfigError, ImageError
-from faceverify.io import iter_image_paths, load_image
 
 Sample = tuple[torch.Tensor, int] | None
 

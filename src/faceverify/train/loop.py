@@ -21,14 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from faceverify.errors import ConfigError
-from faceverify.train.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from faceverify.errors import ConfigError, MetricsError
+from faceverify.models.checkpoint import load_checkpoint
+from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
 from faceverify.train.distributed import Distributed, start
 from faceverify.train.heads import CenterLoss, ClassifierHead
 from faceverify.train.logbook import Logbook
-from faceverify.train.setup import build_embedder, make_optimizers, precision, train_transform
+from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Trainer:
         self.config, self.world = config, world
         self.out = Path(config.out)
         _seed(config.seed, 0, world.rank)
-        self.model, self.contract, self.architecture = build_embedder(config)
+        self.model, self.contract, self.architecture = build_network(config)
         root = Path(config.data.root)
         self.train_set = IdentityFolder(root / config.data.train_dir, train_transform(config, self.contract))
         self.classes = self.train_set.classes
@@ -113,10 +114,10 @@ class Trainer:
         if not self.config.data.pairs:
             return None
         from faceverify.evaluate.pairs import read_pairs
+        from faceverify.evaluate.report import log_problems
 
         pairs = read_pairs(root / self.config.data.pairs, root)
-        for problem in pairs.problems[:10]:
-            log.warning("validation pairs: skipped %s", problem)
+        log_problems(log, pairs.problems, context="validation pairs: ")
         return pairs
 
     def fit(self) -> dict[str, Any]:
@@ -221,17 +222,13 @@ class Trainer:
         return correct / max(seen, 1)
 
     def _val_verification(self) -> dict[str, Any]:
-        from faceverify.evaluate.metrics import MetricsError, roc_auc, roc_curve
+        from faceverify.compare.roc import roc_auc, roc_curve
         from faceverify.evaluate.scoring import score_pairs
-        from faceverify.models.embedder import EmbeddingModel
+        from faceverify.models.factory import LoadedNetwork
+        from faceverify.runtime.build import embedder_for
 
-        probe = EmbeddingModel(
-            self.model,
-            name=self.architecture,
-            preprocess=self.contract,
-            weights_source="training",
-            channels_last=self.config.channels_last,
-        )
+        network = LoadedNetwork(self.model, self.architecture, self.contract, source="training", file=None)
+        probe = embedder_for(network, channels_last=self.config.channels_last)
         assert self.pairs is not None
         scored = score_pairs(probe, self.pairs, batch_size=self.config.batch_size, progress=False)
         try:

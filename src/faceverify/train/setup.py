@@ -9,45 +9,29 @@ import torch
 from torch import nn
 
 from faceverify.errors import ConfigError
-from faceverify.models.neck import FaceEmbedder
-from faceverify.preprocess import PreprocessConfig
+from faceverify.models.factory import load_network
+from faceverify.models.neck import EmbeddingNetwork
+from faceverify.preprocess import PreprocessConfig, training_transform
 from faceverify.train.config import TrainConfig
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
-def build_embedder(config: TrainConfig) -> tuple[FaceEmbedder, PreprocessConfig, str]:
+def build_network(config: TrainConfig) -> tuple[EmbeddingNetwork, PreprocessConfig, str]:
     """The network to train (ImageNet weights or random), its contract and its name."""
-    from faceverify.models.factory import build_model
-
-    base = build_model(
-        config.model.name,
-        weights=config.model.weights,
-        device="cpu",
-        input_size=config.model.input_size,
-        channels_last=False,
-        model_args=config.model.args,
-    )
-    return FaceEmbedder(base.backbone, config.model.embedding_dim), base.preprocess, base.name
+    base = load_network(config.model.name, weights=config.model.weights, model_args=config.model.args)
+    network = EmbeddingNetwork(base.network, config.model.embedding_dim)
+    return network, base.contract.override(input_size=config.model.input_size), base.name
 
 
 def train_transform(config: TrainConfig, contract: PreprocessConfig) -> Any:
-    """timm's training transform (crop, flip, colour jitter) ending in the model's contract."""
-    from timm.data import create_transform
-
+    """The augmentation ``config.data.augment`` asks for, ending in the model's contract."""
     augment = config.data.augment
-    crop = augment.random_resized_crop
-    return create_transform(
-        input_size=(3, *contract.input_size),
-        is_training=True,
-        scale=crop or (1.0, 1.0),
-        ratio=(3 / 4, 4 / 3) if crop else (1.0, 1.0),
+    return training_transform(
+        contract,
+        crop_scale=augment.random_resized_crop,
         hflip=augment.hflip,
-        vflip=0.0,
         color_jitter=augment.color_jitter,
-        interpolation=contract.interpolation,
-        mean=contract.mean,
-        std=contract.std,
     )
 
 

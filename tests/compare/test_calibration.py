@@ -8,14 +8,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from faceverify import build_model, verify
-from faceverify.calibration import calibration_path, load_calibration, save_calibration
-from faceverify.errors import ConfigError
-from faceverify.evaluate.metrics import MetricsError
+from faceverify.compare.calibration import (
+    calibration_path,
+    choose_threshold,
+    load_calibration,
+    save_calibration,
+)
+from faceverify.compare.roc import operating_point
+from faceverify.errors import ConfigError, MetricsError
 from faceverify.evaluate.pairs import read_pairs
 from faceverify.evaluate.run import calibrate
 
@@ -100,3 +106,16 @@ def test_a_corrupt_sidecar_is_ignored(
     with caplog.at_level(logging.WARNING, logger="faceverify"):
         assert build_model(weights=weights, device="cpu").threshold is None
     assert "unreadable calibration" in caplog.text
+
+
+def test_choose_threshold_is_the_most_lenient_within_the_target() -> None:
+    scores = np.r_[np.linspace(0.5, 1, 50), np.linspace(0, 0.6, 50)]
+    labels = np.r_[np.ones(50, dtype=int), np.zeros(50, dtype=int)]
+    point, target = choose_threshold(scores, labels, far=0.1)
+    assert target == "far=0.1"
+    assert point.far <= 0.1
+    next_looser = scores[scores < point.threshold].max()
+    assert operating_point(scores, labels, next_looser).far > 0.1
+    eer, name = choose_threshold(scores, labels)
+    assert name == "eer"
+    assert abs(eer.far - eer.frr) < 0.05

@@ -1,7 +1,8 @@
-"""Calibrated thresholds stored with the model they were measured for.
+"""Calibrated thresholds: chosen on scored pairs, stored with the model they were measured for.
 
-``faceverify calibrate`` picks a threshold on validation pairs and saves it in a small
-JSON sidecar: next to local weights (``<weights file>.threshold.json``), or under the
+``faceverify calibrate`` scores validation pairs, :func:`choose_threshold` picks the
+threshold for a target false accept rate (or the equal error rate), and the result is
+saved in a small JSON sidecar: next to local weights (``<weights file>.threshold.json``), or under the
 faceverify data folder for hub weights (the HF cache is not ours to write into).
 ``build_model`` loads it, so ``verify`` and identification use it by default.
 
@@ -14,17 +15,27 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from faceverify import __version__
-from faceverify.errors import ConfigError
-from faceverify.paths import atomic_write_text, data_dir
+from faceverify.compare.roc import (
+    OperatingPoint,
+    check_scores,
+    equal_error_rate,
+    needed_impostors,
+    operating_point,
+    point_at_far,
+    roc_curve,
+)
+from faceverify.errors import ConfigError, MetricsError
+from faceverify.paths import atomic_write_text, data_dir, timestamp
 
 if TYPE_CHECKING:
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 log = logging.getLogger(__name__)
 SUFFIX = ".threshold.json"
@@ -59,35 +70,63 @@ class Calibration:
         )
 
 
+def check_far(far: float | None) -> None:
+    """A target false accept rate lies strictly between 0 and 1 (None: the EER point)."""
+    if far is not None and not 0.0 < far < 1.0:
+        raise ConfigError(f"target FAR {far!r} must be between 0 and 1, e.g. 1e-3")
+
+
+def choose_threshold(scores: Any, labels: Any, *, far: float | None = None) -> tuple[OperatingPoint, str]:
+    """The threshold for a target, as it performs on these pairs, and the target's name.
+
+    Args:
+        scores: cosine similarities of labelled pairs.
+        labels: 1 for genuine pairs, 0 for impostor pairs.
+        far: the most lenient threshold whose false accept rate is at most this; None
+            chooses the equal error rate point.
+
+    Raises:
+        MetricsError: too few impostor pairs to measure ``far`` (at least 1/FAR needed).
+    """
+    check_far(far)
+    s, y = check_scores(scores, labels)
+    roc = roc_curve(s, y)
+    if far is None:
+        return operating_point(s, y, equal_error_rate(roc).threshold), "eer"
+    impostors = int((y == 0).sum())
+    point = point_at_far(roc, far, impostors)
+    if point is None:
+        raise MetricsError(
+            f"FAR {far:g} cannot be calibrated on {impostors} impostor pairs; it needs at least "
+            f"{needed_impostors(far)}: use more pairs or a larger FAR"
+        )
+    return operating_point(s, y, point.threshold), f"far={far:g}"
+
+
 def new_calibration(
-    model: EmbeddingModel,
-    *,
-    threshold: float,
-    target: str,
-    far: float,
-    frr: float,
-    genuine: int,
-    impostor: int,
-    pairs_file: str,
+    model: Embedder, scores: Any, labels: Any, *, far: float | None, pairs_file: str
 ) -> Calibration:
-    """A calibration of ``model``, stamped with its weights and preprocessing."""
+    """Choose a threshold on ``model``'s scores of labelled pairs (:func:`choose_threshold`),
+    stamped with the model's weights and preprocessing."""
+    point, target = choose_threshold(scores, labels, far=far)
+    y = np.asarray(labels)
     return Calibration(
-        threshold=threshold,
+        threshold=point.threshold,
         target=target,
-        far=far,
-        frr=frr,
-        genuine=genuine,
-        impostor=impostor,
+        far=point.far,
+        frr=point.frr,
+        genuine=int((y == 1).sum()),
+        impostor=int((y == 0).sum()),
         pairs_file=pairs_file,
         model=model.name,
         weights=model.weights_source,
         weights_sha256=model.weights_sha256(),
         preprocess_fingerprint=model.preprocess.fingerprint(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        created=timestamp(),
     )
 
 
-def calibration_path(model: EmbeddingModel) -> Path:
+def calibration_path(model: Embedder) -> Path:
     """Where the calibration of ``model`` lives."""
     if model.weights_file is None:
         raise ConfigError(
@@ -100,7 +139,7 @@ def calibration_path(model: EmbeddingModel) -> Path:
     return model.weights_file.with_name(model.weights_file.name + SUFFIX)
 
 
-def save_calibration(model: EmbeddingModel, calibration: Calibration) -> Path:
+def save_calibration(model: Embedder, calibration: Calibration) -> Path:
     """Store the calibration with the model and make it the model's threshold now."""
     path = calibration_path(model)
     atomic_write_text(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
@@ -108,7 +147,7 @@ def save_calibration(model: EmbeddingModel, calibration: Calibration) -> Path:
     return path
 
 
-def load_calibration(model: EmbeddingModel) -> Calibration | None:
+def load_calibration(model: Embedder) -> Calibration | None:
     """The stored calibration of ``model`` if there is one and it still applies."""
     if model.weights_file is None:
         return None

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceverify.decode import iter_image_paths, load_image
 from faceverify.errors import ImageError
-from faceverify.io import iter_image_paths, load_image
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 
-from faceverify.errors import ConfigError, InputError
+from faceverify.checks import check_threshold
+from faceverify.errors import InputError
+from faceverify.runtime.base import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     import torch
 
-    from faceverify.models.embedder import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 ArrayT = TypeVar("ArrayT", "np.ndarray", "torch.Tensor")
 Vectors = Union["np.ndarray", "torch.Tensor"]
@@ -85,7 +87,7 @@ def verify(
     b: Any,
     threshold: float | None = None,
     *,
-    model: EmbeddingModel | None = None,
+    model: Embedder | None = None,
 ) -> Verification:
     """Decide whether two faces belong to the same person.
 
@@ -108,17 +110,13 @@ def verify(
     return Verification(score=score, threshold=chosen, same=score >= chosen)
 
 
-def _resolve_threshold(threshold: float | None, model: EmbeddingModel | None) -> float:
-    from faceverify.models.embedder import DEFAULT_THRESHOLD
-
+def _resolve_threshold(threshold: float | None, model: Embedder | None) -> float:
     if threshold is None:
         return model.default_threshold if model is not None else DEFAULT_THRESHOLD
-    if not -1.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"threshold {threshold!r} is not a cosine similarity; use a value in [-1, 1]")
-    return float(threshold)
+    return check_threshold(threshold)
 
 
-def _as_embedding(value: Any, model: EmbeddingModel | None, which: str) -> np.ndarray:
+def _as_embedding(value: Any, model: Embedder | None, which: str) -> np.ndarray:
     array = _maybe_vector(value)
     if array is not None:
         return array

@@ -1,0 +1,89 @@
+"""What every CLI command module shares: exit codes, the shared options, one-line errors,
+building the model the options describe, and the verdict line of a verification.
+
+The command modules (``models``, ``embed``, ``evaluate``, ``gallery``, ``train``) import
+this module and nothing from ``main``, which imports them all: no cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from faceverify.compare.verification import Verification
+    from faceverify.runtime.base import Embedder
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+PROG = "faceverify"
+log = logging.getLogger("faceverify.cli")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line on stderr too."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{message} (see '{self.prog} --help')")
+        sys.exit(EXIT_USAGE)
+
+
+def print_error(message: str) -> None:
+    one_line = " ".join(message.split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Parent parsers: the options of every command, and those of commands that embed."""
+    common = Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+    model_opts = Parser(add_help=False)
+    group = model_opts.add_argument_group("model")
+    group.add_argument(
+        "--model", help="timm model name or a trained checkpoint (default: convnext_atto.d2_in1k)"
+    )
+    group.add_argument("--weights", help="local .safetensors file or folder; default: Hugging Face hub")
+    group.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
+    group.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (32)")
+    group.add_argument("--input-size", type=positive_int, help="network input side, e.g. 112 for small crops")
+    group.add_argument(
+        "--crop-pct", type=float, help="centre-crop fraction; 1.0 keeps tight face crops whole"
+    )
+    return common, model_opts
+
+
+def build_from_args(args: argparse.Namespace) -> Embedder:
+    """The model described by the common ``--model/--weights/--device/...`` options."""
+    from faceverify.runtime.build import build_model
+
+    name, weights = args.model, args.weights
+    if name is not None and weights is None and Path(name).exists():
+        name, weights = None, name  # `--model run/best.pt`: a checkpoint names its own architecture
+    return build_model(
+        name,
+        weights=weights,
+        device=args.device,
+        input_size=args.input_size,
+        crop_pct=args.crop_pct,
+    )
+
+
+def verdict_line(outcome: Verification) -> str:
+    """``score<TAB>SAME|DIFFERENT<TAB>(threshold t)``: what verify and verify-id print."""
+    verdict = "SAME" if outcome.same else "DIFFERENT"
+    return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g})"

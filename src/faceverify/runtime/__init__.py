@@ -1,0 +1,12 @@
+"""Runtimes: what computes embeddings from model-ready input, behind one interface.
+
+``base`` holds :class:`~faceverify.runtime.base.Embedder`, the interface that ``embed``,
+``compare``, ``gallery`` and ``evaluate`` use; ``torch_backend`` runs a network eagerly
+in PyTorch (``EmbeddingModel``); ``build`` holds ``build_model``, which loads a network
+from :mod:`faceverify.models` and puts it in a runtime on a device. Another runtime (an
+ONNX Runtime session, a model with its own face detector) is one more module here.
+
+May import: ``errors``, ``checks``, ``paths``, ``device``, ``decode``, ``preprocess``,
+``models``; and, in ``build`` only, ``compare.calibration``, to give a model the threshold
+stored for it (that module stands on ``paths`` and ``compare.roc`` alone).
+"""

@@ -1,0 +1,110 @@
+"""The embedder interface: what every later step (embed, compare, gallery, evaluate) uses.
+
+An :class:`Embedder` turns model-ready input into embeddings and says what it is: its
+preprocessing contract, its embedding size, the identity of its weights, its threshold
+and its device. ``faceverify.embed`` decodes images and drives batches through
+:meth:`Embedder.prepare` and :meth:`Embedder.embed`; galleries and calibrations record
+:meth:`Embedder.weights_sha256` and the contract's fingerprint. Nothing there knows
+which runtime computes the numbers, so another one (an ONNX Runtime session, or a model
+that detects and aligns faces itself) is a new subclass here, not a change there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from faceverify.preprocess import PreprocessConfig
+
+#: The course's fixed threshold, used only when an embedder carries no calibrated one.
+DEFAULT_THRESHOLD = 0.5
+
+
+class Embedder(ABC):
+    """Model-ready input to float32 ``[N, D]`` embeddings, with what produced them.
+
+    Attributes:
+        name: the model name (e.g. ``convnext_atto.d2_in1k``), recorded in every artifact.
+        embedding_dim: length of each embedding.
+        preprocess: the contract that makes an RGB image model-ready input.
+        weights_source: where the weights came from (hub repo, path, or ``random``).
+        weights_file: the file the weights were read from; None for random weights.
+        threshold: a calibrated cosine threshold, or None to use :data:`DEFAULT_THRESHOLD`.
+    """
+
+    name: str
+    embedding_dim: int
+    preprocess: PreprocessConfig
+    weights_source: str
+    weights_file: Path | None
+    threshold: float | None
+
+    @abstractmethod
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """Embed ``[N, 3, H, W]`` float input that already follows the contract.
+
+        Returns:
+            float32 ``[N, D]`` on the CPU, not normalised.
+
+        Raises:
+            InputError: the network cannot take input of this shape.
+            DeviceMemoryError: the device ran out of memory for this batch.
+        """
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """Where the computation runs."""
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """One decoded RGB image as model-ready ``[3, H, W]`` input: the contract applied.
+
+        Called from several threads at once. An embedder that finds and aligns faces
+        itself overrides this, raising :class:`~faceverify.errors.ImageError` for an
+        image it cannot use: the image is reported under its input's name (whatever
+        ``source`` the error gives) and the batch goes on.
+        """
+        return self.preprocess(image)
+
+    def weights_sha256(self, *, refresh: bool = False) -> str:
+        """The identity galleries and calibrations pin: SHA-256 of the weights file.
+
+        '' for random weights. Computed once unless ``refresh`` (the file may have been
+        rewritten since). An embedder running an exported copy of some weights (an ONNX
+        graph) must report the hash of the weights it was exported from, so that what was
+        enrolled or calibrated with one is accepted by the other.
+        """
+        if self.weights_file is None:
+            return ""
+        cached: str | None = getattr(self, "_weights_sha256", None)
+        if refresh or cached is None:
+            digest = hashlib.sha256()
+            with self.weights_file.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+            cached = digest.hexdigest()
+            self._weights_sha256 = cached
+        return cached
+
+    @property
+    def default_threshold(self) -> float:
+        """The calibrated threshold when there is one, else the course's 0.5."""
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready facts saved next to every artifact this embedder produces."""
+        return {
+            "model": self.name,
+            "weights": self.weights_source,
+            "embedding_dim": self.embedding_dim,
+            "preprocess": self.preprocess.to_dict(),
+            "preprocess_fingerprint": self.preprocess.fingerprint(),
+            "threshold": self.default_threshold,
+            "threshold_calibrated": self.threshold is not None,
+        }

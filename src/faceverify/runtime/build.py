@@ -1,0 +1,120 @@
+"""``build_model``: from a name and a weights source to a ready embedder on a device.
+
+The network comes from :mod:`faceverify.models`; here it is put in a runtime (PyTorch,
+today), moved to its device, and given the threshold calibrated for it, if any.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from faceverify.checks import check_threshold
+from faceverify.device import DeviceLike, resolve_device
+from faceverify.models.factory import LoadedNetwork, load_network
+from faceverify.models.weights import WeightsLike
+from faceverify.runtime.torch_backend import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+
+def build_model(
+    name: str | None = None,
+    *,
+    weights: WeightsLike = None,
+    device: DeviceLike = None,
+    input_size: int | Sequence[int] | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    threshold: float | None = None,
+    channels_last: bool = True,
+    cache_dir: str | None = None,
+    model_args: dict[str, Any] | None = None,
+) -> EmbeddingModel:
+    """Build a face-embedding model: a pretrained CNN without its classification layer.
+
+    Args:
+        name: a timm model name. The default ``convnext_atto.d2_in1k`` is small and fast
+            (320-dim embeddings, not 768: that is ConvNeXt-Tiny). ``faceverify models``
+            lists curated choices per family (ResNet, VGG, Inception, DenseNet,
+            EfficientNet, MobileNet, ConvNeXt); any timm name works, as do
+            ``hf-hub:org/repo`` and ``local-dir:PATH``.
+        weights: None downloads from the Hugging Face hub (cached; set HF_HUB_OFFLINE=1
+            to stay offline once cached). A path to a ``.safetensors`` file or to a folder
+            with ``model.safetensors`` (and optionally timm's ``config.json``) loads
+            local weights. ``"random"`` initialises randomly (for training or tests).
+        device: None or ``"auto"`` uses the GPU when present; ``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``, ``"mps"`` force one.
+        input_size: override the network input size, e.g. 112 for small face crops; the
+            default is the pretrained size (224 for most models). Smaller is faster.
+        crop_pct: fraction of the resized image kept by the centre crop. The pretrained
+            value (0.875 for ConvNeXt-Atto) suits photos; use 1.0 for tight face crops.
+        interpolation: override the resize filter (``bicubic``, ``bilinear``...).
+        threshold: a cosine threshold to carry. None uses the threshold stored by
+            ``faceverify calibrate`` for these weights and preprocessing, else 0.5.
+        channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
+        cache_dir: Hugging Face cache folder; None uses the standard one.
+        model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
+
+    Returns:
+        An :class:`~faceverify.runtime.torch_backend.EmbeddingModel` (the PyTorch
+        :class:`~faceverify.runtime.base.Embedder`) in eval mode on the chosen device.
+
+    Raises:
+        ModelError: unknown name, or weights that do not fit the architecture.
+        WeightsNotFoundError: the hub cannot be reached and no local weights were given;
+            the message says how to supply them.
+        DeviceError: the requested device does not exist here.
+    """
+    import torch
+
+    target = resolve_device(device)
+    loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
+    contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
+    model = embedder_for(
+        replace(loaded, contract=contract),
+        threshold=None if threshold is None else check_threshold(threshold),
+        channels_last=channels_last,
+    )
+    if threshold is None:
+        _load_calibrated_threshold(model)
+    model.eval().to(target)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
+    return model
+
+
+def embedder_for(
+    loaded: LoadedNetwork, *, threshold: float | None = None, channels_last: bool = True
+) -> EmbeddingModel:
+    """The PyTorch embedder running ``loaded.network`` where it is and as it is.
+
+    ``build_model`` then moves it to its device for inference; training validates through
+    it while the network keeps training.
+
+    Args:
+        loaded: the network and what the embedder reports about it (name, contract, weights).
+        threshold: a calibrated threshold to carry.
+        channels_last: feed the network channels-last tensors.
+    """
+    return EmbeddingModel(
+        loaded.network,
+        name=loaded.name,
+        preprocess=loaded.contract,
+        weights_source=loaded.source,
+        weights_file=loaded.file,
+        threshold=threshold,
+        channels_last=channels_last,
+    )
+
+
+def _load_calibrated_threshold(model: EmbeddingModel) -> None:
+    from faceverify.compare.calibration import load_calibration
+
+    calibration = load_calibration(model)
+    if calibration is not None:
+        model.threshold = calibration.threshold
+        log.info("using the calibrated %s", calibration.describe())

@@ -1,0 +1,97 @@
+"""The layout is the data flow: each step imports only from the steps before it.
+
+Every import of every module under ``src/faceverify`` is checked (those inside functions
+and those for type checkers too) against :data:`LAYERS`, the order in which an image
+travels: decode, preprocess, model, runtime, embed, compare, then the gallery,
+evaluation and training, with the CLI on top. A package added later is checked once it
+has a place in :data:`LAYERS`; until then only the imports into it are left unchecked.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "faceverify"
+
+#: Each module may import from its own layer and the ones before it.
+LAYERS = (
+    ("faceverify", "faceverify.errors", "faceverify.checks", "faceverify.paths", "faceverify.device"),
+    ("faceverify.decode",),
+    ("faceverify.preprocess",),
+    ("faceverify.models",),
+    ("faceverify.runtime",),
+    ("faceverify.embed",),
+    ("faceverify.compare",),
+    ("faceverify.gallery",),
+    ("faceverify.evaluate",),
+    ("faceverify.data",),
+    ("faceverify.train",),
+    ("faceverify.cli", "faceverify.__main__"),
+)
+#: The one import against the flow: a built model comes with the threshold stored for it,
+#: and that store lives beside threshold selection (it stands on paths and compare.roc).
+AGAINST_THE_FLOW = {("faceverify.runtime.build", "faceverify.compare.calibration")}
+#: The facade names every layer (lazily); it is the top, whatever its place in the tree.
+FACADE = "faceverify"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The faceverify modules ``path`` imports, wherever the import statement stands."""
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import; faceverify imports absolutely"
+            base = node.module or ""
+            # `from faceverify.cli import embed` imports the module faceverify.cli.embed
+            imported.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+    return {name for name in imported if name == "faceverify" or name.startswith("faceverify.")}
+
+
+def _layer(module: str) -> int | None:
+    for position, names in enumerate(LAYERS):
+        for name in names:
+            if module == name or (name != "faceverify" and module.startswith(f"{name}.")):
+                return position
+    return None
+
+
+def test_every_import_follows_the_flow() -> None:
+    modules = _modules()
+    against = []
+    for module, path in modules.items():
+        own = _layer(module)
+        if module == FACADE or own is None:
+            continue
+        for imported in sorted(_imports(path, modules)):
+            theirs = _layer(imported)
+            if theirs is not None and theirs > own and (module, imported) not in AGAINST_THE_FLOW:
+                against.append(f"{module} imports {imported}")
+    assert against == []
+
+
+def test_cli_commands_share_common_and_never_import_main() -> None:
+    modules = _modules()
+    cli = {m: _imports(p, modules) for m, p in modules.items() if m.startswith("faceverify.cli.")}
+    assert not any("faceverify.cli.main" in imported for imported in cli.values())
+    assert not {m for m in cli["faceverify.cli.common"] if m.startswith("faceverify.cli.")}
+    for module, imported in cli.items():
+        if module != "faceverify.cli.main":
+            siblings = {m for m in imported if m.startswith("faceverify.cli.")}
+            assert siblings <= {"faceverify.cli.common", "faceverify.cli.output"}, module
+
+
+def test_every_package_says_what_it_may_import() -> None:
+    for init in sorted(SRC.glob("*/__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "May import" in docstring, f"{init}: say what lives here and what it may import"
