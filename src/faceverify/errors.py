@@ -61,3 +61,10 @@ class WeightsNotFoundError(ModelError):
 
 class DeviceError(FaceVerifyError):
     """The requested compute device does not exist on this machine."""
+
+
+class MissingDependencyError(FaceVerifyError, ImportError):
+    """An optional package needed for the requested feature is not installed.
+
+    The message names the ``pip install`` command that provides it.
+    """
