@@ -80,15 +80,19 @@ def dlib_net(dlib_ready: None) -> Any:
 
 @pytest.fixture(scope="session")
 def describe(dlib_net: Any, pixels: Any, faces_in: Any) -> Callable[[str], np.ndarray]:
-    """Descriptors of every detected face of a photo (largest first), via faceverify's chips."""
+    """Descriptors of every detected face of a photo (largest first), via faceverify's chips; cached."""
     import torch
 
     from faceverify.faces import align_faces
     from faceverify.models.dlib_resnet import chips_to_tensor
 
+    cache: dict[str, np.ndarray] = {}
+
     def run(name: str) -> np.ndarray:
-        chips = align_faces(pixels(name), faces_in(name), "dlib150")
-        with torch.inference_mode():
-            return dlib_net(chips_to_tensor(chips)).numpy()
+        if name not in cache:
+            chips = align_faces(pixels(name), faces_in(name), "dlib150")
+            with torch.inference_mode():
+                cache[name] = dlib_net(chips_to_tensor(chips)).numpy()
+        return cache[name]
 
     return run
