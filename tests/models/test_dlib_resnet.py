@@ -101,3 +101,13 @@ def test_descriptors_match_dlib(dlib_chips: tuple[np.ndarray, object]) -> None:
         got = model(chips_to_tensor(chips)).numpy()
     assert len(chips) == 4
     assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_timm_reads_the_contract_from_the_model(random_model: DlibFaceResNet) -> None:
+    import timm
+
+    from faceverify.models.dlib_resnet import preprocess_config
+
+    resolved = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(random_model))
+    assert resolved == preprocess_config() == PreprocessConfig(**PREPROCESS)
+    assert resolved.input_size == (150, 150) and random_model.num_features == 128

