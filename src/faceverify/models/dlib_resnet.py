@@ -24,7 +24,6 @@ which is timm-style ``mean = MEANS / 255`` and ``std = 256 / 255`` on pixels in 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,8 @@ CHIP_PADDING = 0.25
 PIXEL_MEANS = (122.782, 117.001, 104.298)
 PIXEL_SCALE = 256.0
 NUM_FEATURES = 128
+#: The name recorded in saved weights; loading refuses files of other architectures.
+ARCHITECTURE = "dlib_face_resnet_v1"
 #: dlib's decision rule: same person when the Euclidean distance is at most this.
 DLIB_DISTANCE_THRESHOLD = 0.6
 #: The same rule as a cosine similarity of L2-normalised descriptors. dlib's descriptors
@@ -180,8 +181,9 @@ def chips_to_tensor(chips: np.ndarray | torch.Tensor) -> torch.Tensor:
     if array.ndim != 4 or array.shape[3] != 3 or array.dtype != torch.uint8:
         raise InputError(f"expected uint8 RGB chips [N, H, W, 3], got {array.dtype} {tuple(array.shape)}")
     means = torch.tensor(PIXEL_MEANS, dtype=torch.float32).view(1, 3, 1, 1)
+    # an NHWC array seen as NCHW is already in channels-last layout, as the network wants it
     planar = array.permute(0, 3, 1, 2).to(torch.float32)
-    return ((planar - means) / PIXEL_SCALE).contiguous()
+    return ((planar - means) / PIXEL_SCALE).contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------
@@ -297,14 +299,3 @@ def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
         raise ModelError(f"'{file}' does not fit {ARCHITECTURE}: {exc}") from None
     return model.eval()
 
-
-ARCHITECTURE = "dlib_face_resnet_v1"
-
-
-def iter_descriptor_batches(
-    model: DlibFaceResNet, chips: np.ndarray, batch_size: int = 32
-) -> Iterator[np.ndarray]:
-    """Descriptors of uint8 chips ``[N, 150, 150, 3]``, ``batch_size`` at a time (float32)."""
-    with torch.inference_mode():
-        for start in range(0, len(chips), batch_size):
-            yield model(chips_to_tensor(chips[start : start + batch_size])).numpy()
