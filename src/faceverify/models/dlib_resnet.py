@@ -298,4 +298,3 @@ def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
     except RuntimeError as exc:
         raise ModelError(f"'{file}' does not fit {ARCHITECTURE}: {exc}") from None
     return model.eval()
-
