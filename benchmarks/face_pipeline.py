@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceverify.decode import load_image
 from faceverify.faces import dlib_files as files
-from faceverify.io import load_image
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 GFLOP_PER_CHIP = 0.77

@@ -42,7 +42,7 @@ def dlib_ready() -> None:
 @pytest.fixture(scope="session")
 def pixels(photos: Path) -> Callable[[str], np.ndarray]:
     """RGB pixels of a shared photo by relative name, decoded once."""
-    from faceverify.io import load_image
+    from faceverify.decode import load_image
 
     cache: dict[str, np.ndarray] = {}
 
