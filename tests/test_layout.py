@@ -2,7 +2,7 @@
 
 Every import of every module under ``src/faceverify`` is checked (those inside functions
 and those for type checkers too) against :data:`LAYERS`, the order in which an image
-travels: decode, preprocess, model, runtime, embed, compare, then the gallery,
+travels: decode, faces (detect, align), preprocess, model, runtime, embed, compare, then the gallery,
 evaluation and training, with the CLI on top. A package added later is checked once it
 has a place in :data:`LAYERS`; until then only the imports into it are left unchecked.
 """
@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "faceverify"
 LAYERS = (
     ("faceverify", "faceverify.errors", "faceverify.checks", "faceverify.paths", "faceverify.device"),
     ("faceverify.decode",),
+    ("faceverify.faces",),
     ("faceverify.preprocess",),
     ("faceverify.models",),
     ("faceverify.runtime",),

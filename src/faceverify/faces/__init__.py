@@ -8,9 +8,11 @@ The pipeline, in three calls::
 
 ``detect`` finds faces through pluggable backends (dlib's ``hog`` and ``cnn``);
 ``align`` cuts chips of a model's template from the landmarks; ``dlib_files`` locates
-dlib's model files. This package may import ``faceverify.errors`` and
-``faceverify.models`` (never training, CLI or service code); dlib is imported only
-when a dlib backend is first used, and importing this package loads nothing heavy.
+dlib's model files. dlib is imported only when a dlib backend is first used, and
+importing this package loads nothing heavy.
+
+May import: ``errors``, ``checks``, ``paths``, ``decode`` (faces are found in decoded
+pixels, before any model's preprocessing). Never models, runtimes or anything later.
 """
 
 from __future__ import annotations
