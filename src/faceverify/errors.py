@@ -81,3 +81,10 @@ class UnknownPersonError(GalleryError):
 
 class ModelMismatchError(GalleryError):
     """Embeddings from another model than the one the gallery was built with."""
+
+
+class MissingDependencyError(FaceVerifyError, ImportError):
+    """An optional package needed for the requested feature is not installed.
+
+    The message names the ``pip install`` command that provides it.
+    """
