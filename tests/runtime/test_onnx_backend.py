@@ -142,7 +142,7 @@ def test_an_exported_graph_file_loads_as_weights(resnet_file: Path) -> None:
 def test_a_foreign_onnx_file_is_refused_with_a_reason(tmp_path: Path) -> None:
     path = tmp_path / "foreign.onnx"
     path.write_bytes(b"not a graph at all")
-    with pytest.raises(ModelError, match="foreign.onnx is not a readable ONNX graph"):
+    with pytest.raises(ModelError, match=r"foreign\.onnx is not a readable ONNX graph"):
         fv.build_model(weights=path)
 
 
