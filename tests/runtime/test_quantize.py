@@ -65,7 +65,7 @@ def test_the_gate_refuses_a_graph_that_changes_the_embeddings(tmp_path: Path) ->
 
 def test_too_few_images_and_a_wrong_suffix_are_refused(tmp_path: Path) -> None:
     model = fv.build_model("face_resnet", weights="random", model_args={"width": 16}, input_size=32)
-    with pytest.raises(ConfigError, match="must end in .onnx"):
+    with pytest.raises(ConfigError, match=r"must end in \.onnx"):
         quantize_model(model, [], tmp_path / "x.bin")
     with pytest.raises(ConfigError, match="0 usable calibration images are too few"):
         quantize_model(model, [tmp_path / "missing.png"], tmp_path / "x.onnx")

@@ -172,7 +172,7 @@ def _quantize_graph(
         quantize_static(
             str(prepared),
             str(target),
-            reader,  # type: ignore[arg-type]
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8,
