@@ -112,61 +112,75 @@ def _random_pngs(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
+HEADER = (
+    f"{'model':<22} {'batch':>5} {'runtime':<13} {'img/s':>7} {'x eager':>7} {'of peak':>7} {'agreement':>22}"
+)
+MODELS = ["convnext_atto.d2_in1k", "face_resnet", "dlib_resnet_v1"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models", nargs="+", default=["convnext_atto.d2_in1k", "face_resnet", "dlib_resnet_v1"]
-    )
+    parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--images", type=int, default=64, help="images per timed round at batch 32")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="intra-op threads (default: physical cores)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores)")
     parser.add_argument("--peak-gflops", type=float, default=DEFAULT_PEAK_GFLOPS)
     parser.add_argument("--no-int8", action="store_true", help="skip quantisation (it takes a while)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from faceverify.runtime.onnx_backend import onnx_embedder_for
-    from faceverify.runtime.quantize import quantize_model
-
     print(
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {args.rounds} "
         f"alternating rounds, fp32 peak taken as {args.peak_gflops:g} GFLOP/s"
     )
-    header = f"{'model':<22} {'batch':>5} {'runtime':<13} {'img/s':>7} {'x eager':>7} {'of peak':>7} {'agreement':>22}"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, model, eager in _models(args.models, folder):
-            size = model.preprocess.input_size
-            gflops = _gflops_per_image(eager, size)
-            runtimes: dict[str, Any] = {"fv torch": model, "fv onnx fp32": onnx_embedder_for(model)}
-            probe = torch.randn(16, 3, *size, generator=torch.Generator().manual_seed(1))
-            agreement = {"eager": "reference", "fv torch": _max_difference(model, eager, probe)}
-            agreement["fv onnx fp32"] = _max_difference(runtimes["fv onnx fp32"], eager, probe)
-            if not args.no_int8:
-                images = _random_pngs(folder / f"{label}-calibration", 40, max(size))
-                report = quantize_model(model, images, folder / f"{label}-int8.onnx", force=True)
-                runtimes["fv onnx int8"] = fv.build_model(weights=report.output)
-                agreement["fv onnx int8"] = (
-                    f"mean cos {_mean_cosine(runtimes['fv onnx int8'], eager, probe):.4f}"
-                )
+            _measure(label, model, eager, folder, args)
+
+
+def _runtimes(
+    label: str, model: Any, eager: torch.nn.Module, folder: Path, int8: bool
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The embedders to time, and how far each one's embeddings are from eager PyTorch's."""
+    from faceverify.runtime.onnx_backend import onnx_embedder_for
+    from faceverify.runtime.quantize import quantize_model
+
+    size = model.preprocess.input_size
+    runtimes: dict[str, Any] = {"fv torch": model, "fv onnx fp32": onnx_embedder_for(model)}
+    if int8:
+        images = _random_pngs(folder / f"{label}-calibration", 40, max(size))
+        report = quantize_model(model, images, folder / f"{label}-int8.onnx", force=True)
+        runtimes["fv onnx int8"] = fv.build_model(weights=report.output)
+    probe = torch.randn(16, 3, *size, generator=torch.Generator().manual_seed(1))
+    agreement = {"eager": "reference"}
+    for name, embedder in runtimes.items():
+        agreement[name] = (
+            f"mean cos {_mean_cosine(embedder, eager, probe):.4f}"
+            if name.endswith("int8")
+            else _max_difference(embedder, eager, probe)
+        )
+    return runtimes, agreement
+
+
+def _measure(label: str, model: Any, eager: torch.nn.Module, folder: Path, args: argparse.Namespace) -> None:
+    size = model.preprocess.input_size
+    gflops = _gflops_per_image(eager, size)
+    runtimes, agreement = _runtimes(label, model, eager, folder, not args.no_int8)
+    print(f"\n{label}: {model.embedding_dim}-dim, input {size[0]}x{size[1]}, {gflops:.2f} GFLOP/image")
+    print(HEADER)
+    for batch in (1, 32):
+        count = args.images if batch == 32 else 16
+        x = torch.randn(count, 3, *size)
+        runs: dict[str, Callable[[], object]] = {"eager": _eager_run(eager, x, batch)}
+        runs.update({name: _embed_run(r, x, batch) for name, r in runtimes.items()})
+        speeds = _alternate(runs, count, args.rounds)
+        for name, speed in speeds.items():
+            peak = speed * gflops / args.peak_gflops
             print(
-                f"\n{label}: {model.embedding_dim}-dim, input {size[0]}x{size[1]}, {gflops:.2f} GFLOP/image"
+                f"{label:<22} {batch:>5} {name:<13} {speed:>7.1f} {speed / speeds['eager']:>7.2f} "
+                f"{peak:>7.0%} {agreement[name]:>22}"
             )
-            print(header)
-            for batch in (1, 32):
-                count = args.images if batch == 32 else 16
-                x = torch.randn(count, 3, *size)
-                runs: dict[str, Callable[[], object]] = {"eager": _eager_run(eager, x, batch)}
-                runs.update({name: _embed_run(r, x, batch) for name, r in runtimes.items()})
-                speeds = _alternate(runs, count, args.rounds)
-                for name, speed in speeds.items():
-                    peak = speed * gflops / args.peak_gflops
-                    print(
-                        f"{label:<22} {batch:>5} {name:<13} {speed:>7.1f} {speed / speeds['eager']:>7.2f} "
-                        f"{peak:>7.0%} {agreement[name]:>22}"
-                    )
 
 
 def _eager_run(network: torch.nn.Module, x: torch.Tensor, batch: int) -> Callable[[], object]:
