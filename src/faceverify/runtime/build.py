@@ -9,15 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from faceverify.checks import check_threshold
+from faceverify.checks import check_choice, check_threshold
 from faceverify.device import DeviceLike, resolve_device
+from faceverify.errors import ModelError
 from faceverify.models.factory import LoadedNetwork, load_network
 from faceverify.models.weights import WeightsLike
+from faceverify.runtime.base import Embedder
 from faceverify.runtime.torch_backend import EmbeddingModel
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "auto")
 
 
 def build_model(
@@ -32,7 +37,8 @@ def build_model(
     channels_last: bool = True,
     cache_dir: str | None = None,
     model_args: dict[str, Any] | None = None,
-) -> EmbeddingModel:
+    backend: str = "torch",
+) -> Embedder:
     """Build a face-embedding model: a pretrained CNN without its classification layer.
 
     Args:
@@ -57,10 +63,18 @@ def build_model(
         channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
         cache_dir: Hugging Face cache folder; None uses the standard one.
         model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
+        backend: ``"torch"`` runs the network in PyTorch (any device; a trainable
+            ``nn.Module``). ``"onnxruntime"`` exports it once to ONNX (cached on disk) and
+            runs it in ONNX Runtime on the CPU, about twice as fast as PyTorch there; needs
+            ``pip install 'faceverify[onnx]'``. ``"auto"`` (what the CLI uses) picks ONNX
+            Runtime on a CPU when it is installed and the network exports cleanly, PyTorch
+            otherwise and on GPUs. A ``.onnx`` file written by faceverify (for example by
+            ``faceverify quantize``) as ``weights`` always runs in ONNX Runtime.
 
     Returns:
-        An :class:`~faceverify.runtime.torch_backend.EmbeddingModel` (the PyTorch
-        :class:`~faceverify.runtime.base.Embedder`) in eval mode on the chosen device.
+        An :class:`~faceverify.runtime.base.Embedder`: the PyTorch
+        :class:`~faceverify.runtime.torch_backend.EmbeddingModel` in eval mode on the chosen
+        device, or an :class:`~faceverify.runtime.onnx_backend.OnnxEmbedder`.
 
     Raises:
         ModelError: unknown name, or weights that do not fit the architecture.
@@ -70,6 +84,9 @@ def build_model(
     """
     import torch
 
+    check_choice("backend", backend, BACKENDS)
+    if _is_onnx_file(weights):
+        return _onnx_file_embedder(weights, device, threshold)
     target = resolve_device(device)
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
     contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
@@ -84,6 +101,48 @@ def build_model(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
+    return _in_runtime(model, backend)
+
+
+def _in_runtime(model: EmbeddingModel, backend: str) -> Embedder:
+    """The model in the runtime asked for; ``auto`` falls back to PyTorch with one warning."""
+    from faceverify.runtime import onnx_backend
+
+    if backend == "torch" or (backend == "auto" and model.device.type != "cpu"):
+        return model
+    if backend == "auto" and not onnx_backend.onnxruntime_available():
+        log.info("ONNX Runtime is not installed; running %s in PyTorch", model.name)
+        return model
+    if model.device.type != "cpu":
+        raise ModelError(
+            f"backend 'onnxruntime' runs on the CPU only, not on {model.device}; "
+            "use backend='torch' for GPUs, or device='cpu'"
+        )
+    try:
+        return onnx_backend.onnx_embedder_for(model)
+    except ModelError as exc:
+        if backend == "onnxruntime":
+            raise
+        log.warning("%s; running it in PyTorch instead", exc)
+        return model
+
+
+def _is_onnx_file(weights: WeightsLike) -> bool:
+    return isinstance(weights, (str, Path)) and str(weights).endswith(".onnx")
+
+
+def _onnx_file_embedder(weights: WeightsLike, device: DeviceLike, threshold: float | None) -> Embedder:
+    from faceverify.runtime.onnx_backend import load_onnx_embedder
+
+    target = resolve_device(device if device is not None else "cpu")
+    if target.type != "cpu":
+        raise ModelError(f"an ONNX graph runs on the CPU only, not on {target}; use device='cpu'")
+    path = Path(str(weights))
+    if not path.is_file():
+        raise ModelError(f"ONNX graph {path} not found")
+    model = load_onnx_embedder(path)
+    if threshold is not None:
+        model.threshold = check_threshold(threshold)
     return model
 
 
