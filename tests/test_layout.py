@@ -22,7 +22,7 @@ LAYERS = (
     ("faceverify.preprocess",),
     ("faceverify.models",),
     ("faceverify.runtime",),
-    ("faceverify.embed",),
+    ("faceverify.photos", "faceverify.embed"),
     ("faceverify.compare",),
     ("faceverify.gallery",),
     ("faceverify.evaluate",),

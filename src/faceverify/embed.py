@@ -24,8 +24,10 @@ import torch.nn.functional as F
 
 from faceverify.decode import describe_source, load_image
 from faceverify.errors import BatchImageError, ConfigError, ImageError, InputError
+from faceverify.photos import FaceOptions, PreparedFace, prepare_photo
 
 if TYPE_CHECKING:
+    from faceverify.faces.detect import Face
     from faceverify.runtime.base import Embedder
 
 #: One input: a path, bytes, PIL image, numpy array or torch tensor; or a list of them.
@@ -50,15 +52,21 @@ class EmbeddingResult:
     """Embeddings of the good inputs, and a report of the bad ones.
 
     Attributes:
-        embeddings: float32 ``[M, D]`` on the CPU, one row per good input, in input order.
+        embeddings: float32 ``[M, D]`` on the CPU, one row per good input (one per face
+            with ``FaceOptions(all_faces=True)``), in input order.
         indices: for each row, the position of its input in what was passed.
         sources: for each row, a printable name of its input (the path for files).
+        faces: for each row, the detected face it embeds (box, landmarks), or None when
+            the input was taken as it is (no detection).
+        faces_found: for each row, how many faces its photo held (0 without detection).
         failures: the inputs that could not be used, and why.
     """
 
     embeddings: torch.Tensor
     indices: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    faces: list[Face | None] = field(default_factory=list)
+    faces_found: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -69,6 +77,7 @@ def compute_embedding(
     batch_size: int = DEFAULT_BATCH_SIZE,
     normalize: bool = False,
     progress: bool | None = False,
+    faces: FaceOptions | None = None,
 ) -> torch.Tensor:
     """Embed one image or many; every input must be good.
 
@@ -81,6 +90,9 @@ def compute_embedding(
         batch_size: images per forward pass; 32-64 suits CPUs, 128-512 GPUs.
         normalize: L2-normalise each embedding (dot product then equals cosine).
         progress: show a progress bar on stderr; None shows it on a terminal only.
+        faces: how faces are found in photos (:class:`~faceverify.photos.FaceOptions`).
+            The default detects and aligns exactly when the model needs aligned faces
+            (dlib's network); ``FaceOptions(detect=False)`` takes images as given crops.
 
     Returns:
         float32 ``[N, D]`` on the CPU; a single image gives ``[1, D]``.
@@ -90,7 +102,9 @@ def compute_embedding(
             bad; use :func:`embed_images` to keep the good ones. InputError: a tensor
             or array has the wrong rank, channel count or dtype.
     """
-    result = embed_images(model, images, batch_size=batch_size, normalize=normalize, progress=progress)
+    result = embed_images(
+        model, images, batch_size=batch_size, normalize=normalize, progress=progress, faces=faces
+    )
     total = len(result.indices) + len(result.failures)
     if len(result.failures) == 1 and total == 1:
         failure = result.failures[0]
@@ -108,6 +122,7 @@ def embed_images(
     normalize: bool = False,
     progress: bool | None = False,
     workers: int | None = None,
+    faces: FaceOptions | None = None,
 ) -> EmbeddingResult:
     """Embed what can be embedded and report the rest; bad inputs never lose good ones.
 
@@ -121,7 +136,7 @@ def embed_images(
     if ready is not None:
         result = _embed_ready(model, ready, batch_size)
     else:
-        result = _embed_items(model, items, batch_size, progress, workers)
+        result = _embed_items(model, items, batch_size, progress, workers, faces or FaceOptions())
     if normalize and len(result.embeddings):
         result.embeddings = F.normalize(result.embeddings, dim=1)
     return result
@@ -189,11 +204,18 @@ def _embed_ready(model: Embedder, batch: torch.Tensor, batch_size: int) -> Embed
         embeddings=torch.cat(rows),
         indices=list(range(count)),
         sources=[f"<tensor[{i}]>" for i in range(count)],
+        faces=[None] * count,
+        faces_found=[0] * count,
     )
 
 
 def _embed_items(
-    model: Embedder, items: list[Any], batch_size: int, progress: bool | None, workers: int | None
+    model: Embedder,
+    items: list[Any],
+    batch_size: int,
+    progress: bool | None,
+    workers: int | None,
+    options: FaceOptions,
 ) -> EmbeddingResult:
     from tqdm.auto import tqdm
 
@@ -203,12 +225,15 @@ def _embed_items(
     bar = tqdm(total=len(items), unit="img", desc="embedding", disable=not show, file=sys.stderr)
     threads = workers or min(4, os.cpu_count() or 1)
     with bar, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceverify-decode") as pool:
-        for chunk in _prepared_chunks(items, model, pool, batch_size):
-            good = [(i, tensor) for i, tensor in chunk if isinstance(tensor, torch.Tensor)]
+        for chunk in _prepared_chunks(items, model, options, pool, batch_size):
+            good = [(i, face) for i, done in chunk if not isinstance(done, Failure) for face in done]
             result.failures.extend(f for _, f in chunk if isinstance(f, Failure))
-            if good:
-                rows.append(model.embed(torch.stack([t for _, t in good])))
-                result.indices.extend(i for i, _ in good)
+            for start in range(0, len(good), batch_size):  # all faces of a group photo may exceed it
+                part = good[start : start + batch_size]
+                rows.append(model.embed(torch.stack([face.tensor for _, face in part])))
+                result.indices.extend(i for i, _ in part)
+                result.faces.extend(face.face for _, face in part)
+                result.faces_found.extend(face.faces_found for _, face in part)
             bar.update(len(chunk))
     result.sources = [describe_source(items[i]) for i in result.indices]
     if rows:
@@ -216,11 +241,11 @@ def _embed_items(
     return result
 
 
-Prepared = tuple[int, torch.Tensor | Failure]
+Prepared = tuple[int, list[PreparedFace] | Failure]
 
 
 def _prepared_chunks(
-    items: list[Any], model: Embedder, pool: ThreadPoolExecutor, batch_size: int
+    items: list[Any], model: Embedder, options: FaceOptions, pool: ThreadPoolExecutor, batch_size: int
 ) -> Iterator[list[Prepared]]:
     """Yield decoded chunks in order, keeping the next chunk decoding in the background."""
     starts = iter(range(0, len(items), batch_size))
@@ -230,7 +255,7 @@ def _prepared_chunks(
         start = next(starts, None)
         if start is not None:
             chunk = range(start, min(start + batch_size, len(items)))
-            pending.append([pool.submit(_prepare, i, items[i], model) for i in chunk])
+            pending.append([pool.submit(_prepare, i, items[i], model, options) for i in chunk])
 
     submit()
     submit()
@@ -240,8 +265,8 @@ def _prepared_chunks(
         yield [future.result() for future in futures]
 
 
-def _prepare(index: int, item: Any, model: Embedder) -> Prepared:
+def _prepare(index: int, item: Any, model: Embedder, options: FaceOptions) -> Prepared:
     try:
-        return index, model.prepare(load_image(item))
+        return index, prepare_photo(model, load_image(item), options, describe_source(item))
     except ImageError as exc:  # from decoding or from the embedder, which cannot name the input
         return index, Failure(index=index, source=describe_source(item), reason=exc.reason)

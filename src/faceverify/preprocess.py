@@ -44,6 +44,10 @@ class PreprocessConfig:
             ``input_size`` is kept; 1.0 keeps the whole (resized) image.
         crop_mode: ``center`` (keep aspect, crop), ``squash`` (stretch, crop) or
             ``border`` (keep aspect, pad), as in timm.
+        face_template: the alignment the network was trained on (``dlib150``,
+            ``arcface112``; see ``faceverify.faces.align``): photos are then searched for
+            faces, and each face is cut out aligned to it before this contract applies.
+            None for networks that take plain crops.
     """
 
     input_size: tuple[int, int]
@@ -52,6 +56,7 @@ class PreprocessConfig:
     std: tuple[float, float, float]
     crop_pct: float
     crop_mode: str = "center"
+    face_template: str | None = None
 
     def __post_init__(self) -> None:
         _check_size(self.input_size)
@@ -78,7 +83,7 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode"}
+        known = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "face_template"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown preprocessing keys {sorted(unknown)}; valid keys: {sorted(known)}")
@@ -94,6 +99,8 @@ class PreprocessConfig:
         data["input_size"] = list(self.input_size)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        if self.face_template is None:
+            del data["face_template"]  # so contracts without one keep their fingerprints
         return data
 
     def to_timm(self) -> dict[str, Any]:
@@ -127,6 +134,7 @@ class PreprocessConfig:
             std=self.std,
             crop_pct=self.crop_pct if crop_pct is None else float(crop_pct),
             crop_mode=self.crop_mode,
+            face_template=self.face_template,
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:

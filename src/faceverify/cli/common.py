@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
+    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -64,7 +65,39 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     group.add_argument(
         "--crop-pct", type=float, help="centre-crop fraction; 1.0 keeps tight face crops whole"
     )
+    group.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="auto",
+        help="auto: ONNX Runtime on CPUs when installed (about 2x faster), PyTorch otherwise",
+    )
+    faces = model_opts.add_argument_group("faces in photos")
+    faces.add_argument(
+        "--detect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find and align faces in photos (default: when the model needs it, e.g. dlib_resnet_v1); "
+        "--no-detect takes images as ready crops",
+    )
+    faces.add_argument("--detector", choices=("hog", "cnn"), default="hog", help="hog (fast) or cnn (slow)")
+    faces.add_argument(
+        "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
+    )
+    faces.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
     return common, model_opts
+
+
+def face_options(args: argparse.Namespace, *, all_faces: bool = False) -> FaceOptions:
+    """The face-finding options the ``faces in photos`` arguments describe."""
+    from faceverify.photos import FaceOptions
+
+    return FaceOptions(
+        detect=args.detect,
+        detector=args.detector,
+        upsample=args.upsample,
+        min_size=args.min_face,
+        all_faces=all_faces,
+    )
 
 
 def build_from_args(args: argparse.Namespace) -> Embedder:
@@ -80,6 +113,7 @@ def build_from_args(args: argparse.Namespace) -> Embedder:
         device=args.device,
         input_size=args.input_size,
         crop_pct=args.crop_pct,
+        backend=args.backend,
     )
 
 

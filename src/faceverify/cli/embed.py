@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, log, verdict_line
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log, verdict_line
 from faceverify.errors import ConfigError, FaceVerifyError
 
 
@@ -29,6 +29,7 @@ def embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         normalize=args.normalize,
         progress=None if not args.quiet else False,
+        faces=face_options(args, all_faces=args.face == "all"),
     )
     for failure in result.failures:
         log.warning("skipped %s", failure)
@@ -52,16 +53,22 @@ def embed(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """The score of two images and SAME/DIFFERENT."""
+    from faceverify.cli.output import face_json
     from faceverify.compare.verification import verify as decide
     from faceverify.embed import embed_images
 
     model = build_from_args(args)
-    result = embed_images(model, [args.image_a, args.image_b], batch_size=2)
+    result = embed_images(model, [args.image_a, args.image_b], batch_size=2, faces=face_options(args))
     if result.failures:
         raise FaceVerifyError("; ".join(str(f) for f in result.failures))
     outcome = decide(result.embeddings[0], result.embeddings[1], args.threshold, model=model)
     if args.json:
-        print(json.dumps({"a": args.image_a, "b": args.image_b, **outcome.to_dict(), "model": model.name}))
+        faces = {"face_a": face_json(result.faces[0]), "face_b": face_json(result.faces[1])}
+        print(
+            json.dumps(
+                {"a": args.image_a, "b": args.image_b, **outcome.to_dict(), **faces, "model": model.name}
+            )
+        )
     else:
         print(verdict_line(outcome))
     return EXIT_OK
@@ -74,6 +81,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "--out", help="write FILE.npy (with FILE.meta.json) or FILE.jsonl; default: JSONL on stdout"
     )
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument(
+        "--face",
+        choices=("largest", "all"),
+        default="largest",
+        help="with detection: embed the largest face of each photo (default) or every face",
+    )
     p.set_defaults(handler=embed)
 
     p = sub.add_parser("verify", parents=[common, model_opts], help="are two face images the same person?")

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, log, verdict_line
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log, verdict_line
 from faceverify.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def _gallery(args: argparse.Namespace) -> Gallery:
     from faceverify.gallery.gallery import Gallery
 
     store = _store(args)  # a bad --db fails before the model loads
-    return Gallery(store, build_from_args(args), match=args.match)
+    return Gallery(store, build_from_args(args), match=args.match, faces=face_options(args))
 
 
 def enroll(args: argparse.Namespace) -> int:
@@ -53,16 +53,27 @@ def enroll(args: argparse.Namespace) -> int:
 
 
 def identify(args: argparse.Namespace) -> int:
+    """Who is in the photo: one answer per face (every face of a group photo), or one for
+    the whole image when it is taken as a crop (``--no-detect``, or a crop model)."""
     gallery = _gallery(args)
     with gallery.store:
-        found = gallery.identify(args.image, top_k=args.top_k, threshold=args.threshold)
+        answers = gallery.identify_faces(args.image, top_k=args.top_k, threshold=args.threshold)
     if args.json:
-        print(json.dumps(found.to_dict()))
+        detected = answers[0].face is not None
+        print(
+            json.dumps(
+                {"image": args.image, "faces": [a.to_dict() for a in answers]}
+                if detected
+                else answers[0].to_dict()
+            )
+        )
         return EXIT_OK
-    best = found.matches[0].score if found.matches else float("nan")
-    print(f"{found.name or 'unknown'}\t{best:.4f}\t(threshold {found.threshold:g})")
-    for rank, match in enumerate(found.matches, start=1):
-        print(f"{rank}\t{match.name}\t{match.score:.4f}")
+    for found in answers:
+        best = found.matches[0].score if found.matches else float("nan")
+        box = "" if found.face is None else "\tface " + ",".join(f"{v:.0f}" for v in found.face.box)
+        print(f"{found.name or 'unknown'}\t{best:.4f}\t(threshold {found.threshold:g}){box}")
+        for rank, match in enumerate(found.matches, start=1):
+            print(f"{rank}\t{match.name}\t{match.score:.4f}")
     return EXIT_OK
 
 

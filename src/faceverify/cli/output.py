@@ -63,14 +63,28 @@ def metadata(model: Embedder, result: EmbeddingResult, *, normalized: bool, file
         "normalized": normalized,
         "count": len(result.indices),
         "paths": result.sources,
+        "faces": [face_json(face) for face in result.faces],
         "skipped": [{"path": f.source, "reason": f.reason} for f in result.failures],
+    }
+
+
+def face_json(face: Any) -> dict[str, Any] | None:
+    """A detected face as JSON: its box and landmarks in the photo's pixels."""
+    if face is None:
+        return None
+    return {
+        "box": [round(v, 1) for v in face.box],
+        "score": round(face.score, 3),
+        "landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks.tolist()],
     }
 
 
 def _write_jsonl(stream: TextIO, result: EmbeddingResult) -> None:
     lines: Iterable[str] = (
-        json.dumps({"path": source, "embedding": row})
-        for source, row in zip(result.sources, result.embeddings.tolist())
+        json.dumps(
+            {"path": source, **({"face": face_json(face)} if face is not None else {}), "embedding": row}
+        )
+        for source, face, row in zip(result.sources, result.faces, result.embeddings.tolist())
     )
     for line in lines:
         stream.write(line + "\n")

@@ -31,6 +31,8 @@ from faceverify.paths import data_dir
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
+    from faceverify.faces.detect import Face as DetectedFace
+    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
 EXPORT_FORMAT = "faceverify-gallery/1"
@@ -54,7 +56,11 @@ def open_store(db: str | Path | None = None) -> GalleryStore:
 
 
 def open_gallery(
-    db: str | Path | None = None, model: Embedder | None = None, *, match: str = "best"
+    db: str | Path | None = None,
+    model: Embedder | None = None,
+    *,
+    match: str = "best",
+    faces: FaceOptions | None = None,
 ) -> Gallery:
     """Open (or create) a gallery.
 
@@ -64,17 +70,19 @@ def open_gallery(
         model: the embedding model; None builds the default one. A gallery keeps the
             model it was first used with and refuses others.
         match: ``best`` (best single face per person) or ``centroid`` (mean of their faces).
+        faces: how faces are found in photos (default: as the model needs, see
+            :class:`~faceverify.photos.FaceOptions`).
     """
     if model is None:
         from faceverify.runtime.build import build_model
 
         model = build_model()
-    return Gallery(open_store(db), model, match=match)
+    return Gallery(open_store(db), model, match=match, faces=faces)
 
 
 def model_manifest(model: Embedder) -> dict[str, Any]:
     """What a gallery records about its model; all of it must match to use the gallery."""
-    if model.weights_file is None:
+    if not model.weights_sha256():  # any runtime reports the hash of the weights it runs
         raise GalleryError("a gallery needs a model with saved weights; random weights change every run")
     return {
         "model": model.name,
@@ -109,6 +117,7 @@ class Identification:
 
     matches: list[Match]
     threshold: float
+    face: DetectedFace | None = None
 
     @property
     def name(self) -> str | None:
@@ -117,12 +126,16 @@ class Identification:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "known": self.name is not None,
             "threshold": self.threshold,
             "matches": [{"name": m.name, "score": m.score} for m in self.matches],
         }
+        if self.face is not None:
+            data["box"] = [round(v, 1) for v in self.face.box]
+            data["detection_score"] = self.face.score
+        return data
 
 
 class Gallery:
@@ -137,9 +150,14 @@ class Gallery:
             direction; steadier when a person has many similar photos).
     """
 
-    def __init__(self, store: GalleryStore, model: Embedder, *, match: str = "best") -> None:
+    def __init__(
+        self, store: GalleryStore, model: Embedder, *, match: str = "best", faces: FaceOptions | None = None
+    ) -> None:
+        from faceverify.photos import FaceOptions
+
         self.store = store
         self.model = model
+        self.faces = faces or FaceOptions()
         self.match = check_match(match)
         self._manifest = model_manifest(model)
         recorded = store.manifest()
@@ -167,12 +185,13 @@ class Gallery:
             decoded.append(pixels)
             hashes.append(_pixels_sha256(pixels))
             sources.append(describe_source(image))
-        vectors = (
-            embed_images(self.model, decoded, normalize=True).embeddings.numpy()
-            if decoded
-            else np.empty((0,))
-        )
-        faces = [Face(vector=v, image_sha256=h, source=s) for v, h, s in zip(vectors, hashes, sources)]
+        embedded = embed_images(self.model, decoded, normalize=True, faces=self.faces)
+        # an image without a face is skipped like an unreadable one; rows say which image
+        skipped += [f"{sources[f.index]}: {f.reason}" for f in embedded.failures]
+        faces = [
+            Face(vector=v, image_sha256=hashes[i], source=sources[i])
+            for v, i in zip(embedded.embeddings.numpy(), embedded.indices)
+        ]
         if not faces:
             raise nothing_enrolled(person, skipped)
         self.store.bind(self._manifest)
@@ -186,6 +205,34 @@ class Gallery:
         query = self._embed_one(image)
         chosen = self.model.default_threshold if threshold is None else threshold
         return Identification(self.store.search(query, top_k, self.match), chosen)
+
+    def identify_faces(
+        self, image: Any, *, top_k: int = 5, threshold: float | None = None
+    ) -> list[Identification]:
+        """Who is each face of a photo? One answer per face found (largest first), each
+        with its box; faces below the threshold are unknown. A model that takes plain
+        crops, with detection off, answers once for the whole image.
+
+        Raises:
+            ImageError: the image cannot be read, or holds no face.
+        """
+        from dataclasses import replace
+
+        from faceverify.embed import embed_images
+
+        if top_k < 1:
+            raise GalleryError(f"top_k {top_k!r} must be at least 1")
+        options = replace(self.faces, all_faces=True)
+        result = embed_images(self.model, [image], normalize=True, faces=options)
+        if result.failures:
+            from faceverify.errors import ImageError
+
+            raise ImageError(result.failures[0].source, result.failures[0].reason)
+        chosen = self.model.default_threshold if threshold is None else threshold
+        return [
+            Identification(self.store.search(vector, top_k, self.match), chosen, face)
+            for vector, face in zip(result.embeddings.numpy(), result.faces)
+        ]
 
     def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
         """Is this really ``name``? 1:1 against that person's enrolled faces."""
@@ -209,7 +256,7 @@ class Gallery:
     def _embed_one(self, image: Any) -> np.ndarray:
         from faceverify.embed import compute_embedding
 
-        vector: np.ndarray = compute_embedding(self.model, image, normalize=True)[0].numpy()
+        vector: np.ndarray = compute_embedding(self.model, image, normalize=True, faces=self.faces)[0].numpy()
         return vector
 
 

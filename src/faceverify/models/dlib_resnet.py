@@ -132,6 +132,8 @@ class DlibFaceResNet(nn.Module):
 
     num_features = NUM_FEATURES
     input_size = INPUT_SIZE
+    face_template = "dlib150"  # the chips it was trained on (faceverify.faces.align)
+    cosine_threshold = DLIB_COSINE_THRESHOLD  # dlib's own rule, see the constant
 
     def __init__(self) -> None:
         super().__init__()
@@ -298,3 +300,39 @@ def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
     except RuntimeError as exc:
         raise ModelError(f"'{file}' does not fit {ARCHITECTURE}: {exc}") from None
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------
+# The name faceverify users know: build_model("dlib_resnet_v1") and everything above it
+
+#: The model name in faceverify (build_model, the CLI, galleries, training).
+MODEL_NAME = "dlib_resnet_v1"
+
+
+def _register_with_timm() -> None:
+    from timm.models import register_model
+
+    if MODEL_NAME in _registered:
+        return
+
+    @register_model  # type: ignore[untyped-decorator,unused-ignore]
+    def dlib_resnet_v1(pretrained: bool = False, **kwargs: Any) -> DlibFaceResNet:
+        """dlib's face network; faceverify loads its weights (the ``.dat`` file) itself."""
+        kwargs.pop("num_classes", None)  # it has no classifier to remove
+        kwargs.pop("pretrained_cfg", None)
+        kwargs.pop("pretrained_cfg_overlay", None)
+        return DlibFaceResNet()
+
+    _registered.add(MODEL_NAME)
+
+
+_registered: set[str] = set()
+
+
+def dlib_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors for :class:`DlibFaceResNet` from dlib's ``.dat`` (or ``.dat.bz2``) file."""
+    return load_dlib_face_resnet(path).state_dict()
+
+
+def is_dlib_file(path: Path) -> bool:
+    return path.name.endswith((".dat", ".dat.bz2"))

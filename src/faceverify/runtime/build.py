@@ -97,6 +97,9 @@ def build_model(
     )
     if threshold is None:
         _load_calibrated_threshold(model)
+    if model.threshold is None:
+        # a network published with its own rule (dlib's) carries it; others get 0.5
+        model.threshold = getattr(loaded.network, "cosine_threshold", None)
     model.eval().to(target)
     if channels_last:
         model.to(memory_format=torch.channels_last)

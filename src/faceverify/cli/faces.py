@@ -1,0 +1,162 @@
+"""``faceverify detect``: the faces of photos as data, aligned crops, and annotated pictures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log
+from faceverify.errors import ConfigError, ImageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from faceverify.faces.detect import Face
+    from faceverify.gallery.gallery import Gallery
+
+
+def detect(args: argparse.Namespace) -> int:
+    """Every face of every photo: box, score and landmarks; crops and pictures on request."""
+    from faceverify.decode import iter_image_paths, load_image
+    from faceverify.photos import find_faces
+
+    photos = list(iter_image_paths(args.photos))
+    if not photos:
+        raise ConfigError(f"no images found in {', '.join(args.photos)}")
+    annotate = _annotation_target(args.annotate, len(photos))
+    gallery = _gallery(args) if args.db else None
+    options = face_options(args)
+    failed = 0
+    rows: list[dict[str, Any]] = []
+    for photo in photos:
+        try:
+            pixels = _rgb(load_image(photo))
+        except ImageError as exc:
+            log.warning("skipped %s", exc)
+            failed += 1
+            continue
+        faces = find_faces(pixels, options)
+        names: list[str | None] = [None] * len(faces)
+        if gallery is not None and faces:
+            names = _names(gallery, photo, faces)
+        for index, (face, name) in enumerate(zip(faces, names)):
+            rows.append(_row(photo, index, face, name))
+        if args.crops:
+            _write_crops(Path(args.crops), photo, pixels, faces, args.template)
+        if annotate is not None:
+            target = annotate if annotate.suffix == ".png" else annotate / f"{photo.stem}.png"
+            draw_faces(pixels, faces, names).save(target)
+        if not faces:
+            log.warning("%s: no face found", photo)
+    _print(rows, args.json)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _rgb(image: Any) -> np.ndarray:
+    import numpy as np
+
+    return np.asarray(image)
+
+
+def _annotation_target(value: str | None, photos: int) -> Path | None:
+    if value is None:
+        return None
+    target = Path(value)
+    if target.suffix == ".png" and photos > 1:
+        raise ConfigError(f"--annotate {value}: {photos} photos need a folder, not one .png file")
+    folder = target.parent if target.suffix == ".png" else target
+    folder.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _gallery(args: argparse.Namespace) -> Gallery:
+    from faceverify.gallery.gallery import Gallery, open_store
+
+    return Gallery(open_store(args.db), build_from_args(args), faces=face_options(args))
+
+
+def _names(gallery: Gallery, photo: Path, faces: list[Face]) -> list[str | None]:
+    """The gallery's answer for each face (the detection is repeated inside the gallery,
+    with the same options, so the faces come back in the same order)."""
+    answers = gallery.identify_faces(str(photo), top_k=1)
+    labels: list[str | None] = [
+        f"{a.name} {a.matches[0].score:.2f}" if a.name else "unknown" for a in answers
+    ]
+    return labels if len(labels) == len(faces) else [None] * len(faces)
+
+
+def _row(photo: Path, index: int, face: Face, name: str | None) -> dict[str, Any]:
+    from faceverify.cli.output import face_json
+
+    row = {"path": str(photo), "face": index, **(face_json(face) or {})}
+    if name is not None:
+        row["name"] = name
+    return row
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            print(json.dumps(row))
+        else:
+            box = ",".join(f"{v:.0f}" for v in row["box"])
+            print(f"{row['path']}\t{row['face']}\t{box}\t{row['score']:.2f}\t{row.get('name', '')}".rstrip())
+
+
+def _write_crops(folder: Path, photo: Path, pixels: np.ndarray, faces: list[Face], template: str) -> None:
+    from PIL import Image
+
+    from faceverify.faces import align_faces
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, chip in enumerate(align_faces(pixels, faces, template) if faces else []):
+        Image.fromarray(chip).save(folder / f"{photo.stem}_face{index}.png")
+
+
+def draw_faces(pixels: np.ndarray, faces: list[Face], labels: list[str | None]) -> Any:
+    """The photo with each face boxed, its landmarks dotted and its label written above."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(pixels).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    side = max(image.size)
+    width = max(2, side // 300)
+    size = max(14, side // 45)
+    font = ImageFont.load_default(size=size)
+    for face, label in zip(faces, labels):
+        known = label is not None and label != "unknown"
+        colour = (40, 200, 80) if known else (230, 60, 60) if label == "unknown" else (60, 140, 255)
+        draw.rectangle(face.box, outline=colour, width=width)
+        for x, y in face.landmarks:
+            draw.ellipse((x - width, y - width, x + width, y + width), fill=(255, 220, 0))
+        text = label or f"{face.score:.2f}"
+        left, top = face.box[0], max(0.0, face.box[1] - size - 2 * width)
+        box = draw.textbbox((left, top), text, font=font)
+        draw.rectangle(box, fill=colour)
+        draw.text((left, top), text, fill=(255, 255, 255), font=font)
+    return image
+
+
+def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "detect",
+        parents=[common, model_opts],
+        help="find faces in photos: boxes and landmarks, aligned crops, annotated pictures",
+    )
+    p.add_argument("photos", nargs="+", metavar="PHOTO_OR_FOLDER")
+    p.add_argument("--crops", metavar="DIR", help="write each face as an aligned crop into DIR")
+    p.add_argument(
+        "--template",
+        default="dlib150",
+        choices=("dlib150", "arcface112"),
+        help="alignment of the crops: dlib's 150x150 (default) or the 112x112 ArcFace one",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT",
+        help="draw boxes, landmarks (and names with --db) into OUT.png or folder OUT",
+    )
+    p.add_argument("--db", help="a gallery: label each face with its name or 'unknown'")
+    p.set_defaults(handler=detect)
