@@ -18,7 +18,7 @@ LOCK := requirements/lock.txt
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c $(LOCK)
 
 install: $(BIN)/python
-	$(PIP_INSTALL) -e .
+	$(PIP_INSTALL) -e '.[onnx]'
 
 install-test: $(BIN)/python
 	$(PIP_INSTALL) -e '.[test]'

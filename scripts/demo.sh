@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# The main job, end to end: embed a folder of face images, then verify two pairs.
-# Usage: scripts/demo.sh [FOLDER]   (FOLDER holds one sub-folder per person)
-# Offline? Set WEIGHTS=/path/model.safetensors, or pre-fill the HF cache and set HF_HUB_OFFLINE=1.
+# The main job, end to end and offline, with a real face network (dlib's, installed from PyPI):
+# embed a folder of photos, verify a same-person and a different-person pair, enrol everyone,
+# identify every face in the probe photos, and draw the answers onto a picture.
+# Usage: scripts/demo.sh [GALLERY_FOLDER [PROBES_FOLDER]]  (GALLERY holds one sub-folder per person)
 set -euo pipefail
-folder="${1:-${IMAGES:-../shared/faces/gallery}}"
+gallery="${1:-${IMAGES:-../shared/faces/gallery}}"
+probes="${2:-${PROBES:-$(dirname "$gallery")/probes}}"
 fv="${FACEVERIFY:-.venv/bin/faceverify}"
-weights=()
-if [[ -n "${WEIGHTS:-}" ]]; then weights=(--weights "$WEIGHTS"); fi
-if [[ ! -d "$folder" ]]; then
-  echo "demo: folder '$folder' not found; pass a folder of face images (one sub-folder per person)" >&2
+model=(--model "${MODEL:-dlib_resnet_v1}")
+if [[ ! -d "$gallery" ]]; then
+  echo "demo: folder '$gallery' not found; pass a folder of photos (one sub-folder per person)" >&2
   exit 1
 fi
 
-mkdir -p out
-echo "== embedding every image under $folder -> out/embeddings.npy" >&2
-"$fv" embed "$folder" --out out/embeddings.npy "${weights[@]}"
+out=out/demo
+rm -rf "$out" && mkdir -p "$out"
+echo "== embedding every photo under $gallery -> $out/embeddings.npy" >&2
+"$fv" embed "$gallery" --out "$out/embeddings.npy" "${model[@]}"
 
-# A pair of the same person (first sub-folder with two images) and a pair of two people.
-mapfile -t people < <(find "$folder" -mindepth 1 -maxdepth 1 -type d | sort)
+# A pair of the same person (first sub-folder with two photos) and a pair of two people.
+mapfile -t people < <(find "$gallery" -mindepth 1 -maxdepth 1 -type d | sort)
 same=() diff=()
 for person in "${people[@]}"; do
   mapfile -t imgs < <(find "$person" -type f | sort)
@@ -26,9 +28,20 @@ for person in "${people[@]}"; do
 done
 if (( ${#same[@]} == 2 )); then
   echo "== same person? ${same[0]} vs ${same[1]}" >&2
-  "$fv" verify "${same[@]}" "${weights[@]}"
+  "$fv" verify "${same[@]}" "${model[@]}"
 fi
 if (( ${#diff[@]} == 2 )); then
   echo "== same person? ${diff[0]} vs ${diff[1]}" >&2
-  "$fv" verify "${diff[@]}" "${weights[@]}"
+  "$fv" verify "${diff[@]}" "${model[@]}"
+fi
+
+echo "== enrolling ${#people[@]} people into $out/gallery" >&2
+for person in "${people[@]}"; do
+  "$fv" enroll "$(basename "$person")" "$person" "${model[@]}" --db "$out/gallery" -q
+done
+
+if [[ -d "$probes" ]]; then
+  echo "== who is in each photo of $probes? (every face; 'unknown' when nobody enrolled matches)" >&2
+  "$fv" detect "$probes" --db "$out/gallery" "${model[@]}" --annotate "$out/annotated" -q
+  echo "== annotated photos: $out/annotated/*.png" >&2
 fi

@@ -48,7 +48,7 @@ def test_course_format_with_labels_problems_and_duplicates(root: Path) -> None:
         f"line 4: image missing.jpg not found under {root}",
         "line 5: duplicate of line 2, counted once",
         "line 6: expected 'path_a path_b [label]', got 1 fields",
-        "line 7: label 'maybe' is not 0 or 1",
+        "line 7: label 'maybe' is not one of 1/0, true/false, yes/no, same/different",
     ]
     assert [p.name for p in pairs.images()] == ["1.jpg", "2.jpg", "1.jpg"]
 
@@ -86,6 +86,12 @@ def test_csv_with_usual_and_named_columns(root: Path) -> None:
         read_pairs(named, root)
     with pytest.raises(PairsError, match="no label column 'y'; its columns: left_img, right_img, truth"):
         read_pairs(named, root, columns=("left_img", "right_img", "y"))
+
+
+@pytest.mark.parametrize(("same", "different"), [("Yes", "No"), ("TRUE", "false"), ("same", "different")])
+def test_csv_labels_as_pairs_files_in_the_wild_write_them(root: Path, same: str, different: str) -> None:
+    text = f"a,b,label\nx/1.jpg,x/2.jpg,{same}\nx/1.jpg,y/1.jpg,{different}\n"
+    assert [p.label for p in read_pairs(_write(root, "w.csv", text), root).pairs] == [1, 0]
 
 
 def test_files_that_cannot_be_used_at_all(root: Path) -> None:

@@ -20,6 +20,7 @@ def test_every_family_is_curated_and_each_name_has_published_weights() -> None:
     assert infos["face_resnet"].embedding_dim == 512
     assert infos[DEFAULT_MODEL].embedding_dim == 320
     assert infos.pop("face_resnet").hub_id is None  # the course's ResNet: trained, not downloaded
+    assert infos.pop("dlib_resnet_v1").hub_id is None  # dlib's: weights from a PyPI package
     for info in infos.values():
         assert info.hub_id == f"timm/{info.name}"
 

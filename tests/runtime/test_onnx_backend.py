@@ -91,6 +91,7 @@ def test_the_cached_graph_is_reused_and_rebuilt_when_the_weights_change(
     first = _resnet(resnet_file, "onnxruntime")
     graph = first.graph_file
     stamp = graph.stat().st_mtime_ns
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="faceverify.runtime.onnx_backend"):
         again = _resnet(resnet_file, "onnxruntime")
     assert again.graph_file == graph and graph.stat().st_mtime_ns == stamp
@@ -156,3 +157,15 @@ def test_cache_key_follows_the_preprocessing(resnet_file: Path) -> None:
     small = fv.build_model("face_resnet", weights=resnet_file, model_args={"width": 16}, input_size=32)
     large = fv.build_model("face_resnet", weights=resnet_file, model_args={"width": 16}, input_size=48)
     assert cached_graph_path(small) != cached_graph_path(large)
+
+
+def test_dlib_face_network_runs_in_onnxruntime() -> None:
+    pytest.importorskip("dlib")
+    try:
+        torch_model = fv.build_model("dlib_resnet_v1", device="cpu")
+    except fv.FaceVerifyError as exc:
+        pytest.skip(f"dlib's model files are not installed: {exc}")
+    onnx_model = fv.build_model("dlib_resnet_v1", device="cpu", backend="onnxruntime")
+    assert onnx_model.preprocess.face_template == "dlib150"
+    assert onnx_model.default_threshold == torch_model.default_threshold
+    assert _agree(torch_model, onnx_model, (150, 150)) <= FP32_TOLERANCE

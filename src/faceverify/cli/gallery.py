@@ -42,10 +42,15 @@ def _gallery(args: argparse.Namespace) -> Gallery:
 
 
 def enroll(args: argparse.Namespace) -> int:
+    from faceverify.decode import iter_image_paths
+
     meta = _parse_meta(args.meta or [])
+    images = [str(p) for p in iter_image_paths(args.images)]  # folders are searched recursively
+    if not images:
+        raise ConfigError(f"no images found in {', '.join(args.images)}")
     gallery = _gallery(args)
     with gallery.store:
-        result = gallery.enroll(args.name, args.images, meta)
+        result = gallery.enroll(args.name, images, meta)
     for reason in result.skipped:
         log.warning("skipped %s", reason)
     print(json.dumps(result.to_dict()) if args.json else f"{result.name}\tadded {result.added}")

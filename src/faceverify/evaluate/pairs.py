@@ -174,10 +174,19 @@ def _column(
     return found
 
 
+#: How pairs files in the wild say "same person" and "different people".
+LABELS = {
+    **dict.fromkeys(("1", "true", "yes", "y", "same", "match", "genuine", "positive"), 1),
+    **dict.fromkeys(("0", "false", "no", "n", "different", "diff", "mismatch", "impostor", "negative"), 0),
+}
+
+
 def _label(text: str, number: int, result: PairSet) -> int | None:
-    value = {"1": 1, "0": 0, "true": 1, "false": 0, "same": 1, "different": 0}.get(text.lower())
+    value = LABELS.get(text.lower())
     if value is None:
-        result.problems.append(f"line {number}: label {text!r} is not 0 or 1")
+        result.problems.append(
+            f"line {number}: label {text!r} is not one of 1/0, true/false, yes/no, same/different"
+        )
     return value
 
 

@@ -73,7 +73,13 @@ class OnnxEmbedder(Embedder):
     """
 
     def __init__(
-        self, graph_file: Path, facts: dict[str, Any], *, threads: int | None = None, source_sha256: str = ""
+        self,
+        graph_file: Path,
+        facts: dict[str, Any],
+        *,
+        threads: int | None = None,
+        source_sha256: str = "",
+        weights_file: Path | None = None,
     ) -> None:
         from faceverify.preprocess import PreprocessConfig
 
@@ -82,7 +88,9 @@ class OnnxEmbedder(Embedder):
         self.embedding_dim = int(facts["embedding_dim"])
         self.preprocess = PreprocessConfig.from_dict(facts["preprocess"])
         self.weights_source = str(facts.get("weights", self.graph_file))
-        self.weights_file = None
+        # where calibrations are stored: beside the source weights (None for random ones),
+        # or beside a graph file loaded on its own
+        self.weights_file = weights_file
         self.threshold = facts.get("threshold")
         self.precision = str(facts.get("precision", "fp32"))
         self._weights_sha256 = source_sha256 or str(facts.get("weights_sha256", ""))
@@ -163,7 +171,8 @@ def read_graph_facts(graph_file: Path) -> dict[str, Any]:
 def load_onnx_embedder(graph_file: Path, *, threads: int | None = None) -> OnnxEmbedder:
     """An embedder for an ``.onnx`` file faceverify wrote (an exported or quantised graph)."""
     _import_onnxruntime()
-    return OnnxEmbedder(graph_file, read_graph_facts(graph_file), threads=threads)
+    facts = read_graph_facts(graph_file)
+    return OnnxEmbedder(graph_file, facts, threads=threads, weights_file=Path(graph_file))
 
 
 def onnx_embedder_for(model: EmbeddingModel, *, threads: int | None = None) -> OnnxEmbedder:
@@ -177,7 +186,13 @@ def onnx_embedder_for(model: EmbeddingModel, *, threads: int | None = None) -> O
     path = cached_graph_path(model)
     if not _trusted(path):
         export_graph(model, path)
-    return OnnxEmbedder(path, graph_facts(model), threads=threads, source_sha256=model.weights_sha256())
+    return OnnxEmbedder(
+        path,
+        graph_facts(model),
+        threads=threads,
+        source_sha256=model.weights_sha256(),
+        weights_file=model.weights_file,
+    )
 
 
 def cached_graph_path(model: EmbeddingModel) -> Path:

@@ -14,7 +14,7 @@ from faceverify.errors import ConfigError
 
 pytest.importorskip("onnxruntime")
 from faceverify.evaluate.pairs import read_pairs
-from faceverify.runtime.quantize import MIN_MEAN_COSINE, quantize_model
+from faceverify.evaluate.quantize import MIN_MEAN_COSINE, quantize_model
 
 
 def test_int8_graph_keeps_the_embeddings_and_loads_like_any_graph(

