@@ -123,13 +123,34 @@ class _StubDetector:
         return np.array([[[b[0], b[1]]] * 5 for b in boxes], dtype=float)
 
 
-def test_new_backend_plugs_in_and_gets_original_coordinates() -> None:
+def test_new_backend_plugs_in_and_gets_original_coordinates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceverify.faces import detect
+
+    monkeypatch.setattr(detect, "_FACTORIES", dict(detect._FACTORIES))  # leave no stub behind
+    monkeypatch.setattr(detect, "_INSTANCES", dict(detect._INSTANCES))
     stub = _StubDetector()
     register_detector("stub", lambda: stub)
     (face,) = detect_faces(np.zeros((400, 200, 3), dtype=np.uint8), detector="stub", max_side=100)
     assert stub.seen == [(100, 50, 3), (400, 200, 3)]  # detected reduced, landmarks at full size
     assert face.box == (40.0, 80.0, 199.0, 239.0) and face.detector == "stub"
     assert face.landmarks[0].tolist() == [40.0, 80.0]
+
+
+def test_missing_dlib_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from faceverify.faces import detect
+
+    real = importlib.import_module
+
+    def without_dlib(name: str, package: str | None = None) -> object:
+        if name == "dlib":
+            raise ImportError("No module named 'dlib'")
+        return real(name, package)
+
+    monkeypatch.setattr(detect.importlib, "import_module", without_dlib)
+    with pytest.raises(MissingDependencyError, match="pip install dlib-bin"):
+        detect.DlibHogDetector()
 
 
 def test_missing_model_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
