@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -51,3 +54,31 @@ def open_client() -> Iterator[Callable[..., TestClient]]:
 @pytest.fixture
 def client(settings: ServiceSettings, open_client: Callable[..., TestClient]) -> TestClient:
     return open_client(settings)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[ServiceSettings], str]]:
+    """Run an app in uvicorn on a free local port; returns its base URL."""
+    import uvicorn
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(settings: ServiceSettings) -> str:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(create_app(settings), log_level="warning", timeout_keep_alive=2)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)

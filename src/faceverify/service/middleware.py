@@ -84,11 +84,10 @@ class Deadline:
 
         async def watched_receive() -> Message:
             nonlocal receiving
-            receiving = True
-            try:
-                return await receive()
-            finally:
-                receiving = False
+            receiving = True  # stays True if the deadline cancels the wait
+            message = await receive()
+            receiving = False
+            return message
 
         async def watched_send(message: Message) -> None:
             nonlocal started
