@@ -24,15 +24,26 @@ from faceverify.service.settings import ServiceSettings
 INPUT_SIZE = 32
 
 
-@pytest.fixture
-def settings(tmp_path: Path, atto_file: Path) -> ServiceSettings:
+def settings_in(folder: Path, weights: Path) -> ServiceSettings:
+    """Galleries and keys in ``folder``, the small model on the CPU."""
     return ServiceSettings(
-        db=str(tmp_path / "galleries"),
-        keys_file=str(tmp_path / "keys.json"),
-        weights=str(atto_file),
+        db=str(folder / "galleries"),
+        keys_file=str(folder / "keys.json"),
+        weights=str(weights),
         device="cpu",
         input_size=INPUT_SIZE,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, atto_file: Path) -> ServiceSettings:
+    return settings_in(tmp_path, atto_file)
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory, atto_file: Path) -> ServiceSettings:
+    """For an app that a module's tests share."""
+    return settings_in(tmp_path_factory.mktemp("service"), atto_file)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ caused it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,15 +27,8 @@ EXAMPLES = 6
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory, atto_file: Path) -> Iterator[Any]:
-    folder = tmp_path_factory.mktemp("fuzz")
-    settings = ServiceSettings(
-        db=str(folder / "galleries"),
-        keys_file=str(folder / "keys.json"),
-        weights=str(atto_file),
-        input_size=32,
-    )
-    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+def api_schema(module_settings: ServiceSettings) -> Iterator[Any]:
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(module_settings))
     from schemathesis.python import asgi
 
     asgi.shutdown_lifespans()  # the app's model, batcher and galleries close with the module
