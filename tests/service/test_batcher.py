@@ -82,7 +82,15 @@ def test_many_threads_cost_few_passes(make_batcher: Callable[..., Batcher]) -> N
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, _rows(16)))
     assert [r[0, 0].item() for r in results] == [2.0 * i for i in range(16)]
-    assert sum(network.sizes) == 16 and len(network.sizes) <= 4
+    assert sum(network.sizes) == 16 and len(network.sizes) <= 6
+
+
+def test_a_lone_caller_does_not_wait_for_companions(make_batcher: Callable[..., Batcher]) -> None:
+    batcher = make_batcher(GatedNetwork(), max_wait_ms=5000)
+    started = time.monotonic()
+    for row in _rows(3):
+        batcher.run(row)
+    assert time.monotonic() - started < 2.5
 
 
 def test_batches_respect_the_size_limit_and_input_shapes(make_batcher: Callable[..., Batcher]) -> None:

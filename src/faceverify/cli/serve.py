@@ -63,6 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         input_size=args.input_size,
         crop_pct=args.crop_pct,
         threshold=args.threshold,
+        threads=args.threads,
         match=args.match,
         limits=Limits(
             max_body_bytes=int(args.max_body_mb * (1 << 20)),
@@ -144,6 +145,7 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.add_argument(
         "--workers", type=_positive_int, default=1, help="server processes, each with the model (1)"
     )
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for the network (default: torch's)")
     p.add_argument(
         "--insecure", action="store_true", help="allow listening beyond localhost without API keys"
     )

@@ -1,11 +1,13 @@
 """A dynamic batcher: concurrent requests share one forward pass of the network.
 
 Request threads hand their preprocessed images to :meth:`Batcher.run` and wait. One
-worker thread takes the oldest waiting images, waits at most ``max_wait_ms`` for more
-(up to ``max_batch`` images of the same shape), runs them through the network as one
-batch and hands each request its rows. So N clients arriving together cost about one
-forward pass, not N. The queue is bounded in images: when it is full a request is
-refused at once with :class:`~faceverify.service.errors.OverloadedError` (503 and
+worker thread takes the oldest waiting images and every waiting companion of the same
+shape (up to ``max_batch`` images); while requests have lately been arriving together it
+also waits at most ``max_wait_ms`` for more. It runs them through the network as one
+batch and hands each request its rows. Under load the queue fills while the network is
+busy, so batches form without waiting, and N clients arriving together cost about one
+forward pass, not N; a lone client is never made to wait. The queue is bounded in images:
+when it is full a request is refused at once with :class:`~faceverify.service.errors.OverloadedError` (503 and
 ``Retry-After``) rather than waiting behind an ever-growing queue, which keeps both
 latency and memory bounded under any load.
 
@@ -16,7 +18,6 @@ unchanged and batch across requests without knowing it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -31,7 +32,8 @@ from faceverify.models.embedder import EmbeddingModel
 from faceverify.service.errors import OverloadedError, RequestTimeoutError
 from faceverify.service.settings import Batching
 
-log = logging.getLogger("faceverify.service")
+#: After two callers were seen together, the batcher waits for companions this long.
+CONCURRENCY_MEMORY_S = 1.0
 
 
 @dataclass(eq=False)  # jobs are told apart by identity, never by their tensors
@@ -67,6 +69,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._concurrent_until = 0.0  # until when waiting for companions is worth it
 
     @property
     def queued(self) -> int:
@@ -124,7 +127,9 @@ class Batcher:
             self._run(jobs)
 
     def _gather(self) -> list[_Job]:
-        """The next batch: the oldest job, and companions that arrive within the wait."""
+        """The next batch: the oldest job, the companions already waiting, and, while
+        callers have lately been concurrent, those that arrive within the wait (a lone
+        client never waits for companions that will not come)."""
         limit = self.config.max_batch if self.config.enabled else 1
         with self._cond:
             while not self._jobs:
@@ -133,7 +138,8 @@ class Batcher:
                 self._cond.wait()
             first = self._jobs.popleft()
             jobs, size = [first], len(first.inputs)
-            deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
+            patient = time.monotonic() < self._concurrent_until
+            deadline = time.monotonic() + (self.config.max_wait_ms / 1000.0 if patient else 0.0)
             shape = first.inputs.shape[1:]
             while self.config.enabled and size < limit:
                 fitting = next(
@@ -150,6 +156,8 @@ class Batcher:
                     break
                 self._cond.wait(remaining)
             self._queued -= size
+            if len(jobs) > 1 or self._jobs:
+                self._concurrent_until = time.monotonic() + CONCURRENCY_MEMORY_S
         return jobs
 
     def _run(self, jobs: list[_Job]) -> None:

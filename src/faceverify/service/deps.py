@@ -35,13 +35,10 @@ def _authorize(request: Request, scope: str) -> ApiKey | None:
     key: ApiKey | None = request.scope.get(API_KEY_SCOPE)
     if key is None:  # no keys configured: the service is local-only and open
         return None
+    if scope == "write" and key.scope != "write":
+        raise ForbiddenError("this API key may only read")
     if not key.allows(scope, request.path_params.get("gallery")):
-        reason = (
-            "this API key may only read"
-            if scope == "write" and key.scope != "write"
-            else ("this API key is not valid for this gallery")
-        )
-        raise ForbiddenError(reason)
+        raise ForbiddenError("this API key is not valid for this gallery")
     return key
 
 

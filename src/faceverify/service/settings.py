@@ -91,6 +91,8 @@ class ServiceSettings:
             :func:`check_exposure`); once it exists every ``/v1`` request needs one.
         model, weights, device, input_size, crop_pct, threshold, model_args: as for
             :func:`faceverify.build_model`.
+        threads: CPU threads for the network (torch intra-op); None keeps torch's default.
+            One per worker process suits several workers, or a machine shared with others.
         match: how a gallery compares a probe with a person's faces (``best``/``centroid``).
         cors_origins: origins allowed to call the API from a browser; empty: CORS off.
     """
@@ -104,6 +106,7 @@ class ServiceSettings:
     crop_pct: float | None = None
     threshold: float | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
     match: str = "best"
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)

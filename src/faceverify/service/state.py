@@ -158,6 +158,10 @@ class ServiceState:
         from faceverify.models.factory import build_model
 
         keys.load()
+        if settings.threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.threads)
         inner = build_model(
             settings.model,
             weights=settings.weights,
