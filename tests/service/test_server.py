@@ -94,9 +94,9 @@ def test_slow_uploads_and_slow_answers_time_out(
         answer = received.decode()
     assert answer.startswith("HTTP/1.1 408") and '"upload_timeout"' in answer
 
-    from faceverify.service import photos
+    from faceverify.service.uploads import PhotoReader
 
-    real = photos.find_faces
-    monkeypatch.setattr(photos, "find_faces", lambda image: (time.sleep(1.0), real(image))[1])
+    read = PhotoReader.read
+    monkeypatch.setattr(PhotoReader, "read", lambda self, *a: (time.sleep(1.0), read(self, *a))[1])
     slow = httpx.post(f"{base}/v1/detect", files={"images": ("x.png", png(1))}, timeout=10)
     assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from faceverify.cli.main import EXIT_OK
+from faceverify.cli.common import EXIT_OK, positive_int
 from faceverify.errors import ConfigError
 
 log = logging.getLogger("faceverify.cli")
@@ -62,6 +62,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         input_size=args.input_size,
         crop_pct=args.crop_pct,
+        backend=args.backend,
+        detect=args.detect,
+        detector=args.detector,
+        upsample=args.upsample,
+        min_face=args.min_face,
         threshold=args.threshold,
         threads=args.threads,
         match=args.match,
@@ -125,8 +130,6 @@ def keys_revoke(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
     """Add ``serve`` and ``keys`` to the main parser."""
-    from faceverify.cli.main import _positive_int
-
     keys_file = argparse.ArgumentParser(add_help=False)
     keys_file.add_argument(
         "--keys", help="API keys file (default: ~/.local/share/faceverify/service/keys.json)"
@@ -143,9 +146,9 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "--db", help="galleries: a folder (one gallery per sub-folder) or a postgresql:// URL (a schema each)"
     )
     p.add_argument(
-        "--workers", type=_positive_int, default=1, help="server processes, each with the model (1)"
+        "--workers", type=positive_int, default=1, help="server processes, each with the model (1)"
     )
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for the network (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for the network (default: torch's)")
     p.add_argument(
         "--insecure", action="store_true", help="allow listening beyond localhost without API keys"
     )
@@ -155,17 +158,15 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")
     limits.add_argument("--max-image-mb", type=float, default=10, help="one uploaded image (10)")
-    limits.add_argument("--max-images", type=_positive_int, default=8, help="images per request (8)")
+    limits.add_argument("--max-images", type=positive_int, default=8, help="images per request (8)")
     limits.add_argument("--max-megapixels", type=float, default=40, help="pixels of one image (40)")
     limits.add_argument("--timeout", type=float, default=30, help="seconds per request, upload included (30)")
     limits.add_argument(
-        "--max-connections", type=_positive_int, default=128, help="open at once; more get 503"
+        "--max-connections", type=positive_int, default=128, help="open at once; more get 503"
     )
     batching = p.add_argument_group("batching (--batch-size is the largest batch)")
     batching.add_argument("--batch-wait-ms", type=float, default=5, help="wait for companions (5 ms)")
-    batching.add_argument(
-        "--queue-size", type=_positive_int, default=256, help="images waiting; more get 503"
-    )
+    batching.add_argument("--queue-size", type=positive_int, default=256, help="images waiting; more get 503")
     batching.add_argument("--no-batching", action="store_true", help="one forward pass per request")
     p.set_defaults(handler=serve)
 

@@ -18,19 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from faceverify.gallery.base import GalleryError, GalleryStore
+from faceverify.errors import GalleryError, GalleryExistsError, UnknownGalleryError
+from faceverify.gallery.base import GalleryStore
 
 #: Lower-case letters, digits, ``_`` and ``-``; starts with a letter or digit; 1-48 long.
 GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
 _PG_SCHEMA_PREFIX = "fvg_"
-
-
-class UnknownGalleryError(GalleryError):
-    """No gallery of that name in the catalogue."""
-
-
-class GalleryExistsError(GalleryError):
-    """A gallery of that name already exists."""
 
 
 def check_gallery_name(name: str) -> str:

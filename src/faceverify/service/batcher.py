@@ -11,9 +11,11 @@ when it is full a request is refused at once with :class:`~faceverify.service.er
 ``Retry-After``) rather than waiting behind an ever-growing queue, which keeps both
 latency and memory bounded under any load.
 
-:class:`BatchedModel` puts the batcher where the library calls the network, so the
-library's own ``compute_embedding``, ``embed_images`` and ``Gallery`` methods run
-unchanged and batch across requests without knowing it.
+:class:`BatchedEmbedder` puts the batcher behind the library's
+:class:`~faceverify.runtime.base.Embedder` interface, so the library's own
+``embed_images``, ``compute_embedding`` and ``Gallery`` methods (detection and alignment
+included) run unchanged and batch across requests without knowing it, whichever
+runtime (PyTorch, ONNX Runtime) computes the numbers.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from faceverify.models.embedder import EmbeddingModel
+if TYPE_CHECKING:
+    from PIL import Image
+
+from faceverify.runtime.base import Embedder
 from faceverify.service.errors import OverloadedError, RequestTimeoutError
 from faceverify.service.settings import Batching
 
@@ -46,7 +52,7 @@ class Batcher:
     """Runs ``forward`` on batches gathered from concurrent callers, on one thread.
 
     Args:
-        forward: ``[N, ...]`` input to ``[N, ...]`` output (the network).
+        forward: ``[N, ...]`` input to ``[N, ...]`` output (an embedder's ``embed``).
         config: batch size, wait and queue bound; ``enabled=False`` runs each call alone.
         wait_timeout_s: how long a caller waits for its result before giving up (504).
         on_batch: called with the size of every batch run (for metrics).
@@ -166,8 +172,7 @@ class Batcher:
             return
         try:
             batch = live[0].inputs if len(live) == 1 else torch.cat([j.inputs for j in live])
-            with torch.inference_mode():
-                output = self.forward(batch)
+            output = self.forward(batch)
         except BaseException as exc:  # every waiting caller gets the network's error
             for job in live:
                 job.future.set_exception(exc)
@@ -183,24 +188,28 @@ class Batcher:
             start = stop
 
 
-class BatchedModel(EmbeddingModel):
-    """The model as the library sees it, with every forward pass going through a batcher.
+class BatchedEmbedder(Embedder):
+    """The embedder as the library sees it, with every batch going through a batcher.
 
-    It carries the wrapped model's name, contract, weights and threshold, so galleries
-    record and check the same model, and shares its network (no copy).
+    It reports the wrapped embedder's name, contract, weights identity and threshold, so
+    galleries record and check the same model, and prepares images the same way.
     """
 
-    def __init__(self, inner: EmbeddingModel, batcher: Batcher) -> None:
-        super().__init__(
-            inner.backbone,
-            name=inner.name,
-            preprocess=inner.preprocess,
-            weights_source=inner.weights_source,
-            weights_file=inner.weights_file,
-            threshold=inner.threshold,
-            channels_last=False,  # the inner model converts
-        )
-        self.batcher = batcher
+    def __init__(self, inner: Embedder, batcher: Batcher) -> None:
+        self.inner, self.batcher = inner, batcher
+        self.name, self.embedding_dim = inner.name, inner.embedding_dim
+        self.preprocess, self.threshold = inner.preprocess, inner.threshold
+        self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.batcher.run(x)
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.batcher.run(batch)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        return self.inner.prepare(image)
+
+    def weights_sha256(self, *, refresh: bool = False) -> str:
+        return self.inner.weights_sha256(refresh=refresh)

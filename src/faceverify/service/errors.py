@@ -12,9 +12,21 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from faceverify.errors import BatchImageError, ConfigError, FaceVerifyError, ImageError, InputError
-from faceverify.gallery.base import GalleryError, ModelMismatchError, UnknownPersonError
-from faceverify.gallery.catalog import GalleryExistsError, UnknownGalleryError
+from faceverify.errors import (
+    BatchImageError,
+    ConfigError,
+    DeviceError,
+    FaceVerifyError,
+    GalleryError,
+    GalleryExistsError,
+    ImageError,
+    InputError,
+    MissingDependencyError,
+    ModelMismatchError,
+    UnknownGalleryError,
+    UnknownPersonError,
+)
+from faceverify.photos import NO_FACE
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -92,10 +104,12 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (GalleryExistsError, 409, "gallery_exists"),
     (ModelMismatchError, 409, "model_mismatch"),
     (GalleryError, 422, "gallery_error"),
-    (ImageError, 422, "invalid_image"),
+    (ImageError, 422, "invalid_image"),  # "no_face" when detection found none (see classify)
     (BatchImageError, 422, "invalid_image"),
     (InputError, 422, "invalid_input"),
     (ConfigError, 422, "invalid_argument"),
+    (MissingDependencyError, 503, "unavailable"),  # e.g. detection asked for without dlib
+    (DeviceError, 503, "device_error"),  # e.g. the GPU ran out of memory for this batch
     (FaceVerifyError, 400, "bad_request"),
 )
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -112,6 +126,8 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, str]]:
         exc = cause
     if isinstance(exc, ServiceError):
         return exc.status, exc.code, str(exc), exc.headers
+    if isinstance(exc, ImageError) and exc.reason == NO_FACE:
+        return 422, "no_face", str(exc), {}
     if isinstance(exc, FaceVerifyError):
         status, code = next((s, c) for kind, s, c in LIBRARY_ERRORS if isinstance(exc, kind))
         return status, code, str(exc), {}

@@ -64,7 +64,7 @@ class DetectedPhoto(PhotoOut):
 
 
 class DetectOut(BaseModel):
-    detector: str = Field(description="'none': uploads are taken as face crops, one face each")
+    detector: str = Field(description="the face detector used: hog or cnn")
     images: list[DetectedPhoto]
 
 

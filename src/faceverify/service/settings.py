@@ -12,10 +12,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ConfigError
 from faceverify.paths import data_dir
+
+if TYPE_CHECKING:
+    from faceverify.photos import FaceOptions
 
 SETTINGS_ENV = "FACEVERIFY_SERVICE_SETTINGS"
 MB = 1 << 20
@@ -89,8 +92,11 @@ class ServiceSettings:
         keys_file: the API keys file written by ``faceverify keys``. While it does not
             exist the API needs no key (allowed on localhost only, see
             :func:`check_exposure`); once it exists every ``/v1`` request needs one.
-        model, weights, device, input_size, crop_pct, threshold, model_args: as for
-            :func:`faceverify.build_model`.
+        model, weights, device, input_size, crop_pct, threshold, model_args, backend: as
+            for :func:`faceverify.build_model`.
+        detect, detector, upsample, min_face: how faces are found in photos, as in
+            :class:`faceverify.photos.FaceOptions` (``detect`` None: when the model needs
+            aligned faces, e.g. ``dlib_resnet_v1``; False: uploads are face crops).
         threads: CPU threads for the network (torch intra-op); None keeps torch's default.
             One per worker process suits several workers, or a machine shared with others.
         match: how a gallery compares a probe with a person's faces (``best``/``centroid``).
@@ -106,11 +112,23 @@ class ServiceSettings:
     crop_pct: float | None = None
     threshold: float | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    backend: str = "torch"
+    detect: bool | None = None
+    detector: str = "hog"
+    upsample: int = 1
+    min_face: float = 0.0
     threads: int | None = None
     match: str = "best"
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)
     cors_origins: tuple[str, ...] = ()
+
+    def face_options(self) -> FaceOptions:
+        from faceverify.photos import FaceOptions
+
+        return FaceOptions(
+            detect=self.detect, detector=self.detector, upsample=self.upsample, min_size=self.min_face
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -1,9 +1,10 @@
 """What the service opens once, in its lifespan: the model, the batcher, the galleries.
 
-Galleries are opened on first use and kept open. A store's connection is not meant for
-several threads at once, so each gallery's store sits behind a lock held only for the
-database call itself: embedding (the slow part) happens outside it, so concurrent
-identifications of one gallery still share forward passes.
+Galleries are opened on first use and kept open. A PostgreSQL store has one connection,
+not meant for several threads at once, so each gallery's store sits behind a lock held
+only for the database call itself (cheap for the embedded store, which is thread-safe
+anyway): embedding, the slow part, happens outside it, so concurrent identifications of
+one gallery still share forward passes.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from faceverify.errors import UnknownGalleryError
 from faceverify.gallery.base import AddResult, Face, GalleryStore, Match, PersonInfo
-from faceverify.gallery.catalog import GalleryCatalog, UnknownGalleryError, open_catalog
+from faceverify.gallery.catalog import GalleryCatalog, open_catalog
 from faceverify.gallery.gallery import Gallery
-from faceverify.models.embedder import EmbeddingModel
-from faceverify.service.batcher import BatchedModel, Batcher
+from faceverify.photos import FaceOptions
+from faceverify.runtime.base import Embedder
+from faceverify.service.batcher import BatchedEmbedder, Batcher
 from faceverify.service.keys import KeyStore
 from faceverify.service.metrics import Metrics
-from faceverify.service.photos import PhotoReader
 from faceverify.service.settings import ServiceSettings
+from faceverify.service.uploads import PhotoReader
 
 log = logging.getLogger("faceverify.service")
 T = TypeVar("T")
@@ -82,10 +85,11 @@ class Galleries:
         catalog: where the galleries live.
         model: the (batched) model every gallery must have been built with.
         match: ``best`` or ``centroid``, as for :class:`~faceverify.gallery.Gallery`.
+        faces: how faces are found in photos.
     """
 
-    def __init__(self, catalog: GalleryCatalog, model: EmbeddingModel, match: str) -> None:
-        self.catalog, self.model, self.match = catalog, model, match
+    def __init__(self, catalog: GalleryCatalog, model: Embedder, match: str, faces: FaceOptions) -> None:
+        self.catalog, self.model, self.match, self.faces = catalog, model, match, faces
         self._open: dict[str, Gallery] = {}
         self._writers: dict[str, threading.Lock] = {}
         self._lock = threading.RLock()
@@ -113,7 +117,7 @@ class Galleries:
             self._forget(name)
             store = LockedStore(self.catalog.open(name), name)
             try:
-                gallery = Gallery(store, self.model, match=self.match)
+                gallery = Gallery(store, self.model, match=self.match, faces=self.faces)
             except BaseException:
                 store.close()
                 raise
@@ -146,7 +150,7 @@ class ServiceState:
     """Everything requests share; built by :meth:`open` in the lifespan."""
 
     settings: ServiceSettings
-    model: BatchedModel
+    model: BatchedEmbedder
     batcher: Batcher
     galleries: Galleries
     keys: KeyStore
@@ -155,7 +159,7 @@ class ServiceState:
 
     @classmethod
     def open(cls, settings: ServiceSettings, metrics: Metrics, keys: KeyStore) -> ServiceState:
-        from faceverify.models.factory import build_model
+        from faceverify.runtime.build import build_model
 
         keys.load()
         if settings.threads is not None:
@@ -170,19 +174,21 @@ class ServiceState:
             crop_pct=settings.crop_pct,
             threshold=settings.threshold,
             model_args=settings.model_args or None,
+            backend=settings.backend,
         )
         batcher = Batcher(
-            inner,
+            inner.embed,
             settings.batching,
             wait_timeout_s=settings.limits.timeout_s,
             on_batch=metrics.batch_size.observe,
         )
-        model = BatchedModel(inner, batcher)
+        model = BatchedEmbedder(inner, batcher)
         model.weights_sha256()  # hash the weights now, not in the first request
         metrics.queue.set_function(lambda: batcher.queued)
         catalog = open_catalog(settings.db)
         batcher.start()
-        photos = PhotoReader(settings.limits, decoders=max(2, os.cpu_count() or 2))
+        faces = settings.face_options()
+        photos = PhotoReader(settings.limits, decoders=max(2, os.cpu_count() or 2), faces=faces)
         log.info(
             "serving %s (%d-dim) with galleries in %s; batching %s",
             model.name,
@@ -190,7 +196,8 @@ class ServiceState:
             catalog.location,
             f"up to {settings.batching.max_batch}" if settings.batching.enabled else "off",
         )
-        return cls(settings, model, batcher, Galleries(catalog, model, settings.match), keys, photos, metrics)
+        galleries = Galleries(catalog, model, settings.match, faces)
+        return cls(settings, model, batcher, galleries, keys, photos, metrics)
 
     def close(self) -> None:
         self.batcher.stop()

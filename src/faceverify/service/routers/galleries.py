@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
-from faceverify.gallery.base import UnknownPersonError, check_name
+from faceverify.errors import ImageError, UnknownPersonError
+from faceverify.gallery.base import check_name
 from faceverify.gallery.catalog import check_gallery_name
 from faceverify.gallery.gallery import Gallery
 from faceverify.service.deps import Reader, State, Writer
 from faceverify.service.errors import ForbiddenError, InvalidFieldError, PersonExistsError
-from faceverify.service.routers.faces import Images, Threshold, photo_out
+from faceverify.service.routers.faces import Images, Threshold
 from faceverify.service.schemas import (
     ERRORS,
     EnrollOut,
@@ -28,6 +29,7 @@ from faceverify.service.schemas import (
     VerifyIdOut,
 )
 from faceverify.service.state import ServiceState
+from faceverify.service.uploads import Photo
 
 router = APIRouter(prefix="/v1/galleries", tags=["galleries"], responses=ERRORS)
 
@@ -56,6 +58,14 @@ def _meta(text: str | None) -> dict[str, Any] | None:
     if not isinstance(meta, dict):
         raise InvalidFieldError('meta must be a JSON object, e.g. {"team": "blue"}', code="invalid_json")
     return meta
+
+
+def _one_face_each(state: ServiceState, uploads: list[UploadFile]) -> list[Photo]:
+    """The uploads decoded, each checked to show exactly one face."""
+    photos = state.photos.read_all("images", uploads)
+    for photo in photos:
+        state.photos.one_face(photo, state.model)
+    return photos
 
 
 def _is_enrolled(gallery: Gallery, person: str) -> bool:
@@ -114,13 +124,12 @@ def enroll(
 ) -> dict[str, Any]:
     person, extra = _person(name), _meta(meta)
     state.galleries.get(gallery)  # unknown gallery or model: say so before reading photos
-    chips = [photo.one_face().chip for photo in state.photos.read_all("images", images)]
+    photos = _one_face_each(state, images)
     with state.galleries.writing(gallery) as opened:
         if _is_enrolled(opened, person):
-            raise PersonExistsError(
-                f"{person!r} is already enrolled; add photos with POST .../people/{{name}}/faces"
-            )
-        result = opened.enroll(person, chips, extra)
+            message = f"{person!r} is already enrolled; add photos with POST .../people/{{name}}/faces"
+            raise PersonExistsError(message)
+        result = opened.enroll(person, [photo.image for photo in photos], extra)
     state.metrics.count_faces("enroll", result.added)
     return result.to_dict()
 
@@ -131,10 +140,10 @@ def add_faces(
 ) -> dict[str, Any]:
     person = _person(name)
     state.galleries.get(gallery)
-    chips = [photo.one_face().chip for photo in state.photos.read_all("images", images)]
+    photos = _one_face_each(state, images)
     with state.galleries.writing(gallery) as opened:
         opened.store.faces_of(person)  # unknown person: 404, never a silent new enrolment
-        result = opened.enroll(person, chips)
+        result = opened.enroll(person, [photo.image for photo in photos])
     state.metrics.count_faces("enroll", result.added)
     return result.to_dict()
 
@@ -169,13 +178,14 @@ def identify(
 ) -> dict[str, Any]:
     opened = state.galleries.get(gallery)
     photo = state.photos.read("image", image)
-    faces = []
-    for face in photo.faces:
-        found = opened.identify(face.chip, top_k=top_k, threshold=threshold)
-        faces.append({**face.to_dict(), **found.to_dict()})
+    try:
+        found = opened.identify_faces(photo.image, top_k=top_k, threshold=threshold)
+    except ImageError as exc:  # named as the upload (a photo without faces is "no_face")
+        raise ImageError(photo.label, exc.reason) from None
+    faces = [{**who.to_dict(), **photo.face_dict(who.face)} for who in found]
     state.metrics.count_faces("identify", len(faces))
     chosen = state.model.default_threshold if threshold is None else threshold
-    return {"image": photo_out(photo), "threshold": chosen, "faces": faces}
+    return {"image": photo.to_dict(), "threshold": chosen, "faces": faces}
 
 
 @router.post(
@@ -191,7 +201,8 @@ def verify_person(
 ) -> dict[str, Any]:
     person = _person(name)
     opened = state.galleries.get(gallery)
-    face = state.photos.read("image", image).one_face()
-    outcome = opened.verify_id(person, face.chip, threshold=threshold)
+    photo = state.photos.read("image", image)
+    face = state.photos.one_face(photo, state.model)
+    outcome = opened.verify_id(person, photo.image, threshold=threshold)
     state.metrics.count_faces("verify_id", 1)
-    return {"name": person, **outcome.to_dict(), "face": face.to_dict()}
+    return {"name": person, **outcome.to_dict(), "face": photo.face_dict(face)}
