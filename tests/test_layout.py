@@ -3,7 +3,7 @@
 Every import of every module under ``src/faceverify`` is checked (those inside functions
 and those for type checkers too) against :data:`LAYERS`, the order in which an image
 travels: decode, faces (detect, align), preprocess, model, runtime, embed, compare, then the gallery,
-evaluation and training, with the CLI on top. A package added later is checked once it
+evaluation and training, then the HTTP service, with the CLI on top. A package added later is checked once it
 has a place in :data:`LAYERS`; until then only the imports into it are left unchecked.
 """
 
@@ -28,6 +28,7 @@ LAYERS = (
     ("faceverify.evaluate",),
     ("faceverify.data",),
     ("faceverify.train",),
+    ("faceverify.service",),
     ("faceverify.cli", "faceverify.__main__"),
 )
 #: The one import against the flow: a built model comes with the threshold stored for it,

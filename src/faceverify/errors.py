@@ -87,6 +87,14 @@ class ModelMismatchError(GalleryError):
     """Embeddings from another model than the one the gallery was built with."""
 
 
+class UnknownGalleryError(GalleryError):
+    """No gallery of that name in the catalogue of named galleries."""
+
+
+class GalleryExistsError(GalleryError):
+    """A gallery of that name already exists in the catalogue."""
+
+
 class MissingDependencyError(FaceVerifyError, ImportError):
     """An optional package needed for the requested feature is not installed.
 

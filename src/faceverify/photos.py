@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DETECTORS = ("hog", "cnn")
+#: The reason an image is refused when detection finds no face in it.
+NO_FACE = "no face found"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def prepare_photo(
 
     faces = find_faces(np.asarray(image), options)
     if not faces:
-        raise ImageError(source, "no face found")
+        raise ImageError(source, NO_FACE)
     chosen = faces if options.all_faces else faces[:1]
     if len(faces) > 1 and not options.all_faces:
         log.warning("%s: %d faces found; using the largest", source, len(faces))

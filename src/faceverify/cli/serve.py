@@ -1,0 +1,185 @@
+"""``faceverify serve`` (the HTTP service) and ``faceverify keys`` (its API keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from faceverify.cli.common import EXIT_OK, positive_int
+from faceverify.errors import ConfigError
+
+log = logging.getLogger("faceverify.cli")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Build the settings, refuse an open API beyond localhost, and run uvicorn."""
+    from faceverify.service.settings import SETTINGS_ENV, check_exposure
+
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("the service needs its extra: pip install 'faceverify[serve]'") from None
+    settings = settings_from_args(args)
+    check_exposure(args.host, settings.keys_file, insecure=args.insecure)
+    if not Path(settings.keys_file).expanduser().exists():
+        log.warning("no API keys (%s): the API is open to whoever reaches %s", settings.keys_file, args.host)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "limit_concurrency": args.max_connections,
+        "timeout_keep_alive": 5,
+        "log_level": "warning" if args.quiet else "info",
+        "server_header": False,
+    }
+    if args.workers > 1:  # each worker process builds the app from the settings it inherits
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        uvicorn.run(
+            "faceverify.service.app:app_from_environment", factory=True, workers=args.workers, **options
+        )
+    else:
+        from faceverify.service.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    return EXIT_OK
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from faceverify.service.settings import Batching, Limits, ServiceSettings, default_galleries
+
+    name, weights = args.model, args.weights
+    if name is not None and weights is None and Path(name).exists():
+        name, weights = None, name  # a checkpoint names its own architecture, as in the other commands
+    return ServiceSettings(
+        db=args.db or default_galleries(),
+        keys_file=keys_path(args),
+        model=name,
+        weights=weights,
+        device=args.device,
+        input_size=args.input_size,
+        crop_pct=args.crop_pct,
+        backend=args.backend,
+        detect=args.detect,
+        detector=args.detector,
+        upsample=args.upsample,
+        min_face=args.min_face,
+        threshold=args.threshold,
+        threads=args.threads,
+        match=args.match,
+        limits=Limits(
+            max_body_bytes=int(args.max_body_mb * (1 << 20)),
+            max_image_bytes=int(args.max_image_mb * (1 << 20)),
+            max_images=args.max_images,
+            max_pixels=int(args.max_megapixels * 1_000_000),
+            timeout_s=args.timeout,
+        ),
+        batching=Batching(
+            enabled=not args.no_batching,
+            max_batch=args.batch_size,
+            max_wait_ms=args.batch_wait_ms,
+            max_queue=args.queue_size,
+        ),
+        cors_origins=tuple(args.cors_origin or ()),
+    )
+
+
+def keys_path(args: argparse.Namespace) -> str:
+    from faceverify.service.settings import default_keys_file
+
+    return str(args.keys or default_keys_file())
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    from faceverify.service.keys import KeyStore
+
+    store = KeyStore(keys_path(args))
+    secret, record = store.create(args.scope, gallery=args.gallery, label=args.label or "")
+    if args.json:
+        print(json.dumps({"key": secret, **asdict(record)}))
+    else:
+        print(secret)
+        if not args.quiet:
+            where = f"gallery {record.gallery}" if record.gallery else "all galleries"
+            log.info("created %s key %s for %s; it is shown only now", record.scope, record.id, where)
+    return EXIT_OK
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    from faceverify.service.keys import KeyStore
+
+    keys = KeyStore(keys_path(args)).keys()
+    if args.json:
+        print(json.dumps([asdict(key) for key in keys]))
+        return EXIT_OK
+    for key in keys:
+        print(f"{key.id}\t{key.scope}\t{key.gallery or '*'}\t{key.created}\t{key.label}")
+    return EXIT_OK
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    from faceverify.service.keys import KeyStore
+
+    key = KeyStore(keys_path(args)).revoke(args.id)
+    print(json.dumps({"revoked": key.id}) if args.json else f"revoked {key.id}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    """Add ``serve`` and ``keys`` to the main parser."""
+    keys_file = argparse.ArgumentParser(add_help=False)
+    keys_file.add_argument(
+        "--keys", help="API keys file (default: ~/.local/share/faceverify/service/keys.json)"
+    )
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common, model_opts, keys_file],
+        help="HTTP API and web page for verification and galleries",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument(
+        "--db", help="galleries: a folder (one gallery per sub-folder) or a postgresql:// URL (a schema each)"
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="server processes, each with the model (1)"
+    )
+    p.add_argument("--threads", type=positive_int, help="CPU threads for the network (default: torch's)")
+    p.add_argument(
+        "--insecure", action="store_true", help="allow listening beyond localhost without API keys"
+    )
+    p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's, else 0.5)")
+    p.add_argument("--match", default="best", choices=("best", "centroid"), help="gallery matching (best)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")
+    limits.add_argument("--max-image-mb", type=float, default=10, help="one uploaded image (10)")
+    limits.add_argument("--max-images", type=positive_int, default=8, help="images per request (8)")
+    limits.add_argument("--max-megapixels", type=float, default=40, help="pixels of one image (40)")
+    limits.add_argument("--timeout", type=float, default=30, help="seconds per request, upload included (30)")
+    limits.add_argument(
+        "--max-connections", type=positive_int, default=128, help="open at once; more get 503"
+    )
+    batching = p.add_argument_group("batching (--batch-size is the largest batch)")
+    batching.add_argument("--batch-wait-ms", type=float, default=5, help="wait for companions (5 ms)")
+    batching.add_argument("--queue-size", type=positive_int, default=256, help="images waiting; more get 503")
+    batching.add_argument("--no-batching", action="store_true", help="one forward pass per request")
+    p.set_defaults(handler=serve)
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys of the HTTP service")
+    actions = p.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+    a = actions.add_parser("create", parents=[common, keys_file], help="make a key and print it (once)")
+    a.add_argument("--scope", required=True, choices=("read", "write"), help="read, or write (enrol, remove)")
+    a.add_argument("--gallery", help="limit the key to this gallery")
+    a.add_argument("--label", help="a note: who holds the key")
+    a.set_defaults(handler=keys_create)
+    a = actions.add_parser("list", parents=[common, keys_file], help="id, scope, gallery, created, label")
+    a.set_defaults(handler=keys_list)
+    a = actions.add_parser("revoke", parents=[common, keys_file], help="delete a key by its id")
+    a.add_argument("id", metavar="ID")
+    a.set_defaults(handler=keys_revoke)

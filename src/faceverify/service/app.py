@@ -1,0 +1,121 @@
+"""The application factory: ``create_app(settings)`` gives a FastAPI app, nothing loaded yet.
+
+The model, the batcher and the galleries are opened once, in the lifespan (when the
+server starts), never at import or per request. Requests pass, outermost first:
+metrics, security headers, CORS (only when origins are configured), the deadline, API
+key authentication and the body limit, then FastAPI's routing, where each route checks
+its key's scope and gallery and the one error handler shapes every failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from faceverify import __version__
+from faceverify.errors import FaceVerifyError
+from faceverify.service.errors import ErrorRenderer
+from faceverify.service.keys import KeyStore
+from faceverify.service.metrics import Instrument, Metrics
+from faceverify.service.middleware import Authenticate, BodyLimit, Deadline, SecurityHeaders
+from faceverify.service.settings import ServiceSettings
+
+DESCRIPTION = """\
+Face verification and galleries over HTTP. Send photos as `multipart/form-data`.
+Once API keys exist (`faceverify keys create`), every `/v1` call needs one in the
+`X-API-Key` header. Errors are `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: ServiceSettings | None = None) -> Any:
+    """A FastAPI application serving the API under ``/v1``, the page at ``/``, docs at ``/docs``.
+
+    Args:
+        settings: model, galleries, keys, limits and batching; defaults to
+            :class:`ServiceSettings` ``()`` (the default model, galleries in the data folder).
+    """
+    import anyio
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
+
+    from faceverify.service.routers import faces, galleries, health
+    from faceverify.service.state import ServiceState
+
+    settings = settings or ServiceSettings()
+    metrics = Metrics()
+    keys = KeyStore(settings.keys_file)
+    errors = ErrorRenderer(_hidden(settings), metrics.count_error)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await anyio.to_thread.run_sync(ServiceState.open, settings, metrics, keys)
+        errors.hide(state.hidden_strings())
+        app.state.service = state
+        try:
+            yield
+        finally:
+            app.state.service = None
+            await anyio.to_thread.run_sync(state.close)
+
+    app = FastAPI(
+        title="faceverify",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.metrics = metrics
+    app.state.service = None
+    for kind in (Exception, FaceVerifyError, HTTPException, RequestValidationError):
+        app.add_exception_handler(kind, errors)
+    for router in (faces.router, galleries.router, health.router):
+        app.include_router(router)
+
+    static = Path(str(resources.files("faceverify.service") / "static"))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(static / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    # add_middleware wraps what is there: the last one added is the outermost
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, errors=errors)
+    app.add_middleware(Authenticate, keys=keys, errors=errors)
+    app.add_middleware(Deadline, seconds=settings.limits.timeout_s, errors=errors)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(Instrument, metrics=metrics)
+    return app
+
+
+def app_from_environment() -> Any:
+    """The factory uvicorn's worker processes call (settings come in an environment variable)."""
+    return create_app(ServiceSettings.from_environment())
+
+
+def _hidden(settings: ServiceSettings) -> list[tuple[str, str]]:
+    """Server paths known before start-up that answers must not reveal."""
+    hidden = [(settings.keys_file, "<keys>"), (str(Path(settings.keys_file).expanduser()), "<keys>")]
+    if not settings.db.startswith(("postgresql://", "postgres://")):
+        root = str(Path(settings.db).expanduser())
+        hidden += [(root.rstrip("/") + "/", ""), (root, "<galleries>")]
+    if settings.weights:
+        hidden.append((str(Path(settings.weights).expanduser().resolve()), "<weights>"))
+    return hidden

@@ -1,0 +1,208 @@
+"""``/v1/galleries``: create, list and delete galleries; enrol, list, identify, verify people.
+
+Every call is one of :class:`faceverify.gallery.Gallery`'s own methods; this module
+reads the uploads, checks names, and shapes the answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+
+from faceverify.errors import ImageError, UnknownPersonError
+from faceverify.gallery.base import check_name
+from faceverify.gallery.catalog import check_gallery_name
+from faceverify.gallery.gallery import Gallery
+from faceverify.service.deps import Reader, State, Writer
+from faceverify.service.errors import ForbiddenError, InvalidFieldError, PersonExistsError
+from faceverify.service.routers.faces import Images, Threshold
+from faceverify.service.schemas import (
+    ERRORS,
+    EnrollOut,
+    GalleryIn,
+    GalleryOut,
+    IdentifyOut,
+    PersonOut,
+    RemovedOut,
+    VerifyIdOut,
+)
+from faceverify.service.state import ServiceState
+from faceverify.service.uploads import Photo
+
+router = APIRouter(prefix="/v1/galleries", tags=["galleries"], responses=ERRORS)
+
+GalleryName = Annotated[str, Path(description="the gallery's name", max_length=200)]
+PersonName = Annotated[str, Path(description="the person's name", max_length=400)]
+TopK = Annotated[int, Query(ge=1, le=100, description="best matches to return per face")]
+
+
+def _person(name: str) -> str:
+    """A person's name as the library checks it; '/' cannot travel in a URL path."""
+    person = check_name(name)
+    if "/" in person:
+        raise InvalidFieldError(
+            f"name {person!r} contains '/', which the API cannot address", code="invalid_name"
+        )
+    return person
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise InvalidFieldError('meta must be a JSON object, e.g. {"team": "blue"}', code="invalid_json")
+    return meta
+
+
+def _one_face_each(state: ServiceState, uploads: list[UploadFile]) -> list[Photo]:
+    """The uploads decoded, each checked to show exactly one face."""
+    photos = state.photos.read_all("images", uploads)
+    for photo in photos:
+        state.photos.one_face(photo, state.model)
+    return photos
+
+
+def _is_enrolled(gallery: Gallery, person: str) -> bool:
+    try:
+        gallery.store.faces_of(person)
+    except UnknownPersonError:
+        return False
+    return True
+
+
+def _summary(state: ServiceState, name: str) -> dict[str, Any]:
+    with state.galleries.catalog.open(name) as store:  # its own connection: works for any model
+        manifest = store.manifest()
+        return {"name": name, "people": len(store.people()), "model": manifest["model"] if manifest else None}
+
+
+@router.get("", response_model=list[GalleryOut], summary="Galleries this key may use")
+def list_galleries(state: State, key: Reader) -> list[dict[str, Any]]:
+    names = [n for n in state.galleries.names() if key is None or key.gallery in (None, n)]
+    return [_summary(state, name) for name in names]
+
+
+@router.post("", response_model=GalleryOut, status_code=201, summary="Create an empty gallery")
+def create_gallery(state: State, key: Writer, body: GalleryIn) -> dict[str, Any]:
+    name = check_gallery_name(body.name)
+    if key is not None and not key.allows("write", name):
+        raise ForbiddenError("this API key is not valid for this gallery")
+    state.galleries.create(name)
+    return {"name": name, "people": 0, "model": None}
+
+
+@router.get("/{gallery}", response_model=GalleryOut, summary="One gallery: people count and model")
+def get_gallery(state: State, _: Reader, gallery: GalleryName) -> dict[str, Any]:
+    return _summary(state, check_gallery_name(gallery))
+
+
+@router.delete("/{gallery}", status_code=204, summary="Delete a gallery and everyone in it")
+def delete_gallery(state: State, _: Writer, gallery: GalleryName) -> Response:
+    state.galleries.delete(check_gallery_name(gallery))
+    return Response(status_code=204)
+
+
+@router.get("/{gallery}/people", response_model=list[PersonOut], summary="Everyone enrolled")
+def list_people(state: State, _: Reader, gallery: GalleryName) -> list[dict[str, Any]]:
+    return [person.to_dict() for person in state.galleries.get(gallery).people()]
+
+
+@router.post("/{gallery}/people", response_model=EnrollOut, status_code=201, summary="Enrol a new person")
+def enroll(
+    state: State,
+    _: Writer,
+    gallery: GalleryName,
+    name: Annotated[str, Form(description="the person's name (unique in the gallery)", max_length=400)],
+    images: Images,
+    meta: Annotated[str | None, Form(description='metadata as a JSON object, e.g. {"team": "blue"}')] = None,
+) -> dict[str, Any]:
+    person, extra = _person(name), _meta(meta)
+    state.galleries.get(gallery)  # unknown gallery or model: say so before reading photos
+    photos = _one_face_each(state, images)
+    with state.galleries.writing(gallery) as opened:
+        if _is_enrolled(opened, person):
+            message = f"{person!r} is already enrolled; add photos with POST .../people/{{name}}/faces"
+            raise PersonExistsError(message)
+        result = opened.enroll(person, [photo.image for photo in photos], extra)
+    state.metrics.count_faces("enroll", result.added)
+    return result.to_dict()
+
+
+@router.post("/{gallery}/people/{name}/faces", response_model=EnrollOut, summary="Add photos of a person")
+def add_faces(
+    state: State, _: Writer, gallery: GalleryName, name: PersonName, images: Images
+) -> dict[str, Any]:
+    person = _person(name)
+    state.galleries.get(gallery)
+    photos = _one_face_each(state, images)
+    with state.galleries.writing(gallery) as opened:
+        opened.store.faces_of(person)  # unknown person: 404, never a silent new enrolment
+        result = opened.enroll(person, [photo.image for photo in photos])
+    state.metrics.count_faces("enroll", result.added)
+    return result.to_dict()
+
+
+@router.get("/{gallery}/people/{name}", response_model=PersonOut, summary="One enrolled person")
+def get_person(state: State, _: Reader, gallery: GalleryName, name: PersonName) -> dict[str, Any]:
+    person = _person(name)
+    for info in state.galleries.get(gallery).people():
+        if info.name == person:
+            return info.to_dict()
+    raise UnknownPersonError(f"no person named {person!r} in gallery {gallery!r}")
+
+
+@router.delete(
+    "/{gallery}/people/{name}", response_model=RemovedOut, summary="Remove a person and their faces"
+)
+def remove_person(state: State, _: Writer, gallery: GalleryName, name: PersonName) -> dict[str, Any]:
+    person = _person(name)
+    with state.galleries.writing(gallery) as opened:
+        faces = opened.remove(person)
+    return {"removed": person, "faces": faces}
+
+
+@router.post("/{gallery}/identify", response_model=IdentifyOut, summary="Who is each face in a photo?")
+def identify(
+    state: State,
+    _: Reader,
+    gallery: GalleryName,
+    image: Annotated[UploadFile, File(description="a photo; every face in it is identified")],
+    top_k: TopK = 5,
+    threshold: Threshold = None,
+) -> dict[str, Any]:
+    opened = state.galleries.get(gallery)
+    photo = state.photos.read("image", image)
+    try:
+        found = opened.identify_faces(photo.image, top_k=top_k, threshold=threshold)
+    except ImageError as exc:  # named as the upload (a photo without faces is "no_face")
+        raise ImageError(photo.label, exc.reason) from None
+    faces = [{**who.to_dict(), **photo.face_dict(who.face)} for who in found]
+    state.metrics.count_faces("identify", len(faces))
+    chosen = state.model.default_threshold if threshold is None else threshold
+    return {"image": photo.to_dict(), "threshold": chosen, "faces": faces}
+
+
+@router.post(
+    "/{gallery}/verify/{name}", response_model=VerifyIdOut, summary="Is the face in a photo this person?"
+)
+def verify_person(
+    state: State,
+    _: Reader,
+    gallery: GalleryName,
+    name: PersonName,
+    image: Annotated[UploadFile, File(description="a photo with one face")],
+    threshold: Threshold = None,
+) -> dict[str, Any]:
+    person = _person(name)
+    opened = state.galleries.get(gallery)
+    photo = state.photos.read("image", image)
+    face = state.photos.one_face(photo, state.model)
+    outcome = opened.verify_id(person, photo.image, threshold=threshold)
+    state.metrics.count_faces("verify_id", 1)
+    return {"name": person, **outcome.to_dict(), "face": photo.face_dict(face)}

@@ -1,0 +1,145 @@
+"""The JSON the API answers with (and takes), as typed models for OpenAPI and checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable kind, e.g. invalid_image, unknown_person")
+    message: str = Field(description="what was wrong, naming the bad value")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Box(BaseModel):
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+class FaceOut(BaseModel):
+    box: Box = Field(description="in the uploaded image's pixels")
+    score: float | None = Field(description="detector confidence; null without a detector")
+    landmarks: list[tuple[float, float]] | None = Field(description="five (x, y) points, or null")
+
+
+class PhotoOut(BaseModel):
+    image: str = Field(description="form field and file name of the upload")
+    width: int
+    height: int
+
+
+class VerifyOut(BaseModel):
+    score: float = Field(description="cosine similarity of the two faces, in [-1, 1]")
+    threshold: float
+    same: bool = Field(description="score >= threshold")
+    a: FaceOut
+    b: FaceOut
+    model: str
+
+
+class EmbeddedFace(FaceOut):
+    embedding: list[float]
+
+
+class EmbeddedPhoto(PhotoOut):
+    faces: list[EmbeddedFace]
+
+
+class EmbedOut(BaseModel):
+    model: str
+    dim: int
+    normalized: bool
+    images: list[EmbeddedPhoto]
+
+
+class DetectedPhoto(PhotoOut):
+    faces: list[FaceOut]
+
+
+class DetectOut(BaseModel):
+    detector: str = Field(description="the face detector used: hog or cnn")
+    images: list[DetectedPhoto]
+
+
+class GalleryIn(BaseModel):
+    name: str = Field(
+        description="1-48 lower-case letters, digits, '_' or '-'", examples=["staff"], max_length=200
+    )
+
+
+class GalleryOut(BaseModel):
+    name: str
+    people: int
+    model: str | None = Field(description="the model the gallery is bound to; null while empty")
+
+
+class PersonOut(BaseModel):
+    name: str
+    faces: int
+    meta: dict[str, Any]
+    created: str
+
+
+class EnrollOut(BaseModel):
+    name: str
+    added: int
+    skipped: list[str] = Field(description="images left out, with the reason")
+
+
+class RemovedOut(BaseModel):
+    removed: str
+    faces: int
+
+
+class MatchOut(BaseModel):
+    name: str
+    score: float
+
+
+class IdentifiedFace(FaceOut):
+    name: str | None = Field(description="the best match at or above the threshold; null: unknown")
+    known: bool
+    matches: list[MatchOut]
+
+
+class IdentifyOut(BaseModel):
+    image: PhotoOut
+    threshold: float
+    faces: list[IdentifiedFace]
+
+
+class VerifyIdOut(BaseModel):
+    name: str
+    score: float
+    threshold: float
+    same: bool
+    face: FaceOut
+
+
+class Status(BaseModel):
+    status: str
+    model: str | None = None
+
+
+#: Error answers every API route may give, for the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "unreadable request"),
+        (401, "no valid API key"),
+        (403, "the key may not do this"),
+        (404, "unknown gallery or person"),
+        (409, "already exists, or a gallery of another model"),
+        (413, "too many or too large uploads"),
+        (422, "invalid input: not an image, no face, bad name or value"),
+        (503, "overloaded (see Retry-After)"),
+        (504, "timed out"),
+    )
+}

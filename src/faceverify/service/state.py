@@ -1,0 +1,213 @@
+"""What the service opens once, in its lifespan: the model, the batcher, the galleries.
+
+Galleries are opened on first use and kept open. A PostgreSQL store has one connection,
+not meant for several threads at once, so each gallery's store sits behind a lock held
+only for the database call itself (cheap for the embedded store, which is thread-safe
+anyway): embedding, the slow part, happens outside it, so concurrent identifications of
+one gallery still share forward passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from faceverify.errors import UnknownGalleryError
+from faceverify.gallery.base import AddResult, Face, GalleryStore, Match, PersonInfo
+from faceverify.gallery.catalog import GalleryCatalog, open_catalog
+from faceverify.gallery.gallery import Gallery
+from faceverify.photos import FaceOptions
+from faceverify.runtime.base import Embedder
+from faceverify.service.batcher import BatchedEmbedder, Batcher
+from faceverify.service.keys import KeyStore
+from faceverify.service.metrics import Metrics
+from faceverify.service.settings import ServiceSettings
+from faceverify.service.uploads import PhotoReader
+
+log = logging.getLogger("faceverify.service")
+T = TypeVar("T")
+
+
+class LockedStore(GalleryStore):
+    """A store whose calls run one at a time; after :meth:`close`, it is an unknown gallery."""
+
+    def __init__(self, inner: GalleryStore, name: str) -> None:
+        self.inner, self.name = inner, name
+        self.location = inner.location
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _call(self, method: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._closed:
+                raise UnknownGalleryError(f"gallery {self.name!r} was deleted")
+            return method(*args)
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self._call(self.inner.manifest)
+
+    def bind(self, manifest: dict[str, Any]) -> None:
+        self._call(self.inner.bind, manifest)
+
+    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
+        return self._call(self.inner.add, name, list(faces), meta)
+
+    def remove(self, name: str) -> int:
+        return self._call(self.inner.remove, name)
+
+    def people(self) -> list[PersonInfo]:
+        return self._call(self.inner.people)
+
+    def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
+        return self._call(self.inner.faces_of, name)
+
+    def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
+        return self._call(self.inner.search, query, top_k, match)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.inner.close()
+
+
+class Galleries:
+    """The catalogue's galleries, each opened once and shared by all requests.
+
+    Args:
+        catalog: where the galleries live.
+        model: the (batched) model every gallery must have been built with.
+        match: ``best`` or ``centroid``, as for :class:`~faceverify.gallery.Gallery`.
+        faces: how faces are found in photos.
+    """
+
+    def __init__(self, catalog: GalleryCatalog, model: Embedder, match: str, faces: FaceOptions) -> None:
+        self.catalog, self.model, self.match, self.faces = catalog, model, match, faces
+        self._open: dict[str, Gallery] = {}
+        self._writers: dict[str, threading.Lock] = {}
+        self._lock = threading.RLock()
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return self.catalog.names()
+
+    def create(self, name: str) -> None:
+        with self._lock:
+            self.catalog.create(name)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._forget(name)
+            self.catalog.delete(name)
+
+    def get(self, name: str) -> Gallery:
+        """The gallery called ``name``; 404 if absent, 409 if built with another model."""
+        with self._lock:
+            exists = self.catalog.exists(name)  # another worker process may have deleted it
+            gallery = self._open.get(name)
+            if gallery is not None and exists:
+                return gallery
+            self._forget(name)
+            store = LockedStore(self.catalog.open(name), name)
+            try:
+                gallery = Gallery(store, self.model, match=self.match, faces=self.faces)
+            except BaseException:
+                store.close()
+                raise
+            self._open[name] = gallery
+            return gallery
+
+    @contextlib.contextmanager
+    def writing(self, name: str) -> Iterator[Gallery]:
+        """The gallery, with this process's other writers to it kept out meanwhile."""
+        gallery = self.get(name)
+        with self._lock:
+            writer = self._writers.setdefault(name, threading.Lock())
+        with writer:
+            yield gallery
+
+    def _forget(self, name: str) -> None:
+        gallery = self._open.pop(name, None)
+        if gallery is not None:
+            gallery.store.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._open):
+                self._forget(name)
+            self.catalog.close()
+
+
+@dataclass
+class ServiceState:
+    """Everything requests share; built by :meth:`open` in the lifespan."""
+
+    settings: ServiceSettings
+    model: BatchedEmbedder
+    batcher: Batcher
+    galleries: Galleries
+    keys: KeyStore
+    photos: PhotoReader
+    metrics: Metrics
+
+    @classmethod
+    def open(cls, settings: ServiceSettings, metrics: Metrics, keys: KeyStore) -> ServiceState:
+        from faceverify.runtime.build import build_model
+
+        keys.load()
+        if settings.threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        inner = build_model(
+            settings.model,
+            weights=settings.weights,
+            device=settings.device,
+            input_size=settings.input_size,
+            crop_pct=settings.crop_pct,
+            threshold=settings.threshold,
+            model_args=settings.model_args or None,
+            backend=settings.backend,
+        )
+        batcher = Batcher(
+            inner.embed,
+            settings.batching,
+            wait_timeout_s=settings.limits.timeout_s,
+            on_batch=metrics.batch_size.observe,
+        )
+        model = BatchedEmbedder(inner, batcher)
+        model.weights_sha256()  # hash the weights now, not in the first request
+        metrics.queue.set_function(lambda: batcher.queued)
+        catalog = open_catalog(settings.db)
+        batcher.start()
+        faces = settings.face_options()
+        photos = PhotoReader(settings.limits, decoders=max(2, os.cpu_count() or 2), faces=faces)
+        log.info(
+            "serving %s (%d-dim) with galleries in %s; batching %s",
+            model.name,
+            model.embedding_dim,
+            catalog.location,
+            f"up to {settings.batching.max_batch}" if settings.batching.enabled else "off",
+        )
+        galleries = Galleries(catalog, model, settings.match, faces)
+        return cls(settings, model, batcher, galleries, keys, photos, metrics)
+
+    def close(self) -> None:
+        self.batcher.stop()
+        self.galleries.close()
+
+    def hidden_strings(self) -> list[tuple[str, str]]:
+        """Server paths that must not appear in answers, and what replaces them."""
+        catalog = self.galleries.catalog
+        hidden = [(catalog.location.rstrip("/") + "/", ""), (catalog.location, "<galleries>")]
+        if self.model.weights_file is not None:
+            hidden.append((str(self.model.weights_file), "<weights>"))
+        hidden.append((str(self.keys.path), "<keys>"))
+        return hidden
