@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 IMAGES ?= ../shared/faces/gallery
 CHECKED := src tests benchmarks
 
-.PHONY: demo test test-latest lock install install-test lint bench clean
+.PHONY: demo test test-latest lock install install-test browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,15 @@ lint:
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/mypy
 
-test: install-test lint
+# The web page's tests drive Debian's Chromium (Playwright cannot download browsers here).
+# Installed where this can be done (root with apt-get); elsewhere those tests skip, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed: the page tests will skip (apt-get install chromium)"; fi; }
+
+test: install-test browser lint
 	$(BIN)/pytest
 
 # The same suite against the newest releases pyproject.toml's ranges allow, in its own venv:
