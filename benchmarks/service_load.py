@@ -12,7 +12,7 @@ The network is ConvNeXt-Atto with random weights (the speed is the same as train
 ones) on generated face-sized images; clients run in this process, on the same
 machine, so they take some CPU from the server: compare the rows with each other.
 
-Run:  python benchmarks/service_load.py [--input-size 112] [--clients 1 8 32] [--threads 1]
+Run:  python benchmarks/service_load.py [--backend torch|onnxruntime] [--threads 1] [--clients 1 8 32]
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def start_server(
     command += ["--db", str(folder / "galleries"), "--keys", str(folder / "keys.json")]
     command += ["--weights", str(weights), "--input-size", str(args.input_size), "--device", "cpu"]
     command += ["--threads", str(args.threads)] if args.threads else []
+    command += ["--backend", args.backend]
     command += [] if batching else ["--no-batching"]
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -223,6 +224,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="the server's CPU threads for the network (torch's default)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="torch",
+        help="the server's runtime (torch)",
+    )
     parser.add_argument("--requests-per-client", type=int, default=6, help="requests per client (6)")
     parser.add_argument("--min-requests", type=int, default=30, help="requests per cell at least (30)")
     args = parser.parse_args()
@@ -246,8 +253,8 @@ def main() -> None:
             print(f"{endpoint} K={clients}: batching gives {ratio:.2f}x the requests/s")
     for _, note in results:
         print(note)
-    threads = args.threads or "torch's default"
-    print(f"(cpu cores: {os.cpu_count()}; server threads: {threads}; ConvNeXt-Atto, {args.input_size}px)")
+    threads = args.threads or "default"
+    print(f"(cpu cores: {os.cpu_count()}; {args.backend}; network threads: {threads}; {args.input_size} px)")
 
 
 if __name__ == "__main__":
