@@ -296,6 +296,11 @@ def _probe_batch(model: EmbeddingModel) -> torch.Tensor:
 
 def _torch_export(network: Any, probe: torch.Tensor, target: Path) -> None:
     """torch.export-based exporter first; the TorchScript one for networks it cannot trace."""
+    common: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["embedding"],
+        "opset_version": OPSET,
+    }
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
@@ -304,26 +309,16 @@ def _torch_export(network: Any, probe: torch.Tensor, target: Path) -> None:
                 network,
                 (probe,),
                 str(target),
-                input_names=["input"],
-                output_names=["embedding"],
                 dynamic_shapes={"x": {0: batch}},
-                opset_version=OPSET,
                 dynamo=True,
                 external_data=False,
                 verbose=False,
+                **common,
             )
         except Exception as exc:
             log.info("torch.export-based ONNX export failed (%s); trying the TorchScript exporter", exc)
-            torch.onnx.export(
-                network,
-                (probe,),
-                str(target),
-                input_names=["input"],
-                output_names=["embedding"],
-                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
+            axes = {"input": {0: "batch"}, "embedding": {0: "batch"}}
+            torch.onnx.export(network, (probe,), str(target), dynamic_axes=axes, dynamo=False, **common)
 
 
 def _check_agreement(graph_file: Path, network: Any, probe: torch.Tensor) -> None:
