@@ -92,13 +92,14 @@ def prepare_photo(
 
     from faceverify.faces import align_faces
 
-    faces = find_faces(np.asarray(image), options)
+    pixels = np.asarray(image)
+    faces = find_faces(pixels, options)
     if not faces:
         raise ImageError(source, NO_FACE)
     chosen = faces if options.all_faces else faces[:1]
     if len(faces) > 1 and not options.all_faces:
         log.warning("%s: %d faces found; using the largest", source, len(faces))
-    chips = align_faces(np.asarray(image), chosen, face_template(model))
+    chips = align_faces(pixels, chosen, face_template(model))
     return [
         PreparedFace(model.prepare(PILImage.fromarray(chip)), face, len(faces))
         for chip, face in zip(chips, chosen)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from faceverify.faces.detect import Face
     from faceverify.gallery.gallery import Gallery
+    from faceverify.photos import FaceOptions
 
 
 def detect(args: argparse.Namespace) -> int:
@@ -26,8 +27,8 @@ def detect(args: argparse.Namespace) -> int:
     if not photos:
         raise ConfigError(f"no images found in {', '.join(args.photos)}")
     annotate = _annotation_target(args.annotate, len(photos))
-    gallery = _gallery(args) if args.db else None
     options = face_options(args)
+    gallery = _gallery(args, options) if args.db else None
     failed = 0
     rows: list[dict[str, Any]] = []
     for photo in photos:
@@ -37,10 +38,11 @@ def detect(args: argparse.Namespace) -> int:
             log.warning("skipped %s", exc)
             failed += 1
             continue
-        faces = find_faces(pixels, options)
-        names: list[str | None] = [None] * len(faces)
-        if gallery is not None and faces:
-            names = _names(gallery, photo, faces)
+        if gallery is not None:
+            faces, names = _named_faces(gallery, pixels)
+        else:
+            faces = find_faces(pixels, options)
+            names = [None] * len(faces)
         for index, (face, name) in enumerate(zip(faces, names)):
             rows.append(_row(photo, index, face, name))
         if args.crops:
@@ -71,20 +73,30 @@ def _annotation_target(value: str | None, photos: int) -> Path | None:
     return target
 
 
-def _gallery(args: argparse.Namespace) -> Gallery:
+def _gallery(args: argparse.Namespace, options: FaceOptions) -> Gallery:
+    from dataclasses import replace
+
     from faceverify.gallery.gallery import Gallery, open_store
 
-    return Gallery(open_store(args.db), build_from_args(args), faces=face_options(args))
+    # this command is about faces: detect whatever the model, so every answer has its face
+    return Gallery(open_store(args.db), build_from_args(args), faces=replace(options, detect=True))
 
 
-def _names(gallery: Gallery, photo: Path, faces: list[Face]) -> list[str | None]:
-    """The gallery's answer for each face (the detection is repeated inside the gallery,
-    with the same options, so the faces come back in the same order)."""
-    answers = gallery.identify_faces(str(photo), top_k=1)
+def _named_faces(gallery: Gallery, pixels: np.ndarray) -> tuple[list[Face], list[str | None]]:
+    """The faces of a photo with the gallery's answer for each, from one detection."""
+    from faceverify.photos import NO_FACE
+
+    try:
+        answers = gallery.identify_faces(pixels, top_k=1)
+    except ImageError as exc:
+        if exc.reason != NO_FACE:
+            raise
+        return [], []
+    faces = [a.face for a in answers if a.face is not None]
     labels: list[str | None] = [
         f"{a.name} {a.matches[0].score:.2f}" if a.name else "unknown" for a in answers
     ]
-    return labels if len(labels) == len(faces) else [None] * len(faces)
+    return faces, labels
 
 
 def _row(photo: Path, index: int, face: Face, name: str | None) -> dict[str, Any]:
