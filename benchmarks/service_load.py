@@ -33,6 +33,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from faceverify.runtime import BACKENDS
+
 ENROLLED = 20
 
 
@@ -226,7 +228,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime"),
+        choices=BACKENDS,
         default="torch",
         help="the server's runtime (torch)",
     )

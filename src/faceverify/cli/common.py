@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from faceverify.runtime import BACKENDS
+
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
     from faceverify.photos import FaceOptions
@@ -67,7 +69,7 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     group.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnxruntime"),
+        choices=BACKENDS,
         default="auto",
         help="auto: ONNX Runtime on CPUs when installed (about 2x faster), PyTorch otherwise",
     )

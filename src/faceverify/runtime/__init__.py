@@ -10,3 +10,7 @@ May import: ``errors``, ``checks``, ``paths``, ``device``, ``decode``, ``preproc
 ``models``; and, in ``build`` only, ``compare.calibration``, to give a model the threshold
 stored for it (that module stands on ``paths`` and ``compare.roc`` alone).
 """
+
+#: The runtimes ``build_model(backend=...)`` and ``--backend`` accept (here, not in ``build``,
+#: so that the CLI's parser names them without importing torch).
+BACKENDS = ("torch", "onnxruntime", "auto")

@@ -17,12 +17,11 @@ from faceverify.device import DeviceLike, resolve_device
 from faceverify.errors import ModelError
 from faceverify.models.factory import LoadedNetwork, load_network
 from faceverify.models.weights import WeightsLike
+from faceverify.runtime import BACKENDS
 from faceverify.runtime.base import Embedder
 from faceverify.runtime.torch_backend import EmbeddingModel
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnxruntime", "auto")
 
 
 def build_model(
