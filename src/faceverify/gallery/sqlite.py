@@ -251,8 +251,9 @@ class SQLiteStore(GalleryStore):
         return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
-        with self._index_lock:
-            return self._search(self._synced_index(), query, top_k, match)
+        # one snapshot for the sync and the search: the centroid path reads faces again
+        with self._index_lock, self._snapshot():
+            return self._search(self._sync(), query, top_k, match)
 
     def _search(self, index: FaceIndex, query: np.ndarray, top_k: int, match: str) -> list[Match]:
         if match == "centroid":
@@ -270,10 +271,25 @@ class SQLiteStore(GalleryStore):
         with self._errors():
             return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
-    def _synced_index(self) -> FaceIndex:
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed state.
+
+        Without it each statement sees the newest commit, so faces read a moment after the
+        generation (or the names) can belong to a person enrolled in between by another thread.
+        """
+        with self._errors():
+            self._db.execute("BEGIN")  # deferred: WAL fixes the snapshot at the first read
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def _sync(self) -> FaceIndex:
         """The index, brought up to date with the database if another write happened.
 
-        Called under ``_index_lock``, like everything that reads the index and its caches.
+        Called under ``_index_lock`` and inside one ``_snapshot``, like everything that reads
+        the index and its caches.
         """
         generation = self._generation()
         if self._index is not None and generation == self._synced_generation:
