@@ -102,3 +102,26 @@ def test_detect_reports_unreadable_photos_and_keeps_the_rest(
     assert code == EXIT_PARTIAL
     assert len(out.splitlines()) == 2
     assert "broken.jpg" in err
+
+
+def test_predict_honours_the_face_options(
+    capsys: pytest.CaptureFixture[str], shared_root: Path, tmp_path: Path
+) -> None:
+    """The pairs commands take the face options: a photo without a face is reported (not
+    scored as if it were one) by default for a model that needs aligned faces, and scored
+    whole with --no-detect."""
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(tmp_path / "blank.png")
+    for name in ("obama1.jpg", "johnsnow_test1.jpg"):
+        (tmp_path / name).write_bytes((shared_root / "probes" / name).read_bytes())
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("obama1.jpg johnsnow_test1.jpg 0\nobama1.jpg blank.png 0\n")
+    common = ["predict", "--pairs", str(pairs), "--root", str(tmp_path), "-q", *MODEL]
+
+    code, out, _ = _run(capsys, *common)
+    assert code == EXIT_PARTIAL
+    assert [line.split(",")[1] for line in out.splitlines()[1:]] == ["johnsnow_test1.jpg"]
+
+    code, out, _ = _run(capsys, *common, "--no-detect")
+    assert code == EXIT_OK
+    rows = [line.split(",") for line in out.splitlines()[1:]]
+    assert [row[1] for row in rows] == ["johnsnow_test1.jpg", "blank.png"]

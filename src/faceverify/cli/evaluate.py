@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, log
+from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log
 from faceverify.errors import ConfigError
 from faceverify.evaluate.report import log_problems
 
@@ -68,6 +68,7 @@ def evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         progress=progress,
+        faces=face_options(args),
     )
     log_problems(log, report["problems"], where="all are in the JSON report")
     if args.report:
@@ -88,7 +89,12 @@ def calibrate(args: argparse.Namespace) -> int:
     model = build_from_args(args)
     far = None if args.at == "eer" else args.far
     calibration, problems = run(
-        model, pairs, far=far, batch_size=args.batch_size, progress=False if args.quiet else None
+        model,
+        pairs,
+        far=far,
+        batch_size=args.batch_size,
+        progress=False if args.quiet else None,
+        faces=face_options(args),
     )
     log_problems(log, problems)
     if args.json:
@@ -111,7 +117,13 @@ def predict(args: argparse.Namespace) -> int:
     pairs = _read_pairs(args, required=True)
     assert pairs is not None  # required=True raised otherwise
     model = build_from_args(args)
-    scored = score_pairs(model, pairs, batch_size=args.batch_size, progress=False if args.quiet else None)
+    scored = score_pairs(
+        model,
+        pairs,
+        batch_size=args.batch_size,
+        progress=False if args.quiet else None,
+        faces=face_options(args),
+    )
     log_problems(log, scored.problems)
     rows = _rows(scored, Path(args.root))
     if args.out:

@@ -22,6 +22,7 @@ from faceverify.gallery.base import check_match
 from faceverify.gallery.index import FaceIndex, unit_centroids
 
 if TYPE_CHECKING:
+    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
 RANKS = (1, 5)
@@ -51,18 +52,20 @@ def identification_metrics(
     match: str = "best",
     batch_size: int = 32,
     progress: bool | None = None,
+    faces: FaceOptions | None = None,
 ) -> dict[str, Any]:
     """Rank-1/5 accuracy, the CMC curve and open-set error rates, JSON-ready.
 
     Args:
         match: how a person's images meet a probe, as in the gallery: ``best`` or ``centroid``.
+        faces: how faces are found in the photos, as for :func:`faceverify.embed_images`.
     """
     check_match(match)
     gallery_items = read_people(gallery, "gallery")
     probe_items = read_people(probes, "probes")
     problems: list[str] = []
-    g_names, g_vectors = _embed(model, gallery_items, "gallery", batch_size, progress, problems)
-    p_names, p_vectors = _embed(model, probe_items, "probe", batch_size, progress, problems)
+    g_names, g_vectors = _embed(model, gallery_items, "gallery", batch_size, progress, problems, faces)
+    p_names, p_vectors = _embed(model, probe_items, "probe", batch_size, progress, problems, faces)
     people = sorted(set(g_names))
     owners = np.array([people.index(n) for n in g_names], dtype=np.int64)
     per_person = _person_scores(owners, g_vectors, p_vectors, match)
@@ -97,11 +100,12 @@ def _embed(
     batch_size: int,
     progress: bool | None,
     problems: list[str],
+    faces: FaceOptions | None,
 ) -> tuple[list[str], np.ndarray]:
     from faceverify.embed import embed_images
 
     paths = [str(p) for _, p in items]
-    result = embed_images(model, paths, batch_size=batch_size, normalize=True, progress=progress)
+    result = embed_images(model, paths, batch_size=batch_size, normalize=True, progress=progress, faces=faces)
     problems.extend(f"{f.source}: {f.reason}" for f in result.failures)
     if not result.indices:
         first = result.failures[0]

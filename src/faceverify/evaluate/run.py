@@ -15,6 +15,7 @@ from faceverify.evaluate.scoring import ScoredPairs, score_pairs
 from faceverify.paths import timestamp
 
 if TYPE_CHECKING:
+    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
 
@@ -27,12 +28,15 @@ def evaluate(
     threshold: float | None = None,
     batch_size: int = 32,
     progress: bool | None = None,
+    faces: FaceOptions | None = None,
 ) -> tuple[dict[str, Any], ScoredPairs | None]:
     """Verification metrics on ``pairs`` and/or identification on ``gallery``/``probes``.
 
     Args:
         threshold: the operating threshold to report FAR/FRR and open-set rates at;
             None uses the model's (calibrated, else 0.5).
+        faces: how faces are found in the images (:class:`~faceverify.photos.FaceOptions`);
+            the default detects and aligns exactly when the model needs aligned faces.
 
     Returns:
         The JSON-ready report, and the scored pairs (for plots) when pairs were given.
@@ -53,7 +57,7 @@ def evaluate(
     scored = None
     if pairs is not None:
         _require_labels(pairs)  # before the slow part
-        scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress)
+        scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress, faces=faces)
         report["inputs"] = {
             "pairs_file": pairs.source,
             "format": pairs.format,
@@ -66,7 +70,7 @@ def evaluate(
         from faceverify.evaluate.identification import identification_metrics
 
         identification = identification_metrics(
-            model, gallery, probes, threshold=chosen, batch_size=batch_size, progress=progress
+            model, gallery, probes, threshold=chosen, batch_size=batch_size, progress=progress, faces=faces
         )
         report["problems"] += identification.pop("problems")
         report["identification"] = identification
@@ -80,6 +84,7 @@ def calibrate(
     far: float | None = None,
     batch_size: int = 32,
     progress: bool | None = None,
+    faces: FaceOptions | None = None,
 ) -> tuple[Calibration, list[str]]:
     """Score labelled pairs and choose the threshold that gives FAR ``far`` (or the EER point
     when None), as :func:`faceverify.compare.calibration.choose_threshold` does.
@@ -90,7 +95,7 @@ def calibrate(
     """
     check_far(far)  # before the slow part
     _require_labels(pairs)
-    scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress)
+    scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress, faces=faces)
     pairs_file = str(Path(pairs.source).resolve())
     calibration = new_calibration(model, scored.scores, scored.labels, far=far, pairs_file=pairs_file)
     return calibration, scored.problems

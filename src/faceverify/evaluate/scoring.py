@@ -10,6 +10,7 @@ import numpy as np
 from faceverify.evaluate.pairs import Pair, PairSet
 
 if TYPE_CHECKING:
+    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
 
@@ -27,14 +28,23 @@ class ScoredPairs:
 
 
 def score_pairs(
-    model: Embedder, pair_set: PairSet, *, batch_size: int = 32, progress: bool | None = None
+    model: Embedder,
+    pair_set: PairSet,
+    *,
+    batch_size: int = 32,
+    progress: bool | None = None,
+    faces: FaceOptions | None = None,
 ) -> ScoredPairs:
-    """Embed every distinct image once and score every pair whose images both embedded."""
+    """Embed every distinct image once and score every pair whose images both embedded.
+
+    ``faces`` says how faces are found in the images, as for :func:`faceverify.embed_images`
+    (default: detect and align exactly when the model needs aligned faces).
+    """
     from faceverify.embed import embed_images
 
     images = pair_set.images()
     result = embed_images(
-        model, [str(p) for p in images], batch_size=batch_size, normalize=True, progress=progress
+        model, [str(p) for p in images], batch_size=batch_size, normalize=True, progress=progress, faces=faces
     )
     vectors = result.embeddings.numpy()
     row = {images[index]: r for r, index in enumerate(result.indices)}
