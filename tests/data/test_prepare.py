@@ -184,10 +184,16 @@ def test_refuses_a_foreign_folder_and_force_rebuilds_the_same_set(
         prepare_photos(tree, tree / "out", progress=False)
 
 
-def test_other_crop_options_crop_again_at_150_grey_with_the_largest_face(copy: Path, tree: Path) -> None:
+def test_new_crop_options_crop_again_and_a_failed_run_is_resumed(copy: Path, tree: Path) -> None:
+    """150 px grey crops with the largest face; a run whose split fails keeps its faces for the next."""
     options = CropOptions(size=150, grayscale=True, largest=True, faces=FAST.faces)
+    with pytest.raises(ConfigError, match="lower --min-photos"):
+        prepare_photos(tree, copy, crop=options, split=SplitOptions(min_photos=5), progress=False)
+    failed = _manifest(copy)
+    assert failed["complete"] is False and not (copy / TRAIN).exists()  # no stale training set
+    assert {r["status"] for r in failed["photos"]} >= {"cropped", "no_face", "unreadable"}
     report = prepare_photos(tree, copy, crop=options, progress=False)
-    assert report.reused == 1
+    assert report.reused == 14  # nothing detected twice
     status = _status(copy)
     assert status["obama/group/two_people.jpg"][0] in ("train", "val", "verification")
     with Image.open(copy / str(status["biden/biden.jpg"][1])) as image:

@@ -69,6 +69,14 @@ STATUSES = (
     "too_few_photos",
     "no_person",
 )
+#: How the summary line names each reason to skip a photo.
+_SKIPPED = {
+    "no_face": "without a face",
+    "several_faces": "with several faces",
+    "unreadable": "unreadable",
+    "too_few_photos": "of people with too few photos",
+    "no_person": "outside person folders",
+}
 _SAVE_EVERY = 200  # photos between manifest saves, so an interrupted run resumes
 
 
@@ -138,13 +146,11 @@ class PrepareReport:
 
     @property
     def skipped(self) -> int:
-        return sum(n for status, n in self.counts.items() if status not in STATUSES[:3])
+        return sum(n for status, n in self.counts.items() if status in _SKIPPED)
 
     def summary(self) -> str:
         used = sum(self.counts.get(s, 0) for s in STATUSES[:3])
-        skips = ", ".join(
-            f"{n} {s.replace('_', ' ')}" for s, n in self.counts.items() if s not in STATUSES[:3] and n
-        )
+        skips = ", ".join(f"{n} {_SKIPPED[s]}" for s, n in self.counts.items() if s in _SKIPPED and n)
         return (
             f"{used} of {sum(self.counts.values())} photos used: {self.people['train']} people for training "
             f"({self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val images), "
@@ -205,6 +211,7 @@ def prepare_photos(
     try:
         plan = split_people(faces, split)
     except ConfigError:
+        run.clear_outputs()  # the old split may name faces this run replaced: no stale set
         run.save(complete=False)
         raise
     run.arrange(plan)
@@ -271,10 +278,10 @@ def _named(sources: list[_Source]) -> list[_Source]:
 
 def _previous(out: Path, photos: Path, crop: CropOptions, force: bool) -> dict[str, dict[str, Any]]:
     """The reusable records of an earlier run into ``out`` (empty when none apply)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output '{out}' is a file, not a folder; give a folder for the training set")
     if not out.exists() or not any(out.iterdir()):
         return {}
-    if not out.is_dir():
-        raise ConfigError(f"output '{out}' is a file, not a folder")
     manifest = out / MANIFEST
     if not manifest.is_file():
         if force:
@@ -375,14 +382,19 @@ class _Run:
             else:
                 todo.append((source, record))
         show = progress if progress is not None else sys.stderr.isatty()
-        with tqdm(total=len(todo), unit="photo", desc="preparing", disable=not show, file=sys.stderr) as bar:
+        bar = tqdm(total=len(todo), unit="photo", desc="preparing", disable=not show, file=sys.stderr)
+        try:
             for count, ((source, record), done) in enumerate(zip(todo, self._crops(todo, workers)), start=1):
-                self.records[source.relative] = _with_crop(
-                    record, done, f"{FACES}/{source.person}/{source.name}"
-                )
+                face = f"{FACES}/{source.person}/{source.name}"
+                self.records[source.relative] = _with_crop(record, done, face)
                 bar.update()
                 if count % _SAVE_EVERY == 0:
                     self.save(complete=False)
+        except BaseException:
+            self.save(complete=False)  # interrupted or failed: a rerun resumes from here
+            raise
+        finally:
+            bar.close()
         self._drop_stale_faces()
         return len(self.sources) - len(todo)
 
@@ -423,12 +435,7 @@ class _Run:
 
     def arrange(self, plan: Split) -> None:
         """Replace the split folders and pairs files by links to the cached faces."""
-        for name in OUTPUTS:
-            target = self.out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
+        self.clear_outputs()
         by_face = {(r["person"], Path(r["face"]).name): r for r in self.records.values() if r.get("face")}
         for folder, status, people in (
             (TRAIN, "train", plan.train),
@@ -450,6 +457,14 @@ class _Run:
             labels = [str(label) for *_, label in plan.pairs]
             atomic_write_text(self.out / PAIRS_VAL, "".join(f"{x} {y}\n" for x, y in zip(lines, labels)))
             atomic_write_text(self.out / PAIRS_TEST, "".join(f"{x}\n" for x in lines))
+
+    def clear_outputs(self) -> None:
+        for name in OUTPUTS:
+            target = self.out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
 
     def save(self, *, complete: bool) -> None:
         ordered = [self.records[s.relative] for s in self.sources if s.relative in self.records]
