@@ -224,3 +224,21 @@ def test_trainer_learns_from_the_prepared_folder(
     assert metrics["skipped_images"] == 0
     assert 0.0 <= metrics["val_auc"] <= 1.0  # the held-out pairs were scored
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_a_64_pixel_model_sees_at_inference_exactly_the_crops_it_trained_on(
+    prepared: tuple[Path, PrepareReport], tree: Path
+) -> None:
+    """`--detect` with a 64-px checkpoint aligns photos as prepare did: no train/test skew."""
+    import torch
+
+    from faceverify import build_model, load_image
+    from faceverify.photos import prepare_photo
+
+    out = prepared[0]
+    model = build_model("face_resnet", weights="random", device="cpu", model_args={"width": 8})
+    assert model.preprocess.input_size[-1] == 64
+    source = "biden/biden.jpg"
+    at_inference = prepare_photo(model, load_image(tree / source), FAST.faces, source)[0].tensor
+    trained_on = model.prepare(load_image(out / str(_status(out)[source][1])))
+    assert torch.equal(at_inference, trained_on)
