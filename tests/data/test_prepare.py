@@ -168,6 +168,15 @@ def test_the_seed_decides_the_split_and_going_back_restores_it(
     assert _digest(copy) == _digest(out)
 
 
+def test_without_val_share_or_held_out_people_train_is_told_to_skip_them(copy: Path, tree: Path) -> None:
+    report = prepare_photos(
+        tree, copy, crop=FAST, split=SplitOptions(val_share=0, pairs_people=0), progress=False
+    )
+    assert report.train_overrides == [f"data.root={copy}", "data.val_dir=null", "data.pairs=null"]
+    assert not (copy / VAL).exists() and not (copy / PAIRS_VAL).exists()
+    assert report.people["train"] == 4 and report.counts["train"] == 9
+
+
 def test_refuses_a_foreign_folder_and_force_rebuilds_the_same_set(
     prepared: tuple[Path, PrepareReport], copy: Path, tree: Path
 ) -> None:
