@@ -207,12 +207,8 @@ def prepare_photos(
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(photos, out, crop, split, sources, previous)
     reused = run.crop_all(workers, progress)
-    faces: dict[str, list[str]] = {}
-    for record in run.records.values():
-        if record.get("face"):
-            faces.setdefault(record["person"], []).append(Path(record["face"]).name)
     try:
-        plan = split_people(faces, split)
+        plan = split_people(run.faces_by_person(), split)
     except ConfigError:
         run.clear_outputs()  # the old split may name faces this run replaced: no stale set
         run.save(complete=False)
@@ -252,6 +248,11 @@ def _scan(photos: Path, out: Path) -> list[_Source]:
     if not people:
         raise ConfigError(f"'{photos}' has no person folders with photos (expected <photos>/<person>/*.jpg)")
     return _named(sources)
+
+
+def _face_path(source: _Source) -> str:
+    """Where a photo's aligned face is cached, relative to the output folder."""
+    return f"{FACES}/{source.person}/{source.name}"
 
 
 def _safe(name: str) -> str:
@@ -389,8 +390,7 @@ class _Run:
         try:
             saved = time.monotonic()
             for (source, record), done in zip(todo, self._crops(todo, workers)):
-                face = f"{FACES}/{source.person}/{source.name}"
-                self.records[source.relative] = _with_crop(record, done, face)
+                self.records[source.relative] = _with_crop(record, done, _face_path(source))
                 bar.update()
                 if time.monotonic() - saved > _SAVE_EVERY_S:
                     self.save(complete=False)
@@ -403,8 +403,15 @@ class _Run:
         self._drop_stale_faces()
         return len(self.sources) - len(todo)
 
+    def faces_by_person(self) -> dict[str, list[str]]:
+        faces: dict[str, list[str]] = {}
+        for record in self.records.values():
+            if record.get("face"):
+                faces.setdefault(record["person"], []).append(Path(record["face"]).name)
+        return faces
+
     def _crops(self, todo: list[tuple[_Source, dict[str, Any]]], workers: int) -> Iterator[_Crop]:
-        jobs = [(s.path, self.out / FACES / str(s.person) / s.name, self.crop) for s, _ in todo]
+        jobs = [(s.path, self.out / _face_path(s), self.crop) for s, _ in todo]
         if workers == 1 or len(jobs) < 2:
             yield from map(_crop_job, jobs)
             return
@@ -422,8 +429,8 @@ class _Run:
         if old is None or old.get("stat") != record["stat"] or old.get("person") != source.person:
             return None
         face = old.get("face")
-        if face:
-            return old if (self.out / face).is_file() else None
+        if face:  # named as this run would name it (a new photo can change a name), and still there
+            return old if face == _face_path(source) and (self.out / face).is_file() else None
         return old if old.get("status") in ("no_face", "several_faces", "unreadable") else None
 
     def _drop_stale_faces(self) -> None:
