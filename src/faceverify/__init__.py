@@ -47,6 +47,7 @@ _LAZY = {
     "PreprocessConfig": "faceverify.preprocess",
     "open_gallery": "faceverify.gallery.gallery",
     "Gallery": "faceverify.gallery.gallery",
+    "prepare_photos": "faceverify.data.prepare",
 }
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification, cosine_similarity, similarity_matrix, verify
+    from faceverify.data.prepare import prepare_photos
     from faceverify.decode import load_image
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.gallery.gallery import Gallery, open_gallery

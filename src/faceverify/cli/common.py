@@ -81,12 +81,17 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="find and align faces in photos (default: when the model needs it, e.g. dlib_resnet_v1); "
         "--no-detect takes images as ready crops",
     )
-    faces.add_argument("--detector", choices=("hog", "cnn"), default="hog", help="hog (fast) or cnn (slow)")
-    faces.add_argument(
+    add_detector_arguments(faces)
+    return common, model_opts
+
+
+def add_detector_arguments(group: argparse._ActionsContainer) -> None:
+    """--detector, --upsample and --min-face: how faces are found, for every command that finds them."""
+    group.add_argument("--detector", choices=("hog", "cnn"), default="hog", help="hog (fast) or cnn (slow)")
+    group.add_argument(
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
     )
-    faces.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
-    return common, model_opts
+    group.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
 
 
 def face_options(args: argparse.Namespace, *, all_faces: bool = False) -> FaceOptions:
