@@ -7,7 +7,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log, verdict_line
+from faceverify.cli.common import EXIT_OK, build_from_args, done_code, face_options, log, verdict_line
 from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def embed(args: argparse.Namespace) -> int:
         f" on {world.world_size} processes" if world.active else "",
         f"; {skipped} skipped" if skipped else "",
     )
-    return EXIT_PARTIAL if skipped else EXIT_OK
+    return done_code(bool(skipped), under_torchrun=world.active)
 
 
 def _embed_share(args: argparse.Namespace, paths: list[str], world: Distributed) -> tuple[int | None, int]:

@@ -6,7 +6,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log, verdict_line
+from faceverify.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    build_from_args,
+    done_code,
+    face_options,
+    log,
+    verdict_line,
+)
 from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
@@ -101,10 +109,11 @@ def enroll_folder(args: argparse.Namespace) -> int:
         raise FaceVerifyError(errors[0])
     if not world.main:
         return EXIT_OK  # rank 0 reports for everyone
-    return _report_bulk(BulkEnrollResult.combine([p for p in parts if not isinstance(p, str)]), args)
+    result = BulkEnrollResult.combine([p for p in parts if not isinstance(p, str)])
+    return _report_bulk(result, args, under_torchrun=world.active)
 
 
-def _report_bulk(result: BulkEnrollResult, args: argparse.Namespace) -> int:
+def _report_bulk(result: BulkEnrollResult, args: argparse.Namespace, *, under_torchrun: bool) -> int:
     """People enrolled on stdout (or the whole summary with --json); the rest on stderr."""
     for image in result.skipped:
         log.warning(
@@ -124,7 +133,7 @@ def _report_bulk(result: BulkEnrollResult, args: argparse.Namespace) -> int:
         raise FaceVerifyError(
             f"none of the {len(failed)} people could be enrolled; first: {failed[0].name}: {failed[0].reason}"
         )
-    return EXIT_PARTIAL if failed or result.skipped else EXIT_OK
+    return done_code(bool(failed or result.skipped), under_torchrun=under_torchrun)
 
 
 def identify(args: argparse.Namespace) -> int:
