@@ -80,7 +80,8 @@ def test_nothing_enrolled_is_an_error_and_usage_is_checked(
 def test_a_run_killed_half_way_and_rerun_ends_with_every_person_exactly_once(
     atto_file: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL once some people are stored; the rerun enrols the rest, nobody twice or in part."""
+    """SIGKILL once some people are stored; the rerun (2 gloo ranks under torchrun, sharing
+    the gallery) enrols the rest, nobody twice or in part."""
     root = tmp_path / "people"
     rng = np.random.default_rng(0)
     for person in range(12):
@@ -89,11 +90,13 @@ def test_a_run_killed_half_way_and_rerun_ends_with_every_person_exactly_once(
             pixels = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / f"person{person:02d}" / f"{k}.png")
     db = tmp_path / "g"
-    command = [sys.executable, "-m", "faceverify", "enroll", "--from-folder", str(root), "--db", str(db)]
-    command += ["--weights", str(atto_file), "--backend", "torch", "--batch-size", "2", "-q", "--json"]
+    command = ["-m", "faceverify", "enroll", "--from-folder", str(root), "--db", str(db), "--json", "-q"]
+    command += ["--weights", str(atto_file), "--backend", "torch", "--batch-size", "2", "--device", "cpu"]
     command += ["--input-size", "64"]  # a small network input keeps the test fast
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     stored = _wait_for_people(db, child)
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=30)
@@ -102,7 +105,8 @@ def test_a_run_killed_half_way_and_rerun_ends_with_every_person_exactly_once(
     assert 0 < len(killed) < 12, f"the kill came too late to be half-way ({stored} people stored)"
     assert set(killed.values()) == {2}  # each person whole, never in part
 
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    done = subprocess.run([*torchrun, *command], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == EXIT_OK, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     assert (summary["enrolled"], summary["already_enrolled"]) == (12 - len(killed), len(killed))
