@@ -117,19 +117,21 @@ def people_in_folder(folder: str | Path) -> tuple[dict[str, list[Path]], list[Pa
     Raises:
         ConfigError: the folder is missing or holds no sub-folder.
     """
-    from faceverify.decode import iter_image_paths
+    from faceverify.decode import IMAGE_SUFFIXES, iter_image_paths
 
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ConfigError(
             f"--from-folder '{root}' is not a folder; give a folder with one sub-folder per person"
         )
-    people = {p.name: list(iter_image_paths([p])) for p in sorted(root.iterdir()) if p.is_dir()}
+    # hidden folders (.git, .thumbnails...) are nobody's
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    people = {p.name: list(iter_image_paths([p])) for p in folders}
     if not people:
         raise ConfigError(
             f"'{root}' has no sub-folders; put each person's images in a folder named after them"
         )
-    strays = [p for p in iter_image_paths([root]) if p.parent == root]
+    strays = [p for p in sorted(root.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     return people, strays
 
 
@@ -150,7 +152,10 @@ def enroll_many(
 
     check_choice("existing", existing, EXISTING, error=ConfigError)
     check_choice("several_faces", several_faces, SEVERAL_FACES, error=ConfigError)
+    if not 0 <= share[0] < share[1]:
+        raise ConfigError(f"rank {share[0]} of world_size {share[1]}: need 0 <= rank < world_size")
     result = BulkEnrollResult()
+    faces = 0
     todo = _plan(gallery, people, existing, share, result)
     notify = on_person or (lambda outcome: None)
     for outcome in result.people:
@@ -163,8 +168,9 @@ def enroll_many(
                 outcome = _store(gallery, person, rows, skipped, embedded, meta, result)
                 result.people.append(outcome)
                 notify(outcome)
+                faces += outcome.added
                 bar.update()
-                bar.set_postfix(faces=result.faces_added, skipped=len(result.skipped), refresh=False)
+                bar.set_postfix(faces=faces, skipped=len(result.skipped), refresh=False)
     result.people.sort(key=lambda p: p.name)
     return result
 
@@ -275,14 +281,14 @@ def _store(
     result: BulkEnrollResult,
 ) -> PersonOutcome:
     """One person in one transaction; a person whose every image is bad fails alone."""
-    from faceverify.gallery.gallery import faces_of
+    from faceverify.gallery.gallery import embedded_faces
 
     result.skipped += skipped
     if not rows:
         return PersonOutcome(
             person, "failed", reason="no usable image: " + "; ".join(s.reason for s in skipped)
         )
-    faces = faces_of(embedded, rows)
+    faces = embedded_faces(embedded, rows)
     try:
         stored = gallery.store_faces(person, faces, [], meta)
         refused, outcome = stored.skipped, PersonOutcome(person, "enrolled", added=stored.added)

@@ -179,7 +179,7 @@ class Gallery:
         embedded = embed_images(self.model, images, normalize=True, faces=self.faces, fingerprint=True)
         # an image without a face is skipped like an unreadable one
         skipped = [str(f) for f in embedded.failures]
-        return self.store_faces(person, faces_of(embedded), skipped, meta)
+        return self.store_faces(person, embedded_faces(embedded), skipped, meta)
 
     def enroll_many(
         self,
@@ -308,7 +308,7 @@ class Gallery:
         return vector
 
 
-def faces_of(embedded: EmbeddingResult, rows: Iterable[int] | None = None) -> list[Face]:
+def embedded_faces(embedded: EmbeddingResult, rows: Iterable[int] | None = None) -> list[Face]:
     """The gallery faces of embedded rows (all of them by default); needs fingerprints."""
     vectors = embedded.embeddings.numpy()
     chosen = range(len(vectors)) if rows is None else rows
