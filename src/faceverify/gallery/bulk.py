@@ -156,7 +156,8 @@ def enroll_many(
         raise ConfigError(f"rank {share[0]} of world_size {share[1]}: need 0 <= rank < world_size")
     result = BulkEnrollResult()
     faces = 0
-    todo = _plan(gallery, people, existing, share, result)
+    enrolled = {p.name for p in gallery.store.people()}
+    todo = _plan(people, enrolled if existing == "skip" else set(), share, result)
     notify = on_person or (lambda outcome: None)
     for outcome in result.people:
         notify(outcome)
@@ -165,7 +166,10 @@ def enroll_many(
         for chunk in _chunks(todo, CHUNK_BATCHES * batch_size):
             embedded = _embed(gallery, chunk, batch_size)
             for person, rows, skipped in _split(chunk, embedded, several_faces):
-                outcome = _store(gallery, person, rows, skipped, embedded, meta, result)
+                known = person in enrolled  # with existing="add": what they have already is no news
+                if known:
+                    rows = _new_to(gallery, person, rows, embedded)
+                outcome = _store(gallery, (person, known), rows, skipped, embedded, meta, result)
                 result.people.append(outcome)
                 notify(outcome)
                 faces += outcome.added
@@ -180,9 +184,8 @@ _Todo = tuple[str, list[Any]]
 
 
 def _plan(
-    gallery: Gallery,
     people: str | Path | Mapping[str, Sequence[Any]],
-    existing: str,
+    enrolled: set[str],
     share: tuple[int, int],
     result: BulkEnrollResult,
 ) -> list[_Todo]:
@@ -199,7 +202,6 @@ def _plan(
             result.skipped += [
                 SkippedImage("", str(p), "no_person", "not in a person's folder") for p in strays
             ]
-    enrolled = {p.name for p in gallery.store.people()} if existing == "skip" else set()
     todo: dict[str, list[Any]] = {}
     for raw in sorted(given)[rank::world_size]:
         try:
@@ -271,19 +273,29 @@ def _split(
         yield name, rows, skipped
 
 
+def _new_to(gallery: Gallery, person: str, rows: list[int], embedded: EmbeddingResult) -> list[int]:
+    """The rows whose image ``person`` does not have yet."""
+    theirs = {sha for sha, _, _ in gallery.store.faces_of(person)}
+    return [row for row in rows if embedded.image_sha256[row] not in theirs]
+
+
 def _store(
     gallery: Gallery,
-    person: str,
+    who: tuple[str, bool],
     rows: list[int],
     skipped: list[SkippedImage],
     embedded: EmbeddingResult,
     meta: dict[str, Any] | None,
     result: BulkEnrollResult,
 ) -> PersonOutcome:
-    """One person in one transaction; a person whose every image is bad fails alone."""
+    """One person (``who``: their name, and whether they were enrolled before) in one
+    transaction; a new person whose every image is bad fails alone."""
     from faceverify.gallery.gallery import embedded_faces
 
+    person, known = who
     result.skipped += skipped
+    if not rows and known:  # nothing new for them
+        return PersonOutcome(person, "already_enrolled")
     if not rows:
         return PersonOutcome(
             person, "failed", reason="no usable image: " + "; ".join(s.reason for s in skipped)
