@@ -16,7 +16,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "faceverify"
 
 #: Each module may import from its own layer and the ones before it.
 LAYERS = (
-    ("faceverify", "faceverify.errors", "faceverify.checks", "faceverify.paths", "faceverify.device"),
+    (
+        "faceverify",
+        "faceverify.errors",
+        "faceverify.checks",
+        "faceverify.paths",
+        "faceverify.device",
+        "faceverify.distributed",
+    ),
     ("faceverify.decode",),
     ("faceverify.faces",),
     ("faceverify.preprocess",),

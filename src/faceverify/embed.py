@@ -10,6 +10,7 @@ interface, whichever runtime computes the numbers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections import deque
@@ -27,6 +28,8 @@ from faceverify.errors import BatchImageError, ConfigError, ImageError, InputErr
 from faceverify.photos import FaceOptions, PreparedFace, prepare_photo
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from faceverify.faces.detect import Face
     from faceverify.runtime.base import Embedder
 
@@ -60,6 +63,8 @@ class EmbeddingResult:
             the input was taken as it is (no detection).
         faces_found: for each row, how many faces its photo held (0 without detection).
         failures: the inputs that could not be used, and why.
+        image_sha256: for each row, :func:`image_sha256` of its decoded image; filled only
+            when ``embed_images(..., fingerprint=True)`` was asked (galleries use it).
     """
 
     embeddings: torch.Tensor
@@ -68,6 +73,14 @@ class EmbeddingResult:
     faces: list[Face | None] = field(default_factory=list)
     faces_found: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    image_sha256: list[str] = field(default_factory=list)
+
+
+def image_sha256(image: Image.Image) -> str:
+    """The identity of an image by its decoded pixels, whatever file or form it came in."""
+    digest = hashlib.sha256(f"{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
 def compute_embedding(
@@ -123,20 +136,26 @@ def embed_images(
     progress: bool | None = False,
     workers: int | None = None,
     faces: FaceOptions | None = None,
+    fingerprint: bool = False,
 ) -> EmbeddingResult:
     """Embed what can be embedded and report the rest; bad inputs never lose good ones.
 
     Takes the same inputs and options as :func:`compute_embedding`. ``workers`` sets the
-    decoding threads (default: up to 4). Tensor-shape errors still raise, since they
-    concern the whole input rather than one image.
+    decoding threads (default: up to 4). ``fingerprint`` also hashes each decoded image
+    (``result.image_sha256``) in those threads, so the same photo is recognised whatever
+    file it came in. Tensor-shape errors still raise, since they concern the whole input
+    rather than one image.
     """
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size!r} must be at least 1")
     ready, items = _classify(images)
     if ready is not None:
+        if fingerprint:
+            raise InputError("preprocessed float tensors have no image to fingerprint; pass the images")
         result = _embed_ready(model, ready, batch_size)
     else:
-        result = _embed_items(model, items, batch_size, progress, workers, faces or FaceOptions())
+        options = _Options(faces or FaceOptions(), fingerprint)
+        result = _embed_items(model, items, batch_size, progress, workers, options)
     if normalize and len(result.embeddings):
         result.embeddings = F.normalize(result.embeddings, dim=1)
     return result
@@ -215,7 +234,7 @@ def _embed_items(
     batch_size: int,
     progress: bool | None,
     workers: int | None,
-    options: FaceOptions,
+    options: _Options,
 ) -> EmbeddingResult:
     from tqdm.auto import tqdm
 
@@ -226,14 +245,15 @@ def _embed_items(
     threads = workers or min(4, os.cpu_count() or 1)
     with bar, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faceverify-decode") as pool:
         for chunk in _prepared_chunks(items, model, options, pool, batch_size):
-            good = [(i, face) for i, done in chunk if not isinstance(done, Failure) for face in done]
-            result.failures.extend(f for _, f in chunk if isinstance(f, Failure))
+            good = [(i, face, h) for i, done, h in chunk if not isinstance(done, Failure) for face in done]
+            result.failures.extend(f for _, f, _ in chunk if isinstance(f, Failure))
             for start in range(0, len(good), batch_size):  # all faces of a group photo may exceed it
                 part = good[start : start + batch_size]
-                rows.append(model.embed(torch.stack([face.tensor for _, face in part])))
-                result.indices.extend(i for i, _ in part)
-                result.faces.extend(face.face for _, face in part)
-                result.faces_found.extend(face.faces_found for _, face in part)
+                rows.append(model.embed(torch.stack([face.tensor for _, face, _ in part])))
+                result.indices.extend(i for i, _, _ in part)
+                result.faces.extend(face.face for _, face, _ in part)
+                result.faces_found.extend(face.faces_found for _, face, _ in part)
+                result.image_sha256.extend(h for _, _, h in part if h is not None)
             bar.update(len(chunk))
     result.sources = [describe_source(items[i]) for i in result.indices]
     if rows:
@@ -241,11 +261,20 @@ def _embed_items(
     return result
 
 
-Prepared = tuple[int, list[PreparedFace] | Failure]
+@dataclass(frozen=True)
+class _Options:
+    """How each input is prepared in the decoding threads."""
+
+    faces: FaceOptions
+    fingerprint: bool
+
+
+#: An input's position, its model-ready faces (or why it has none) and its fingerprint.
+Prepared = tuple[int, list[PreparedFace] | Failure, str | None]
 
 
 def _prepared_chunks(
-    items: list[Any], model: Embedder, options: FaceOptions, pool: ThreadPoolExecutor, batch_size: int
+    items: list[Any], model: Embedder, options: _Options, pool: ThreadPoolExecutor, batch_size: int
 ) -> Iterator[list[Prepared]]:
     """Yield decoded chunks in order, keeping the next chunk decoding in the background."""
     starts = iter(range(0, len(items), batch_size))
@@ -265,8 +294,10 @@ def _prepared_chunks(
         yield [future.result() for future in futures]
 
 
-def _prepare(index: int, item: Any, model: Embedder, options: FaceOptions) -> Prepared:
+def _prepare(index: int, item: Any, model: Embedder, options: _Options) -> Prepared:
     try:
-        return index, prepare_photo(model, load_image(item), options, describe_source(item))
+        image = load_image(item)
+        digest = image_sha256(image) if options.fingerprint else None
+        return index, prepare_photo(model, image, options.faces, describe_source(item)), digest
     except ImageError as exc:  # from decoding or from the embedder, which cannot name the input
-        return index, Failure(index=index, source=describe_source(item), reason=exc.reason)
+        return index, Failure(index=index, source=describe_source(item), reason=exc.reason), None

@@ -79,6 +79,17 @@ class GalleryError(FaceVerifyError):
     """The gallery cannot do what was asked (storage, consistency, or a wrong input)."""
 
 
+class NothingEnrolledError(GalleryError):
+    """Enrolment would leave a new person without faces (every image bad or already enrolled).
+
+    ``reasons`` holds one ``"image: why"`` line per image left out.
+    """
+
+    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = list(reasons or [])
+
+
 class UnknownPersonError(GalleryError):
     """The named person is not enrolled."""
 

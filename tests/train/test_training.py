@@ -187,7 +187,7 @@ def test_centres_move_toward_their_members_at_center_lr_whatever_the_weight(
 ) -> None:
     """One real training step: each centre moves by center_lr · (mean of its members − centre)
     · (members / batch), independent of λ (the loop divides λ out of the centres' gradient)."""
-    from faceverify.train.distributed import Distributed
+    from faceverify.distributed import Distributed
     from faceverify.train.loop import Trainer
 
     lr = 0.3

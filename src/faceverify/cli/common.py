@@ -33,6 +33,12 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def done_code(skipped: bool, *, under_torchrun: bool = False) -> int:
+    """EXIT_PARTIAL when some inputs were skipped, else EXIT_OK. torchrun takes any non-zero
+    exit for a failed rank (and may restart the job), so under it skips are only reported."""
+    return EXIT_PARTIAL if skipped and not under_torchrun else EXIT_OK
+
+
 def print_error(message: str) -> None:
     one_line = " ".join(message.split())
     print(f"{PROG}: error: {one_line}", file=sys.stderr)

@@ -6,11 +6,20 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log, verdict_line
-from faceverify.errors import ConfigError
+from faceverify.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    build_from_args,
+    done_code,
+    face_options,
+    log,
+    verdict_line,
+)
+from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
     from faceverify.gallery.base import GalleryStore
+    from faceverify.gallery.bulk import BulkEnrollResult
     from faceverify.gallery.gallery import Gallery
 
 
@@ -42,8 +51,17 @@ def _gallery(args: argparse.Namespace) -> Gallery:
 
 
 def enroll(args: argparse.Namespace) -> int:
+    """One person (NAME IMAGE...) or everyone in a folder of people (--from-folder)."""
     from faceverify.decode import iter_image_paths
 
+    if args.from_folder is not None:
+        if args.name is not None:
+            raise ConfigError(
+                f"give either --from-folder or NAME IMAGE..., not both (got NAME {args.name!r})"
+            )
+        return enroll_folder(args)
+    if args.name is None or not args.images:
+        raise ConfigError("enroll needs NAME and IMAGE... (one person), or --from-folder FOLDER (many)")
     meta = _parse_meta(args.meta or [])
     images = [str(p) for p in iter_image_paths(args.images)]  # folders are searched recursively
     if not images:
@@ -55,6 +73,67 @@ def enroll(args: argparse.Namespace) -> int:
         log.warning("skipped %s", reason)
     print(json.dumps(result.to_dict()) if args.json else f"{result.name}\tadded {result.added}")
     return EXIT_PARTIAL if result.skipped else EXIT_OK
+
+
+def enroll_folder(args: argparse.Namespace) -> int:
+    """Everyone in FOLDER (one sub-folder per person); under torchrun each rank takes a share."""
+    from faceverify.distributed import start
+    from faceverify.gallery.bulk import BulkEnrollResult, people_in_folder
+
+    meta = _parse_meta(args.meta or [])
+    people_in_folder(args.from_folder)  # a bad folder fails before the model loads
+    world = start(args.device)
+    try:
+        gallery = _gallery(args)
+        with gallery.store:
+            mine: BulkEnrollResult | str = gallery.enroll_many(
+                args.from_folder,
+                meta=meta,
+                existing=args.existing,
+                several_faces=args.several_faces,
+                batch_size=args.batch_size,
+                progress=None if world.main and not args.quiet else False,
+                rank=world.rank,
+                world_size=world.world_size,
+            )
+    except FaceVerifyError as exc:
+        if not world.active:
+            raise
+        mine = str(exc)  # the other ranks wait for this one: tell them, rather than leave them hanging
+    try:
+        parts = world.gather(mine)
+    finally:
+        world.close()
+    errors = [part for part in parts if isinstance(part, str)]
+    if errors:
+        raise FaceVerifyError(errors[0])
+    if not world.main:
+        return EXIT_OK  # rank 0 reports for everyone
+    result = BulkEnrollResult.combine([p for p in parts if not isinstance(p, str)])
+    return _report_bulk(result, args, under_torchrun=world.active)
+
+
+def _report_bulk(result: BulkEnrollResult, args: argparse.Namespace, *, under_torchrun: bool) -> int:
+    """People enrolled on stdout (or the whole summary with --json); the rest on stderr."""
+    for image in result.skipped:
+        log.warning(
+            "skipped %s: %s%s", image.source, image.reason, f" ({image.person})" if image.person else ""
+        )
+    failed = [p for p in result.people if p.status == "failed"]
+    for person in failed:
+        log.warning("not enrolled %s: %s", person.name, person.reason)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        for person in result.people:
+            if person.status == "enrolled":
+                print(f"{person.name}\tadded {person.added}")
+    log.info("%s", result.summary())
+    if failed and not result.count("enrolled"):
+        raise FaceVerifyError(
+            f"none of the {len(failed)} people could be enrolled; first: {failed[0].name}: {failed[0].reason}"
+        )
+    return done_code(bool(failed or result.skipped), under_torchrun=under_torchrun)
 
 
 def identify(args: argparse.Namespace) -> int:
@@ -160,12 +239,35 @@ def _parse_meta(items: list[str]) -> dict[str, Any]:
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
     """Add the gallery subcommands to the main parser."""
+    from faceverify.gallery.bulk import EXISTING, SEVERAL_FACES
+
     p = sub.add_parser(
-        "enroll", parents=[common, model_opts], help="add a person (or images of one) to the gallery"
+        "enroll",
+        parents=[common, model_opts],
+        help="add a person (or images of one) to the gallery, or everyone in a folder of people",
     )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    bulk = p.add_argument_group("many people at once")
+    bulk.add_argument(
+        "--from-folder",
+        metavar="FOLDER",
+        help="enrol one person per sub-folder (named after it); rerun to resume: people already "
+        "enrolled are skipped. Runs sharded under torchrun",
+    )
+    bulk.add_argument(
+        "--existing",
+        choices=EXISTING,
+        default="skip",
+        help="people already enrolled: skip them (default) or add their new images",
+    )
+    bulk.add_argument(
+        "--several-faces",
+        choices=SEVERAL_FACES,
+        default="skip",
+        help="with detection, photos holding several faces: skip them (default) or use the largest",
+    )
     add_gallery_options(p)
     p.set_defaults(handler=enroll)
 

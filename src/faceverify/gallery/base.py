@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from faceverify.checks import check_choice
-from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
+from faceverify.errors import GalleryError, ModelMismatchError, NothingEnrolledError, UnknownPersonError
 
 MAX_NAME_LENGTH = 200
 MATCH_MODES = ("best", "centroid")
@@ -104,9 +104,11 @@ class GalleryStore(ABC):
         self.close()
 
 
-def nothing_enrolled(name: str, reasons: list[str]) -> GalleryError:
+def nothing_enrolled(name: str, reasons: list[str]) -> NothingEnrolledError:
     """The error for an enrolment that would leave a new person without faces."""
-    return GalleryError(f"nothing enrolled for {name!r}: {'; '.join(reasons) or 'no images given'}")
+    return NothingEnrolledError(
+        f"nothing enrolled for {name!r}: {'; '.join(reasons) or 'no images given'}", reasons
+    )
 
 
 def unknown_person(name: str, location: str) -> UnknownPersonError:

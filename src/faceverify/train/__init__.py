@@ -2,9 +2,9 @@
 
 ``config`` (typed YAML configs), ``data`` (identity folders), ``setup`` (a run's network,
 transforms, optimizers and precision from its config), ``heads`` (softmax, ArcFace,
-CosFace, center loss), ``loop`` (one mixed-precision, DDP-ready loop), ``distributed``,
-``checkpoint`` (writing checkpoints and RNG state; reading them is ``models.checkpoint``)
-and ``logbook`` (config and metrics files).
+CosFace, center loss), ``loop`` (one mixed-precision, DDP-ready loop; it joins torchrun's
+process group through ``faceverify.distributed``), ``checkpoint`` (writing checkpoints and
+RNG state; reading them is ``models.checkpoint``) and ``logbook`` (config and metrics files).
 
 May import every step before it: ``models`` for networks, ``preprocess`` for transforms,
 ``runtime`` to validate through the same factory as inference, ``compare`` and

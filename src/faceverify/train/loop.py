@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from faceverify.distributed import Distributed, start
 from faceverify.errors import ConfigError, MetricsError
 from faceverify.models.checkpoint import load_checkpoint
 from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
-from faceverify.train.distributed import Distributed, start
 from faceverify.train.heads import CenterLoss, ClassifierHead
 from faceverify.train.logbook import Logbook
 from faceverify.train.setup import build_network, make_optimizers, precision, train_transform

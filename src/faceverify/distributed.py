@@ -1,8 +1,9 @@
-"""Distributed data parallel set-up: one code path for one CPU, one GPU or many.
+"""Work spread over processes under ``torchrun``: one code path for one CPU, one GPU or many.
 
 Under ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK...) the process group is
 started here, at the beginning of a run and never at import: NCCL on GPUs, gloo on CPUs.
-Without it the run is a world of one and nothing distributed happens.
+Without it the run is a world of one and nothing distributed happens. Training (data
+parallel), sharded embedding and bulk enrolment all join the group through :func:`start`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ class Distributed:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's value, in rank order, on every rank (``[value]`` in a world of one)."""
+        if not self.active:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def share(self, count: int) -> range:
+        """The positions of ``count`` items this rank works on: every ``world_size``-th one
+        from ``rank`` on, so ranks get equal shares of work sorted by name or size."""
+        return range(self.rank, count, self.world_size)
 
     def mean(self, value: float) -> float:
         if not self.active:
