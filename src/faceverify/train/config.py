@@ -87,6 +87,8 @@ class CalibrateConfig:
     measure FAR down to 1e-5 while costing a set of 10^4 identities only 1% of its classes.
     A set too small to spare ``holdout_min`` identities and still train on at least as many
     is not held out from (a warning says so): give it a ``data.pairs`` file instead.
+    ``holdout_identities`` names them outright (kept out of training even with a pairs
+    file); the run writes the ones it drew there, in its ``config.yaml`` and checkpoints.
     """
 
     far: float | None = 1e-3  # target FAR; None: the EER point (also used when too few impostors)
