@@ -19,7 +19,12 @@ from faceverify.errors import ConfigError
 from faceverify.models.checkpoint import load_checkpoint
 from faceverify.preprocess import PreprocessConfig
 from faceverify.runtime.base import Embedder
-from faceverify.train.calibrate import Calibrator, calibration_pairs, held_out_identities
+from faceverify.train.calibrate import (
+    CalibrationPairs,
+    Calibrator,
+    calibration_pairs,
+    held_out_identities,
+)
 from faceverify.train.config import load_config
 from faceverify.train.loop import train
 
@@ -179,3 +184,21 @@ def test_explicit_held_out_identities_must_exist(synth_root: Path) -> None:
     config = load_config(None, [f"data.root={synth_root}", "calibrate.holdout_identities=[id00001, bob]"])
     with pytest.raises(ConfigError, match=r"names \['bob'\], not identity folders"):
         held_out_identities(config)
+
+
+def test_an_unreadable_held_out_image_is_reported_once_and_the_others_still_paired(
+    synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = sorted((synth_root / "classification_val").iterdir())[:3]
+    images = [image for person in good for image in sorted(person.iterdir())]  # 3 people × 2
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    pairs = CalibrationPairs("3 held-out identities", images=[*images, broken], people=[0, 0, 1, 1, 2, 2, 2])
+    model = fv.build_model(
+        "face_resnet", weights="random", model_args={"width": 8}, input_size=32, device="cpu"
+    )
+    with caplog.at_level(logging.WARNING, logger="faceverify"):
+        scores, labels = pairs.score(model, batch_size=4)
+        pairs.score(model, batch_size=4)
+    assert len(scores) == 15 and labels.tolist().count(1) == 3  # C(6, 2) pairs, 3 of them genuine
+    assert sum("broken.jpg" in r.getMessage() for r in caplog.records) == 1

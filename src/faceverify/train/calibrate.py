@@ -89,6 +89,7 @@ class CalibrationPairs:
     pairs: PairSet | None = None
     images: list[Path] = field(default_factory=list)
     people: list[int] = field(default_factory=list)
+    _reported: bool = field(default=False, repr=False)
 
     def score(self, probe: Embedder, *, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores of the pairs with the network as it is now, and their labels."""
@@ -100,6 +101,11 @@ class CalibrationPairs:
         from faceverify.embed import embed_images
 
         result = embed_images(probe, [str(p) for p in self.images], batch_size=batch_size, normalize=True)
+        if result.failures and not self._reported:  # the same files fail every epoch: say it once
+            from faceverify.evaluate.report import log_problems
+
+            log_problems(log, [str(f) for f in result.failures], context="held-out images: ")
+            self._reported = True
         vectors = result.embeddings.numpy().astype(np.float64)
         who = np.asarray(self.people, dtype=np.int64)[result.indices]
         first, second = np.triu_indices(len(who), k=1)

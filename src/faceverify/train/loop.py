@@ -259,7 +259,7 @@ class Trainer:
             path = self.out / name
             entry = load_checkpoint(path).get("calibration") if path.is_file() else None
             if entry is None:
-                log.warning("%s carries no calibrated threshold; verify will use 0.5", path)
+                log.warning("%s carries no calibrated threshold: run faceverify calibrate on it", path)
             else:
                 log.info("%s carries %s", path, Calibration(**entry).describe())
 
