@@ -147,6 +147,28 @@ def save_calibration(model: Embedder, calibration: Calibration) -> Path:
     return path
 
 
+def carried_calibration(model: Embedder, entry: dict[str, Any] | None) -> Calibration | None:
+    """The calibration a training checkpoint carries (``entry``), if it holds for ``model``.
+
+    It was measured with the checkpoint's own weights, so only the preprocessing can
+    differ: a model built with another input size or crop ignores it, with a warning.
+    """
+    if entry is None:
+        return None
+    try:
+        calibration = Calibration(**entry)
+    except TypeError as exc:
+        log.warning("ignoring the checkpoint's unreadable calibration (%s); run faceverify calibrate", exc)
+        return None
+    if calibration.preprocess_fingerprint != model.preprocess.fingerprint():
+        log.warning(
+            "ignoring the threshold calibrated in training: it was measured with the checkpoint's own "
+            "preprocessing (input size, crop...), not this one; run faceverify calibrate with these settings"
+        )
+        return None
+    return calibration
+
+
 def load_calibration(model: Embedder) -> Calibration | None:
     """The stored calibration of ``model`` if there is one and it still applies."""
     if model.weights_file is None:

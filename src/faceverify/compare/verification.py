@@ -97,8 +97,9 @@ def verify(
             :func:`faceverify.compute_embedding` accepts.
         b: the same for the other face.
         threshold: the cosine similarity at or above which faces match. Leave it None to
-            use the model's calibrated threshold (``faceverify calibrate``), or 0.5 when
-            it has none. Higher thresholds mean fewer false accepts and more false rejects.
+            use the model's calibrated threshold (``faceverify calibrate``'s, or the one a
+            model trained by faceverify carries), or 0.5 when it has none. Higher
+            thresholds mean fewer false accepts and more false rejects.
         model: needed when ``a`` or ``b`` are images, and to use its calibrated threshold.
 
     Returns:

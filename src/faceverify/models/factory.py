@@ -38,6 +38,8 @@ class LoadedNetwork:
             the weights' own; ``build_model`` applies the user's overrides to it).
         source: where the weights came from (hub repo, path, or ``random``).
         file: the weights file; None for random weights.
+        calibration: the threshold calibration a training checkpoint carries (plain
+            values, as :class:`faceverify.compare.calibration.Calibration` fields); None otherwise.
     """
 
     network: torch.nn.Module
@@ -45,6 +47,7 @@ class LoadedNetwork:
     contract: PreprocessConfig
     source: str
     file: Path | None
+    calibration: dict[str, Any] | None = None
 
 
 def load_network(
@@ -98,7 +101,8 @@ def _from_checkpoint(state: dict[str, Any], path: Path, name: str | None) -> Loa
         )
     network, contract = network_from_checkpoint(state)
     source = str(path.resolve())
-    return LoadedNetwork(network, architecture, contract, source, path.resolve())
+    calibration = state.get("calibration")  # absent from checkpoints of older runs
+    return LoadedNetwork(network, architecture, contract, source, path.resolve(), calibration)
 
 
 def _create_backbone(plan: WeightsPlan, extra: dict[str, Any]) -> torch.nn.Module:

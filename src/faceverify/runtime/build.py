@@ -57,8 +57,11 @@ def build_model(
         crop_pct: fraction of the resized image kept by the centre crop. The pretrained
             value (0.875 for ConvNeXt-Atto) suits photos; use 1.0 for tight face crops.
         interpolation: override the resize filter (``bicubic``, ``bilinear``...).
-        threshold: a cosine threshold to carry. None uses the threshold stored by
-            ``faceverify calibrate`` for these weights and preprocessing, else 0.5.
+        threshold: a cosine threshold to carry. None takes the first of: the threshold
+            ``faceverify calibrate`` stored for exactly these weights and preprocessing (a
+            deliberate recalibration, e.g. on the user's own pairs, so it comes first); the
+            threshold a faceverify training checkpoint carries (chosen on held-out pairs
+            at the end of each validation); the network's published rule (dlib's); 0.5.
         channels_last: feed the network channels-last tensors (faster on GPUs and most CPUs).
         cache_dir: Hugging Face cache folder; None uses the standard one.
         model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
@@ -95,7 +98,7 @@ def build_model(
         channels_last=channels_last,
     )
     if threshold is None:
-        _load_calibrated_threshold(model)
+        _load_calibrated_threshold(model, loaded.calibration)
     if model.threshold is None:
         # a network published with its own rule (dlib's) carries it; others get 0.5
         model.threshold = getattr(loaded.network, "cosine_threshold", None)
@@ -172,10 +175,11 @@ def embedder_for(
     )
 
 
-def _load_calibrated_threshold(model: EmbeddingModel) -> None:
-    from faceverify.compare.calibration import load_calibration
+def _load_calibrated_threshold(model: EmbeddingModel, carried: dict[str, Any] | None) -> None:
+    """A ``faceverify calibrate`` sidecar for these weights, else the checkpoint's own."""
+    from faceverify.compare.calibration import carried_calibration, load_calibration
 
-    calibration = load_calibration(model)
+    calibration = load_calibration(model) or carried_calibration(model, carried)
     if calibration is not None:
         model.threshold = calibration.threshold
         log.info("using the calibrated %s", calibration.describe())

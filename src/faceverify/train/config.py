@@ -75,12 +75,54 @@ class ScheduleConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    """How every checkpoint gets its verification threshold (see :mod:`faceverify.train.calibrate`).
+
+    The threshold is chosen on ``data.pairs`` when the run has a labelled pairs file, else on
+    all pairs of images of identities held out from training (never classifier classes).
+
+    The default holds out 10% of the identities, at least 5 and at most 100, and uses up to
+    10 images of each: 5 people give 225 genuine and 1,000 impostor pairs, the fewest with
+    which a FAR of 1e-3 can be measured at all; 100 people (about 495,000 impostor pairs)
+    measure FAR down to 1e-5 while costing a set of 10^4 identities only 1% of its classes.
+    A set too small to spare ``holdout_min`` identities and still train on at least as many
+    is not held out from (a warning says so): give it a ``data.pairs`` file instead.
+    ``holdout_identities`` names them outright (kept out of training even with a pairs
+    file); the run writes the ones it drew there, in its ``config.yaml`` and checkpoints.
+    """
+
+    far: float | None = 1e-3  # target FAR; None: the EER point (also used when too few impostors)
+    holdout: float = 0.1  # share of identities held out when there is no data.pairs; 0: none
+    holdout_min: int = 5
+    holdout_max: int = 100
+    images_per_identity: int = 10  # images of each held-out identity paired up
+    holdout_identities: list[str] | None = None  # None: chosen by seed; the run records its choice
+
+    def __post_init__(self) -> None:
+        if self.far is not None and not 0.0 < self.far < 1.0:
+            raise ConfigError(
+                f"calibrate.far {self.far!r} must lie between 0 and 1 (exclusive), e.g. 1e-3; "
+                "null chooses the equal error rate point"
+            )
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"calibrate.holdout {self.holdout!r} must be a share in [0, 1), e.g. 0.1")
+        for name, least in (("holdout_min", 1), ("holdout_max", 1), ("images_per_identity", 2)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"calibrate.{name} {getattr(self, name)!r} must be at least {least}")
+        if self.holdout_max < self.holdout_min:
+            raise ConfigError(
+                f"calibrate.holdout_max {self.holdout_max} is below calibrate.holdout_min {self.holdout_min}"
+            )
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     epochs: int = 10
     batch_size: int = 128  # per process
     precision: str = "auto"  # auto (fp16 on CUDA, bf16 where supported, else fp32), fp32, bf16, fp16
@@ -188,6 +230,10 @@ def _as(option: Any, value: Any) -> Any:
         return value if isinstance(value, str) else _NO
     if origin is dict:
         return dict(value) if isinstance(value, dict) else _NO
+    if origin is list:
+        (item,) = typing.get_args(option)
+        parts = [_as(item, v) for v in value] if isinstance(value, (list, tuple)) else [_NO]
+        return _NO if any(p is _NO for p in parts) else parts
     if origin is tuple:
         items = typing.get_args(option)
         if isinstance(value, (list, tuple)) and len(value) == len(items):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,21 @@ class IdentityFolder(Dataset[Sample]):
         root: the folder of identity folders.
         transform: turns an RGB image into a tensor (augmentation and normalisation).
         classes: use this identity list (a validation set must use the training one).
+        exclude: identities to leave out altogether (those held out for calibration).
     """
 
     def __init__(
-        self, root: str | Path, transform: Callable[[Any], torch.Tensor], classes: list[str] | None = None
+        self,
+        root: str | Path,
+        transform: Callable[[Any], torch.Tensor],
+        classes: list[str] | None = None,
+        *,
+        exclude: Collection[str] = (),
     ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ConfigError(f"dataset folder '{self.root}' not found")
-        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in exclude)
         if not folders:
             raise ConfigError(
                 f"dataset folder '{self.root}' has no identity folders (<root>/<identity>/*.jpg)"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,12 +25,21 @@ from torch.utils.data import DataLoader, DistributedSampler
 from faceverify.distributed import Distributed, start
 from faceverify.errors import ConfigError, MetricsError
 from faceverify.models.checkpoint import load_checkpoint
+from faceverify.train.calibrate import (
+    Calibrator,
+    calibration_metrics,
+    calibration_pairs,
+    held_out_identities,
+)
 from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
 from faceverify.train.heads import CenterLoss, ClassifierHead
 from faceverify.train.logbook import Logbook
 from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
+
+if TYPE_CHECKING:
+    from faceverify.compare.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +71,30 @@ def train(config: TrainConfig, *, resume: str | Path | None = None) -> dict[str,
 
 class Trainer:
     def __init__(self, config: TrainConfig, world: Distributed, resume: str | Path | None) -> None:
+        held_out = held_out_identities(config)  # the same on every rank: seeded
+        config = replace(config, calibrate=replace(config.calibrate, holdout_identities=held_out))
         self.config, self.world = config, world
         self.out = Path(config.out)
         _seed(config.seed, 0, world.rank)
         self.model, self.contract, self.architecture = build_network(config)
         root = Path(config.data.root)
-        self.train_set = IdentityFolder(root / config.data.train_dir, train_transform(config, self.contract))
+        self.train_set = IdentityFolder(
+            root / config.data.train_dir, train_transform(config, self.contract), exclude=held_out
+        )
         self.classes = self.train_set.classes
         self.val_set = (
-            IdentityFolder(root / config.data.val_dir, self.contract, classes=self.classes)
+            IdentityFolder(root / config.data.val_dir, self.contract, classes=self.classes, exclude=held_out)
             if config.data.val_dir and world.main
             else None
         )
-        self.pairs = self._read_pairs(root) if world.main else None
+        self.pairs = calibration_pairs(config, held_out) if world.main else None
+        self.calibrator = Calibrator(
+            config.calibrate.far,
+            self.pairs.description if self.pairs else "",
+            self.architecture,
+            self.contract,
+        )
+        self.calibration: Calibration | None = None  # that of the network as last validated
         dim = self.model.num_features
         head = ClassifierHead(
             config.loss.head, dim, len(self.classes), scale=config.loss.scale, margin=config.loss.margin
@@ -110,16 +131,6 @@ class Trainer:
             self._resume(Path(resume))
         self.logbook = Logbook(self.out, config, after_epoch=self.start_epoch - 1) if world.main else None
 
-    def _read_pairs(self, root: Path) -> Any:
-        if not self.config.data.pairs:
-            return None
-        from faceverify.evaluate.pairs import read_pairs
-        from faceverify.evaluate.report import log_problems
-
-        pairs = read_pairs(root / self.config.data.pairs, root)
-        log_problems(log, pairs.problems, context="validation pairs: ")
-        return pairs
-
     def fit(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         for epoch in range(self.start_epoch, self.config.epochs):
@@ -133,6 +144,7 @@ class Trainer:
             self.world.barrier()
         if self.logbook is not None:
             self.logbook.close()
+            self._report_calibration()
         return metrics
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -222,20 +234,34 @@ class Trainer:
         return correct / max(seen, 1)
 
     def _val_verification(self) -> dict[str, Any]:
+        """Verification AUC on the calibration pairs, and the threshold chosen on them."""
         from faceverify.compare.roc import roc_auc, roc_curve
-        from faceverify.evaluate.scoring import score_pairs
         from faceverify.models.factory import LoadedNetwork
         from faceverify.runtime.build import embedder_for
 
         network = LoadedNetwork(self.model, self.architecture, self.contract, source="training", file=None)
         probe = embedder_for(network, channels_last=self.config.channels_last)
         assert self.pairs is not None
-        scored = score_pairs(probe, self.pairs, batch_size=self.config.batch_size, progress=False)
+        scores, labels = self.pairs.score(probe, batch_size=self.config.batch_size)
+        self.calibration = self.calibrator.choose(scores, labels)
         try:
-            return {"val_auc": roc_auc(roc_curve(scored.scores, scored.labels))}
+            auc = {"val_auc": roc_auc(roc_curve(scores, labels))}
         except MetricsError as exc:
             log.warning("validation AUC unavailable: %s", exc)
-            return {}
+            auc = {}
+        return {**auc, **calibration_metrics(self.calibration)}
+
+    def _report_calibration(self) -> None:
+        """Say what threshold each checkpoint carries: the one verify will use."""
+        from faceverify.compare.calibration import Calibration
+
+        for name in ("best.pt", "last.pt"):
+            path = self.out / name
+            entry = load_checkpoint(path).get("calibration") if path.is_file() else None
+            if entry is None:
+                log.warning("%s carries no calibrated threshold: run faceverify calibrate on it", path)
+            else:
+                log.info("%s carries %s", path, Calibration(**entry).describe())
 
     def _step_schedule(self, metrics: dict[str, Any]) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -265,6 +291,7 @@ class Trainer:
             "preprocess": self.contract.to_dict(),
             "class_names": self.classes,
             "head": self.config.loss.head,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "epoch": epoch,
             "metrics": metrics,
             "best": self.best,
@@ -320,5 +347,5 @@ def _progress(show: bool, total: int, desc: str) -> Any:
 
 
 def _fmt(metrics: dict[str, Any]) -> str:
-    keys = ("train_loss", "train_acc", "val_acc", "val_auc", "images_per_s")
+    keys = ("train_loss", "train_acc", "val_acc", "val_auc", "threshold", "images_per_s")
     return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
