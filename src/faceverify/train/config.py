@@ -40,7 +40,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "face_resnet"  # any timm name; face_resnet is the course's ResNet
+    # any timm name; face_resnet is the course's ResNet; dlib_resnet_v1 is dlib's face
+    # network (with weights: null its real weights, 150 px aligned chips: finetune_dlib.yaml)
+    name: str = "face_resnet"
     weights: str | None = "random"  # None: ImageNet weights from the hub (transfer learning)
     args: dict[str, Any] = field(default_factory=dict)  # architecture arguments, e.g. {width: 32}
     input_size: int | None = None  # None: the architecture's (64 for face_resnet)
