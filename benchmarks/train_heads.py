@@ -14,8 +14,9 @@ the pairs of identities it never saw (``verification_pairs_val.txt``):
 
 The face_resnet rows run ``configs/small.yaml`` with the strong augmentation profile
 (``--augment strong``, the default; ``softmax, mild augmentation`` is small.yaml as shipped),
-width 16 and batch 32. AUC is the last epoch's (no choice of the best epoch on the test pairs). The runs are short
-and single-seed unless ``--seeds`` says otherwise: compare rows within one run.
+width 16 and batch 32. AUC is the last epoch's (no choice of the best epoch on the test
+pairs). The runs are short and single-seed unless ``--seeds`` says otherwise: compare rows
+within one run.
 
 Run:  python benchmarks/train_heads.py [--identities 20 --images 10] [--epochs 6] [--dlib-epochs 3]
       [--seeds 0 1] [--no-dlib] [--skip NAME ...] [--augment strong|mild]
