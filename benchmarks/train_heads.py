@@ -5,8 +5,8 @@ the pairs of identities it never saw (``verification_pairs_val.txt``):
 
 * ``softmax``, ``softmax + center``, ``arcface``, ``cosface``: the course ResNet from
   scratch, with the shipped defaults of each head (margin warm-up included);
-* ``arcface, no warm-up``: the full margin from the first step, the set-up that stalled in
-  issue 9, for comparison;
+* ``arcface, no warm-up, scale 30``: issue 9's margin and scale from the first step (with
+  the new unit-variance class rows, which no setting turns back), for comparison;
 * ``dlib pretrained`` / ``dlib fine-tuned``: dlib's face network as shipped, then after
   ``configs/finetune_dlib.yaml``. Synthetic drawings are not faces: these two rows say that
   fine-tuning adapts the real network to a new domain without breaking it, not how well it
