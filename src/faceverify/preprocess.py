@@ -157,6 +157,7 @@ def training_transform(
     crop_scale: tuple[float, float] | None,
     hflip: float,
     color_jitter: float,
+    random_erasing: float = 0.0,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """timm's training transform (crop, flip, colour jitter) ending in ``contract``.
 
@@ -164,6 +165,8 @@ def training_transform(
         crop_scale: area range of the random resized crop; None keeps the whole image.
         hflip: probability of a horizontal flip.
         color_jitter: brightness/contrast/saturation strength; 0 turns it off.
+        random_erasing: probability of erasing one random rectangle with noise after
+            normalisation (an occlusion: glasses, a hand, a scarf); 0 turns it off.
     """
     from timm.data import create_transform
 
@@ -175,6 +178,7 @@ def training_transform(
         hflip=hflip,
         vflip=0.0,
         color_jitter=color_jitter,
+        re_prob=random_erasing,
         interpolation=contract.interpolation,
         mean=contract.mean,
         std=contract.std,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceverify.train.heads import CenterLoss, ClassifierHead, arcface_margin, cosface_margin
+from faceverify.train.heads import CenterLoss, ClassifierHead, arcface_margin, cosface_margin, margin_at
 
 
 def test_margins_follow_their_definitions() -> None:
@@ -77,3 +77,15 @@ def test_center_loss_gradient_pulls_each_embedding_toward_its_own_centre() -> No
     assert center.centers.grad is not None
     members = embeddings.detach().view(2, 3, 5).sum(dim=0)  # class j at rows j and j + 3
     torch.testing.assert_close(center.centers.grad, -(members - 2 * center.centers.detach()) / 6)
+
+
+def test_margin_warm_up_ramps_linearly_to_the_target_then_holds() -> None:
+    assert margin_at(0.5, 0.0, 2.0) == 0.0
+    assert margin_at(0.5, 0.5, 2.0) == pytest.approx(0.125)
+    assert margin_at(0.5, 1.999, 2.0) < 0.5
+    assert margin_at(0.5, 2.0, 2.0) == margin_at(0.5, 7.0, 2.0) == 0.5
+    assert margin_at(0.35, 0.0, 0.0) == 0.35  # no warm-up: the full margin at once
+    head = ClassifierHead("cosface", 4, 3)
+    head.margin = margin_at(head.target_margin, 1.0, 2.0)
+    logits, plain = head(torch.eye(3, 4), torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(plain.diagonal() - logits.diagonal(), torch.full((3,), 0.175 * head.scale))

@@ -156,15 +156,21 @@ def test_unreadable_images_are_skipped_and_counted(fast: list[str], synth_root: 
         train(load_config(None, overrides))
 
 
-def test_ddp_with_two_gloo_processes_trains_and_checkpoints_once(fast: list[str], tmp_path: Path) -> None:
-    """Both ranks hold out the same identities; rank 0 alone calibrates, and nobody waits forever."""
+def test_ddp_with_two_gloo_processes_trains_checkpoints_once_and_stops_early_together(
+    fast: list[str], tmp_path: Path
+) -> None:
+    """Both ranks hold out the same identities; rank 0 alone calibrates, and nobody waits
+    forever. min_delta 1.0 cannot be beaten: both ranks must leave after the second of three
+    epochs (a rank stopping alone would hang the other in its next collective)."""
     out = tmp_path / "ddp"
     overrides = [
         *(o for o in fast if not o.startswith("out=")),
         f"out={out}",
-        "epochs=1",
+        "epochs=3",
         "batch_size=16",
         "data.pairs=null",
+        "early_stop.patience=1",
+        "early_stop.min_delta=1.0",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [
@@ -181,14 +187,14 @@ def test_ddp_with_two_gloo_processes_trains_and_checkpoints_once(fast: list[str]
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(_metrics(out)) == 1  # one rank wrote
+    assert len(_metrics(out)) == 2  # one rank wrote, and both stopped after epoch 2
     assert done.stdout.strip() == str(out / "best.pt")  # and only one reported
     state = load_checkpoint(out / "last.pt")
-    assert state["epoch"] == 0
+    assert state["epoch"] == 1 and "has not improved" in state["metrics"]["stopped_early"]
     assert len(state["class_names"]) == 25  # 5 of the 30 identities held out
     model = fv.build_model(weights=out / "best.pt", device="cpu")
     assert model.embedding_dim == 128
-    assert model.threshold == state["calibration"]["threshold"]
+    assert model.threshold == load_checkpoint(out / "best.pt")["calibration"]["threshold"]
 
 
 @pytest.mark.parametrize("weight", [0.01, 1.0])

@@ -6,6 +6,12 @@
   cosine offset for CosFace) and the result is scaled. The cosines are computed in fp32
   and clamped whatever the autocast precision: under fp16 the arccos would otherwise
   meet values just outside [-1, 1] and return NaN.
+* a margin head trained from scratch with its full margin often never converges on small
+  sets (the issue that prompted this: ArcFace at m = 0.5 reached train accuracy 0.14 after
+  30 epochs where softmax fitted), because at random initialisation cos(θ + m) of the true
+  class is below the other classes' cosines for nearly every sample and the gradient points
+  nowhere useful. :func:`margin_at` ramps the margin from 0 (a normalised softmax, which
+  fits like plain softmax) to its target, as the margin-loss literature does.
 * center loss pulls each embedding towards a learned centre of its identity. The centres
   stay fp32 and have their own optimizer and learning rate.
 """
@@ -35,25 +41,43 @@ def cosface_margin(cosine: torch.Tensor, margin: float) -> torch.Tensor:
     return cosine - margin
 
 
+def margin_at(target: float, progress: float, warmup: float) -> float:
+    """The margin after ``progress`` epochs of a linear ramp of ``warmup`` epochs to ``target``.
+
+    ``progress`` counts fractional epochs (epoch + batch / batches), so the ramp is smooth
+    within an epoch and a resumed run computes the same margin as an uninterrupted one.
+    """
+    if warmup <= 0 or progress >= warmup:
+        return target
+    return target * max(progress, 0.0) / warmup
+
+
 class ClassifierHead(nn.Module):
     """Identity logits from embeddings: plain linear or a normalised margin head.
 
     ``forward`` returns ``(logits for the loss, logits for accuracy)``: with a margin head
-    the first has the margin applied to the true class, the second does not.
+    the first has the margin applied to the true class, the second does not. ``margin``
+    is the margin in use now (the training loop lowers it during the warm-up);
+    ``target_margin`` is the configured one.
     """
 
     def __init__(
-        self, kind: str, dim: int, classes: int, *, scale: float = 30.0, margin: float | None = None
+        self, kind: str, dim: int, classes: int, *, scale: float = 16.0, margin: float | None = None
     ):
         super().__init__()
         self.kind = kind
         self.scale = scale
-        self.margin = DEFAULT_MARGINS.get(kind, 0.0) if margin is None else margin
+        self.target_margin = DEFAULT_MARGINS.get(kind, 0.0) if margin is None else margin
+        self.margin = self.target_margin
         if kind == "softmax":
             self.linear: nn.Module = nn.Linear(dim, classes)
         else:
+            # unit-variance rows (norm ≈ √dim): the cosine only sees their direction, and the
+            # step a direction takes shrinks with the row's norm. Rows of std 0.01 turned
+            # so fast that ArcFace reached train accuracy 0.08 in 4 epochs on the synthetic
+            # set; with std 1 it reached 0.37 (measured with scale 16 and the warm-up)
             self.weight = nn.Parameter(torch.empty(classes, dim))
-            nn.init.normal_(self.weight, std=0.01)
+            nn.init.normal_(self.weight, std=1.0)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "softmax":

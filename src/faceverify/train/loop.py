@@ -34,12 +34,15 @@ from faceverify.train.calibrate import (
 from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
-from faceverify.train.heads import CenterLoss, ClassifierHead
+from faceverify.train.early_stop import EarlyStop
+from faceverify.train.heads import CenterLoss, ClassifierHead, margin_at
 from faceverify.train.logbook import Logbook
 from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
 
 if TYPE_CHECKING:
     from faceverify.compare.calibration import Calibration
+    from faceverify.models.factory import LoadedNetwork
+    from faceverify.runtime.torch_backend import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +130,32 @@ class Trainer:
             ids = [world.device.index] if world.device.type == "cuda" else None
             self.runner = nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
         self.start_epoch, self.best = 0, -float("inf")
+        self.early_stop = EarlyStop(config.early_stop)
+        self.resumed: dict[str, Any] = {}
+        if config.early_stop.patience and world.main and self.val_set is None and self.pairs is None:
+            log.warning("early_stop.patience is set but there is no validation data: it never stops")
         if resume is not None:
             self._resume(Path(resume))
         self.logbook = Logbook(self.out, config, after_epoch=self.start_epoch - 1) if world.main else None
 
     def fit(self) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
+        metrics: dict[str, Any] = dict(self.resumed)
         for epoch in range(self.start_epoch, self.config.epochs):
             _seed(self.config.seed, epoch, self.world.rank)
             self.sampler.set_epoch(epoch)
             metrics = {"epoch": epoch, **self._train_epoch(epoch), **self._validate()}
             metrics = self.world.broadcast(metrics)
             self._step_schedule(metrics)
+            # every rank judges rank 0's broadcast metrics: all stop in the same epoch
+            stop = self.early_stop.update(epoch, metrics)
+            if stop is not None:
+                metrics["stopped_early"] = stop
             if self.world.main:
                 self._save(epoch, metrics)
             self.world.barrier()
+            if stop is not None:
+                log.info("early stop after epoch %d of %d: %s", epoch + 1, self.config.epochs, stop)
+                break
         if self.logbook is not None:
             self.logbook.close()
             self._report_calibration()
@@ -155,10 +169,11 @@ class Trainer:
         bar = _progress(
             self.world.main, len(self.loader) * config.batch_size, f"epoch {epoch + 1}/{config.epochs}"
         )
-        for images, labels, bad in self.loader:
+        for batch, (images, labels, bad) in enumerate(self.loader):
             skipped += bad
             if labels.numel() == 0:
                 continue
+            self._warm_margin(epoch + batch / max(len(self.loader), 1))
             images = images.to(device, non_blocking=True)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -179,7 +194,12 @@ class Trainer:
             "seconds": seconds,
             "skipped_images": int(self.world.mean(skipped) * self.world.world_size),
             "lr": self.optimizer.param_groups[0]["lr"],
+            **({"margin": self.net.head.margin} if self.net.head.kind != "softmax" else {}),
         }
+
+    def _warm_margin(self, progress: float) -> None:
+        head = self.net.head
+        head.margin = margin_at(head.target_margin, progress, self.config.loss.margin_warmup_epochs)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
         config = self.config
@@ -237,10 +257,9 @@ class Trainer:
         """Verification AUC on the calibration pairs, and the threshold chosen on them."""
         from faceverify.compare.roc import roc_auc, roc_curve
         from faceverify.models.factory import LoadedNetwork
-        from faceverify.runtime.build import embedder_for
 
         network = LoadedNetwork(self.model, self.architecture, self.contract, source="training", file=None)
-        probe = embedder_for(network, channels_last=self.config.channels_last)
+        probe = chip_embedder(network, channels_last=self.config.channels_last)
         assert self.pairs is not None
         scores, labels = self.pairs.score(probe, batch_size=self.config.batch_size)
         self.calibration = self.calibrator.choose(scores, labels)
@@ -295,6 +314,7 @@ class Trainer:
             "epoch": epoch,
             "metrics": metrics,
             "best": self.best,
+            "early_stop": self.early_stop.state_dict(),
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "net": self.net.state_dict(),
@@ -328,7 +348,28 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"])
         self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
+        self.early_stop.load_state_dict(state.get("early_stop"))
+        self.resumed = dict(state["metrics"])
+        if "stopped_early" in self.resumed:
+            # the run is finished, not interrupted: training on would only repeat the verdict
+            log.info("'%s' had stopped early (%s); nothing to resume", path, self.resumed["stopped_early"])
+            self.start_epoch = self.config.epochs
+            return
         log.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
+
+
+def chip_embedder(network: LoadedNetwork, *, channels_last: bool = True) -> EmbeddingModel:
+    """An embedder that takes images as training does: already cut out, never searched for faces.
+
+    Training images of a face network (dlib's) are aligned chips (``faceverify prepare``
+    makes them), so validation pairs are scored without face detection, whatever the
+    contract's face template says; the template still travels with the checkpoint, so the
+    trained model detects and aligns real photos like the network it started from.
+    """
+    from faceverify.runtime.build import embedder_for
+
+    chips = replace(network, contract=replace(network.contract, face_template=None))
+    return embedder_for(chips, channels_last=channels_last)
 
 
 def _seed(seed: int, epoch: int, rank: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ def train_transform(config: TrainConfig, contract: PreprocessConfig) -> Any:
         crop_scale=augment.random_resized_crop,
         hflip=augment.hflip,
         color_jitter=augment.color_jitter,
+        random_erasing=augment.random_erasing,
     )
 
 
@@ -40,7 +42,7 @@ def make_optimizers(
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None, Scheduler | None]:
     center = getattr(net, "center", None)
     centers = set(map(id, center.parameters())) if center is not None else set()
-    params = [p for p in net.parameters() if id(p) not in centers]
+    params = _param_groups(config, net, exclude=centers)
     opt = config.optim
     optimizer: torch.optim.Optimizer
     if opt.name == "sgd":
@@ -56,11 +58,30 @@ def make_optimizers(
     return optimizer, center_optimizer, _schedule(config, optimizer)
 
 
+def _param_groups(config: TrainConfig, net: nn.Module, exclude: set[int]) -> list[dict[str, Any]]:
+    """One group, or two when fine-tuning: the new neck and head at ``optim.lr`` first (the
+    rate that is logged), then the pretrained backbone at ``lr × backbone_lr_scale``."""
+    params = [p for p in net.parameters() if id(p) not in exclude]
+    opt = config.optim
+    if opt.backbone_lr_scale == 1.0 and opt.freeze_backbone_epochs == 0:
+        return [{"params": params}]
+    backbone = set(map(id, net.get_submodule("embedder.backbone").parameters()))
+    return [
+        {"params": [p for p in params if id(p) not in backbone]},
+        {"params": [p for p in params if id(p) in backbone], "lr": opt.lr * opt.backbone_lr_scale},
+    ]
+
+
 def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Scheduler | None:
     s, epochs = config.schedule, config.epochs
+    freeze = config.optim.freeze_backbone_epochs
     if s.name == "plateau":
         if s.warmup_epochs:
             raise ConfigError("schedule.warmup_epochs works with cosine, step or none, not plateau")
+        if freeze:
+            raise ConfigError(
+                "optim.freeze_backbone_epochs works with schedule cosine, step or none, not plateau"
+            )
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=s.gamma, patience=s.patience
         )
@@ -76,7 +97,15 @@ def _schedule(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Schedule
             return s.gamma ** ((epoch - s.warmup_epochs) // s.step_epochs)
         return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def backbone_factor(epoch: int) -> float:
+        # a frozen backbone gets rate 0 (rather than requires_grad=False, which DDP's
+        # bucketed gradients and a resumed optimizer would both have to be told about)
+        return 0.0 if epoch < freeze else factor(epoch)
+
+    factors: list[Callable[[int], float]] = [factor]
+    if len(optimizer.param_groups) > 1:
+        factors.append(backbone_factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
 def precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
