@@ -108,7 +108,8 @@ def run_size(size: int, dim: int, args: argparse.Namespace, pg_url: str | None, 
     for kind in kinds:
         index_lines(table, kind, dim, (ids, owners, vectors), queries, args.probe_shares)
 
-    sqlite_store(table, dim, vectors, queries, workdir / f"sqlite-{size}-{dim}", args.enrol)
+    if size <= args.sqlite_max:
+        sqlite_store(table, dim, vectors, queries, workdir / f"sqlite-{size}-{dim}", args.enrol)
     if pg_url is not None:
         postgres_store(table, dim, vectors, queries, pg_url, args)
 
@@ -262,6 +263,9 @@ def main() -> None:
         "--pg-max", type=int, default=100_000, help="largest size also run on pgvector (0: none)"
     )
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size also run on HNSW")
+    parser.add_argument(
+        "--sqlite-max", type=int, default=10**9, help="largest size also run through SQLiteStore"
+    )
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -165,7 +165,7 @@ def reindex(args: argparse.Namespace) -> int:
     info = {
         "kind": index.kind,
         "faces": index.size,
-        "memory_mb": round(index.memory_bytes() / 2**20, 1),
+        "memory_mb": round(index.memory_bytes() / 2**20, 2),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(info) if args.json else "\t".join(f"{k} {v}" for k, v in info.items()))

@@ -232,8 +232,10 @@ class FaceIndex:
         return self.owners[self.alive], scores[..., self.alive]
 
     def memory_bytes(self) -> int:
-        """Approximate resident size: vectors (plus graph links for HNSW) and the id arrays."""
-        per_face = 4 * self.dim + 8 + 8 + 1 + (2 * HNSW_M * 4 if self.kind == "hnsw" else 0)
+        """Approximate resident size: vectors, the id arrays, and per kind the IVF lists'
+        ids or the HNSW graph's links."""
+        extra = {"exact": 0, "ivf": 8, "hnsw": 2 * HNSW_M * 4}[self.kind]
+        per_face = 4 * self.dim + 8 + 8 + 1 + extra
         return int(self.ids.size * per_face)
 
     def save(self, folder: Path) -> None:
