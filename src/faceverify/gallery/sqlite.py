@@ -331,7 +331,7 @@ class SQLiteStore(GalleryStore):
             wanted = self._wanted_kind(count)
             index = self._index or self._open_index(wanted, count)
             self._catch_up(index)
-            self._names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
+            self._learn_names()
         self._index, self._synced_generation, self._centroids = index, generation, None
         reason = index.drift(count, wanted)
         if reason is not None:
@@ -339,6 +339,13 @@ class SQLiteStore(GalleryStore):
         elif index.saved_size and index.ids.size > (1 + RESAVE_GROWTH) * index.saved_size:
             self._save(index)  # later processes then read fewer new faces from SQLite
         return self._index
+
+    def _learn_names(self) -> None:
+        """Add the names of people enrolled since the last call. Person ids are never
+        reused and names never change, so a large gallery is not read again after each
+        write; removed people keep a harmless entry (their faces are tombstoned)."""
+        known = max(self._names, default=0)
+        self._names.update(self._db.execute("SELECT id, name FROM people WHERE id > ?", (known,)).fetchall())
 
     def _count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
@@ -412,7 +419,7 @@ class SQLiteStore(GalleryStore):
         self._save(index)  # before anyone else can touch it: a consistent copy on disk
         with self._index_lock, self._snapshot(), self._errors():
             self._catch_up(index)
-            self._names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
+            self._learn_names()
             self._index, self._synced_generation, self._centroids = index, self._generation(), None
         return index
 
