@@ -9,6 +9,9 @@ import textwrap
 import threading
 from pathlib import Path
 
+import pytest
+
+from faceverify.errors import GalleryError
 from faceverify.gallery.base import Face
 from faceverify.gallery.index import INDEX_ARRAYS
 from faceverify.gallery.sqlite import SQLiteStore
@@ -119,3 +122,8 @@ def test_enrolling_from_threads_while_the_index_is_rebuilt_loses_nobody(tmp_path
     found = [store.search(VECTORS[p], 1, "best")[0].name for p in range(1000, 2000, 50)]
     assert found == [f"p{p}" for p in range(1000, 2000, 50)]
     store.close()
+
+
+def test_a_bad_probe_share_is_refused_with_the_valid_range(tmp_path: Path) -> None:
+    with pytest.raises(GalleryError, match=r"probe_share 0 must be above 0 and at most 1"):
+        SQLiteStore(tmp_path / "g", probe_share=0)

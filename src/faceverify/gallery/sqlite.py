@@ -47,6 +47,7 @@ from faceverify.gallery.base import (
 )
 from faceverify.gallery.index import (
     INDEX_MIN_FACES,
+    IVF_PROBE_SHARE,
     FaceIndex,
     Progress,
     check_kind,
@@ -97,6 +98,9 @@ class SQLiteStore(GalleryStore):
         index_min_faces: the size from which ``auto`` switches from exact search to IVF.
         background: rebuild a drifted index in a background thread (True) or inside the
             search that notices it (False: simpler for short scripts, slower there).
+        probe_share: share of the IVF lists each search scans: the default 0.5 found the
+            exact best face for ≥ 0.99 of hard probes; 0.25 is about twice as fast at
+            ~0.96, 0.125 four times at ~0.9 (``benchmarks/gallery_search.py``).
         busy_timeout: seconds a writer waits for another process's write to finish.
     """
 
@@ -107,13 +111,19 @@ class SQLiteStore(GalleryStore):
         index: str = "auto",
         index_min_faces: int = INDEX_MIN_FACES,
         background: bool = True,
+        probe_share: float = IVF_PROBE_SHARE,
         busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
+        if not 0 < probe_share <= 1:
+            raise GalleryError(
+                f"probe_share {probe_share} must be above 0 and at most 1 (the default is 0.5)"
+            )
         self.folder = Path(folder).expanduser()
         self.location = str(self.folder)
         self.index_kind = index if index == "auto" else check_kind(index)
         self.index_min_faces = index_min_faces
         self.background = background
+        self.probe_share = probe_share
         self.busy_timeout = busy_timeout
         if self.folder.exists() and not self.folder.is_dir():
             raise GalleryError(
@@ -294,6 +304,7 @@ class SQLiteStore(GalleryStore):
             order = np.argsort(-scores)[:top_k]
             return [Match(self._names[int(owners[i])], float(scores[i])) for i in order]
         if index.kind != "exact":
+            index.probe_share = self.probe_share
             owners, scores = index.search(query, max(10 * top_k, 50))
             return _first_per_owner(owners, scores, top_k, self._names)
         people, best = index.best_per_owner(query)
