@@ -6,8 +6,10 @@ any number of processes or machines can share the gallery. Each enrolment or rem
 one transaction, exactly as in the embedded gallery.
 
 Search settings (per transaction, ``SET LOCAL``): ``hnsw.ef_search`` =
-:data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact nearest face for only part
-of crowded face-like probes; see ``benchmarks/gallery_search.py``), and on pgvector 0.8+
+:data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact nearest face for 73% of
+crowded face-like probes at 10k faces and 32% at 100k; ``benchmarks/gallery_search.py``;
+a graph built with larger ``m``/``ef_construction`` is the way to more recall at
+100k+), and on pgvector 0.8+
 ``hnsw.iterative_scan = relaxed_order`` so a query always gets the candidates it asks
 for. Older pgvector (pgserver ships 0.6.2) has no iterative scans; the store checks the
 installed version instead of failing on an unknown setting.
@@ -47,8 +49,10 @@ from faceverify.gallery.base import (
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
-#: HNSW search breadth: recall@1 >= 0.99 on face-like 320-dim vectors at 100k faces.
-PG_EF_SEARCH = 200
+#: HNSW search breadth, pgvector's maximum: on face-like 320-dim vectors (pgvector 0.6.2,
+#: m 16, ef_construction 64) recall@1 was 0.995 at 10k faces (0.985 at 400, 0.960 at 200)
+#: and only 0.725 at 400 for 100k faces: crowded faces need the widest search.
+PG_EF_SEARCH = 1000
 #: pgvector's ceiling for ``hnsw.ef_search``.
 PG_EF_SEARCH_MAX = 1000
 #: First pgvector release with ``hnsw.iterative_scan``.
