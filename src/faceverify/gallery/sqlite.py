@@ -141,6 +141,7 @@ class SQLiteStore(GalleryStore):
         self._index: FaceIndex | None = None
         self._synced_generation = -1
         self._names: dict[int, str] = {}
+        self._names_upto = 0  # the highest person id in _names
         self._centroids: tuple[int, np.ndarray, np.ndarray] | None = None
         self._rebuilder: threading.Thread | None = None
         self._rebuild_failed = False
@@ -338,11 +339,13 @@ class SQLiteStore(GalleryStore):
         if self._index is not None and generation == self._synced_generation:
             return self._index
         with self._errors():
-            count = self._count()
-            wanted = self._wanted_kind(count)
-            index = self._index or self._open_index(wanted, count)
-            self._catch_up(index)
+            index = self._index
+            if index is None:
+                count = self._count()
+                index = self._open_index(self._wanted_kind(count), count)
+            count = self._catch_up(index)
             self._learn_names()
+        wanted = self._wanted_kind(count)
         self._index, self._synced_generation, self._centroids = index, generation, None
         reason = index.drift(count, wanted)
         if reason is not None:
@@ -355,8 +358,9 @@ class SQLiteStore(GalleryStore):
         """Add the names of people enrolled since the last call. Person ids are never
         reused and names never change, so a large gallery is not read again after each
         write; removed people keep a harmless entry (their faces are tombstoned)."""
-        known = max(self._names, default=0)
-        self._names.update(self._db.execute("SELECT id, name FROM people WHERE id > ?", (known,)).fetchall())
+        rows = self._db.execute("SELECT id, name FROM people WHERE id > ?", (self._names_upto,)).fetchall()
+        self._names.update(rows)
+        self._names_upto = max(self._names_upto, *(r[0] for r in rows)) if rows else self._names_upto
 
     def _count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
@@ -458,19 +462,19 @@ class SQLiteStore(GalleryStore):
             return not rebuilder.is_alive()
         return True
 
-    def _catch_up(self, index: FaceIndex) -> bool:
-        """Add faces newer than the index and tombstone removed ones; True if anything changed."""
+    def _catch_up(self, index: FaceIndex) -> int:
+        """Add faces newer than the index and tombstone removed ones; returns the number
+        of faces stored (so that a large gallery is counted once, not twice)."""
         known, live = index.max_id, index.size
         ids, owners, vectors = self._read_faces("WHERE id > ?", (known,))
         index.add(ids, owners, vectors)
         # ids are never reused, so nothing was removed when the older faces all remain:
         # a count over the primary key instead of reading every id of a large gallery
         older = int(self._db.execute("SELECT COUNT(*) FROM faces WHERE id <= ?", (known,)).fetchone()[0])
-        if older == live:
-            return bool(ids.size)
-        stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
-        index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
-        return True
+        if older != live:
+            stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
+            index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
+        return older + int(ids.size)
 
     def _read_faces(
         self, where: str, args: tuple[Any, ...], progress: Progress | None = None, total: int = 0
