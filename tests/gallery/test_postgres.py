@@ -40,3 +40,31 @@ def test_a_statement_the_server_refuses_is_a_gallery_error_in_its_words(pg_url: 
             store.drop()
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 admin.execute("DROP FUNCTION IF EXISTS faceverify_test_frozen()")
+
+
+def test_search_settings_fit_the_installed_pgvector_and_find_the_nearest_face(pg_url: str) -> None:
+    """ef_search is raised, and iterative scans are only asked of pgvector versions that have them."""
+    import numpy as np
+
+    from faceverify.gallery.base import Face
+    from faceverify.gallery.postgres import ITERATIVE_SCAN_SINCE
+    from faceverify.gallery.synthetic import FaceSpace
+
+    space = FaceSpace(16)
+    centres = space.identities(300, seed=1)
+    vectors, probes = space.photos(centres, seed=2), space.photos(centres[:30], seed=3)
+    with PostgresStore(pg_url) as store:
+        store.drop()
+        store.bind(MANIFEST)
+        try:
+            assert store.pgvector_version >= (0, 5, 0)
+            for i, vector in enumerate(vectors):
+                store.add(f"p{i}", [Face(vector, f"h{i}", "x")], None)
+            truth = [f"p{i}" for i in np.argmax(probes @ vectors.T, axis=1)]
+            assert [store.search(p, 1, "best")[0].name for p in probes] == truth
+            setting = store._db.execute(
+                "SELECT count(*) FROM pg_settings WHERE name = 'hnsw.iterative_scan'"
+            ).fetchone()[0]
+            assert bool(setting) == (store.pgvector_version >= ITERATIVE_SCAN_SINCE)
+        finally:
+            store.drop()

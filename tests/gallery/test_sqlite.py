@@ -10,12 +10,13 @@ import pytest
 
 from faceverify.errors import GalleryError
 from faceverify.gallery.base import Face
-from faceverify.gallery.sqlite import INDEX_NAME, SQLiteStore
+from faceverify.gallery.index import INDEX_ARRAYS
+from faceverify.gallery.sqlite import SQLiteStore
 from tests.gallery.conftest import DIM, MANIFEST
 
 
-def _random_gallery(folder: Path, people: int, hnsw_min_faces: int) -> tuple[SQLiteStore, np.ndarray]:
-    store = SQLiteStore(folder, hnsw_min_faces=hnsw_min_faces)
+def _random_gallery(folder: Path, people: int, index_min_faces: int) -> tuple[SQLiteStore, np.ndarray]:
+    store = SQLiteStore(folder, index_min_faces=index_min_faces)
     store.bind(MANIFEST)
     vectors = np.random.default_rng(0).normal(size=(people, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -24,28 +25,29 @@ def _random_gallery(folder: Path, people: int, hnsw_min_faces: int) -> tuple[SQL
     return store, vectors
 
 
-def test_hnsw_index_recall_persistence_and_tombstones(tmp_path: Path) -> None:
-    store, vectors = _random_gallery(tmp_path / "g", 1500, hnsw_min_faces=1000)
+def test_ivf_index_recall_persistence_and_tombstones(tmp_path: Path) -> None:
+    store, vectors = _random_gallery(tmp_path / "g", 1500, index_min_faces=1000)
     queries = vectors[:200] + np.random.default_rng(1).normal(0, 0.05, (200, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     truth = [f"p{i}" for i in np.argmax(queries @ vectors.T, axis=1)]
     found = [store.search(q, 1, "best")[0].name for q in queries]
     recall = np.mean([a == b for a, b in zip(found, truth)])
     assert recall >= 0.97
-    assert (tmp_path / "g" / INDEX_NAME).is_file()
+    assert (tmp_path / "g" / INDEX_ARRAYS).is_file()
     store.remove("p0")
     store.close()
-    reopened = SQLiteStore(tmp_path / "g", hnsw_min_faces=1000)  # loads the saved graph
+    reopened = SQLiteStore(tmp_path / "g", index_min_faces=1000)  # loads the saved index
     assert reopened.search(vectors[0], 3, "best")[0].name != "p0"
     reopened.close()
 
 
 def test_a_missing_or_broken_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
-    store, vectors = _random_gallery(tmp_path / "g", 1200, hnsw_min_faces=1000)
+    store, vectors = _random_gallery(tmp_path / "g", 1200, index_min_faces=1000)
     store.search(vectors[3], 1, "best")
     store.close()
-    (tmp_path / "g" / INDEX_NAME).write_bytes(b"garbage")
-    rebuilt = SQLiteStore(tmp_path / "g", hnsw_min_faces=1000)
+    for saved in (tmp_path / "g").glob("index*"):
+        saved.write_bytes(b"garbage")
+    rebuilt = SQLiteStore(tmp_path / "g", index_min_faces=1000)
     assert rebuilt.search(vectors[3], 1, "best")[0].name == "p3"
     rebuilt.close()
 

@@ -88,7 +88,7 @@ def _person_scores(owners: np.ndarray, vectors: np.ndarray, probes: np.ndarray, 
         _, centroids = unit_centroids(owners, vectors)
         scores: np.ndarray = probes @ centroids.T
         return scores
-    index = FaceIndex(vectors.shape[1], hnsw=False)  # exact, as galleries below HNSW_MIN_FACES
+    index = FaceIndex(vectors.shape[1], "exact")  # as galleries below INDEX_MIN_FACES
     index.add(np.arange(1, len(owners) + 1), owners, vectors)
     return index.best_per_owner(probes)[1]
 

@@ -4,6 +4,24 @@ Chosen by a ``postgresql://`` URL. Faces live in one table with a ``vector(D)`` 
 and an HNSW index using cosine distance, so searches stay fast at millions of faces and
 any number of processes or machines can share the gallery. Each enrolment or removal is
 one transaction, exactly as in the embedded gallery.
+
+Search settings (per transaction, ``SET LOCAL``): ``hnsw.ef_search`` =
+:data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact nearest face for 73% of
+crowded face-like probes at 10k faces and 32% at 100k; ``benchmarks/gallery_search.py``;
+a graph built with larger ``m``/``ef_construction`` is the way to more recall at
+100k+), and on pgvector 0.8+
+``hnsw.iterative_scan = relaxed_order`` so a query always gets the candidates it asks
+for. Older pgvector (pgserver ships 0.6.2) has no iterative scans; the store checks the
+installed version instead of failing on an unknown setting.
+
+Server configuration for 1M+ faces (the HNSW graph must fit in memory to stay fast;
+1M × 320-dim float32 vectors take 1.3 GB, the graph about 2 GB with pgvector's m = 16):
+``shared_buffers`` ≥ the index size (``SELECT pg_size_pretty(pg_relation_size(
+'faceverify_faces_hnsw'))``), ``effective_cache_size`` about 3/4 of RAM,
+``maintenance_work_mem`` ≥ the index size while building (e.g. ``'4GB'``; a build that
+overflows it becomes many times slower and says so in the log), and
+``max_parallel_maintenance_workers`` = cores − 1 (pgvector ≥ 0.7 builds HNSW in
+parallel). Bulk-load first and create the index after (``COPY``, then ``CREATE INDEX``).
 """
 
 from __future__ import annotations
@@ -28,10 +46,17 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
-from faceverify.gallery.index import HNSW_EF_SEARCH
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
+#: HNSW search breadth, pgvector's maximum: on face-like 320-dim vectors (pgvector 0.6.2,
+#: m 16, ef_construction 64) recall@1 was 0.995 at 10k faces (0.985 at 400, 0.960 at 200)
+#: and only 0.725 at 400 for 100k faces: crowded faces need the widest search.
+PG_EF_SEARCH = 1000
+#: pgvector's ceiling for ``hnsw.ef_search``.
+PG_EF_SEARCH_MAX = 1000
+#: First pgvector release with ``hnsw.iterative_scan``.
+ITERATIVE_SCAN_SINCE = (0, 8, 0)
 
 
 class PostgresStore(GalleryStore):
@@ -53,6 +78,8 @@ class PostgresStore(GalleryStore):
         with self._errors():
             self._db.execute("CREATE EXTENSION IF NOT EXISTS vector")
             self._create_meta()
+            row = self._db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            self.pgvector_version = _version(row[0] if row else "0")
         self._dim: int | None = None
         manifest = self.manifest()
         if manifest is not None:
@@ -208,7 +235,7 @@ class PostgresStore(GalleryStore):
                 ).fetchall()
             else:
                 fetch = FACES_PER_PERSON * top_k
-                self._db.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, fetch)}")
+                self._search_settings(fetch)
                 rows = self._db.execute(
                     "SELECT p.name, MAX(c.score) AS score FROM (SELECT person_id, 1 - (embedding <=> %s) AS score "
                     "FROM faceverify_faces ORDER BY embedding <=> %s LIMIT %s) c "
@@ -216,6 +243,13 @@ class PostgresStore(GalleryStore):
                     (q, q, fetch, top_k),
                 ).fetchall()
         return [Match(r[0], float(r[1])) for r in rows]
+
+    def _search_settings(self, fetch: int) -> None:
+        """The session settings of one search transaction (see the module docstring)."""
+        breadth = min(PG_EF_SEARCH_MAX, max(PG_EF_SEARCH, fetch))
+        self._db.execute(f"SET LOCAL hnsw.ef_search = {breadth}")
+        if self.pgvector_version >= ITERATIVE_SCAN_SINCE:
+            self._db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
 
     def drop(self) -> None:
         """Delete every person, face and the model binding: an empty, unbound gallery."""
@@ -232,6 +266,11 @@ def _as_array(value: Any) -> np.ndarray:
     # pgvector returns its own Vector type (newer releases) or a numpy array (older ones)
     array = value.to_numpy() if hasattr(value, "to_numpy") else value
     return np.asarray(array, dtype=np.float32)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``'0.6.2'`` as ``(0, 6, 2)``; unparsable parts count as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
 
 
 def _redact(url: str) -> str:

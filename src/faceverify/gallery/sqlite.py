@@ -5,16 +5,24 @@ enrolment or removal is one ``BEGIN IMMEDIATE`` transaction, so a crash or a kil
 the whole person or nothing, and several processes can read and write at once: writers
 queue on SQLite's lock (for up to :data:`BUSY_TIMEOUT_S`) instead of losing writes.
 Every write bumps a generation counter; a process whose index is older than the
-database brings it up to date (new faces added, removed ones tombstoned) before it
-searches, and saves HNSW indexes next to the database so the next process starts fast.
-Threads of one process are as safe as processes: each has its own connection, and the
-shared index cache is updated and searched under a lock.
+database brings it up to date (new faces appended, removed ones tombstoned) before it
+searches. Threads of one process are as safe as processes: each has its own connection,
+and the shared index cache is updated and searched under a lock.
+
+The index (see :mod:`faceverify.gallery.index`) is saved beside the database so the next
+process starts fast. It never blocks a command silently: a gallery whose saved index is
+missing is indexed in the foreground with a message and a progress bar on stderr; an
+index that has drifted (many removals, or an IVF trained on a far smaller gallery) is
+rebuilt in a background thread while searches go on with the current one, then swapped
+in under the lock. ``faceverify reindex`` (:meth:`SQLiteStore.reindex`) rebuilds on demand.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -37,13 +45,28 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
-from faceverify.gallery.index import HNSW_MIN_FACES, REBUILD_TOMBSTONE_SHARE, FaceIndex, unit_centroids
+from faceverify.gallery.index import (
+    INDEX_MIN_FACES,
+    IVF_PROBE_SHARE,
+    FaceIndex,
+    Progress,
+    check_kind,
+    choose_kind,
+    unit_centroids,
+)
 from faceverify.gallery.index import top_k as top_positions
 from faceverify.paths import timestamp
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "gallery.db"
-INDEX_NAME = "hnsw.faiss"
 BUSY_TIMEOUT_S = 30.0
+#: Reading or indexing at least this many faces shows a message and a progress bar.
+LOUD_BUILD_FACES = 20_000
+#: Save a grown index again once this share of its faces is newer than the saved copy.
+RESAVE_GROWTH = 0.1
+#: Rows fetched from SQLite at a time when reading the whole gallery.
+READ_CHUNK = 20_000
 SCHEMA_VERSION = "1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,7 +93,14 @@ class SQLiteStore(GalleryStore):
 
     Args:
         folder: the gallery folder (created when missing).
-        hnsw_min_faces: from this many faces on, search uses HNSW instead of exact search.
+        index: ``auto`` (exact search below ``index_min_faces`` faces, IVF from there on;
+            right for nearly everyone), or ``exact``, ``ivf`` or ``hnsw`` to force a kind.
+        index_min_faces: the size from which ``auto`` switches from exact search to IVF.
+        background: rebuild a drifted index in a background thread (True) or inside the
+            search that notices it (False: simpler for short scripts, slower there).
+        probe_share: share of the IVF lists each search scans: the default 0.5 found the
+            exact best face for ≥ 0.99 of hard probes; 0.25 is about twice as fast at
+            ~0.96, 0.125 four times at ~0.9 (``benchmarks/gallery_search.py``).
         busy_timeout: seconds a writer waits for another process's write to finish.
     """
 
@@ -78,12 +108,22 @@ class SQLiteStore(GalleryStore):
         self,
         folder: str | Path,
         *,
-        hnsw_min_faces: int = HNSW_MIN_FACES,
+        index: str = "auto",
+        index_min_faces: int = INDEX_MIN_FACES,
+        background: bool = True,
+        probe_share: float = IVF_PROBE_SHARE,
         busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
+        if not 0 < probe_share <= 1:
+            raise GalleryError(
+                f"probe_share {probe_share} must be above 0 and at most 1 (the default is 0.5)"
+            )
         self.folder = Path(folder).expanduser()
         self.location = str(self.folder)
-        self.hnsw_min_faces = hnsw_min_faces
+        self.index_kind = index if index == "auto" else check_kind(index)
+        self.index_min_faces = index_min_faces
+        self.background = background
+        self.probe_share = probe_share
         self.busy_timeout = busy_timeout
         if self.folder.exists() and not self.folder.is_dir():
             raise GalleryError(
@@ -101,7 +141,10 @@ class SQLiteStore(GalleryStore):
         self._index: FaceIndex | None = None
         self._synced_generation = -1
         self._names: dict[int, str] = {}
+        self._names_upto = 0  # the highest person id in _names
         self._centroids: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._rebuilder: threading.Thread | None = None
+        self._rebuild_failed = False
         with self._errors(), _transaction(self._db):
             # statement by statement: executescript() would commit our transaction first
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -261,7 +304,8 @@ class SQLiteStore(GalleryStore):
             scores = centroids @ query if len(owners) else np.empty(0)
             order = np.argsort(-scores)[:top_k]
             return [Match(self._names[int(owners[i])], float(scores[i])) for i in order]
-        if index.hnsw:
+        if index.kind != "exact":
+            index.probe_share = self.probe_share
             owners, scores = index.search(query, max(10 * top_k, 50))
             return _first_per_owner(owners, scores, top_k, self._names)
         people, best = index.best_per_owner(query)
@@ -294,43 +338,157 @@ class SQLiteStore(GalleryStore):
         generation = self._generation()
         if self._index is not None and generation == self._synced_generation:
             return self._index
-        dim = int((self.manifest() or {}).get("embedding_dim", 1))
         with self._errors():
-            count = int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-            hnsw = count >= self.hnsw_min_faces
             index = self._index
-            if index is None or index.hnsw != hnsw:
-                index = (FaceIndex.load(self.folder / INDEX_NAME, dim) if hnsw else None) or FaceIndex(
-                    dim, hnsw=hnsw
-                )
-            changed = self._catch_up(index)
-            if index.tombstone_share > REBUILD_TOMBSTONE_SHARE:
-                index, changed = FaceIndex(dim, hnsw=hnsw), True
-                self._catch_up(index)
-            self._names = dict(self._db.execute("SELECT id, name FROM people").fetchall())
-        if changed and index.hnsw:
-            index.save(self.folder / INDEX_NAME)
+            if index is None:
+                count = self._count()
+                index = self._open_index(self._wanted_kind(count), count)
+            count = self._catch_up(index)
+            self._learn_names()
+        wanted = self._wanted_kind(count)
         self._index, self._synced_generation, self._centroids = index, generation, None
+        reason = index.drift(count, wanted)
+        if reason is not None:
+            self._refresh(wanted, reason)
+        elif index.saved_size and index.ids.size > (1 + RESAVE_GROWTH) * index.saved_size:
+            self._save(index)  # later processes then read fewer new faces from SQLite
+        return self._index
+
+    def _learn_names(self) -> None:
+        """Add the names of people enrolled since the last call. Person ids are never
+        reused and names never change, so a large gallery is not read again after each
+        write; removed people keep a harmless entry (their faces are tombstoned)."""
+        rows = self._db.execute("SELECT id, name FROM people WHERE id > ?", (self._names_upto,)).fetchall()
+        self._names.update(rows)
+        self._names_upto = max(self._names_upto, *(r[0] for r in rows)) if rows else self._names_upto
+
+    def _count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+    def _dim(self) -> int:
+        return int((self.manifest() or {}).get("embedding_dim", 1))
+
+    def _wanted_kind(self, count: int) -> str:
+        return choose_kind(count, self.index_min_faces) if self.index_kind == "auto" else self.index_kind
+
+    def _open_index(self, kind: str, count: int) -> FaceIndex:
+        """The saved index (of whatever kind; a wrong kind is rebuilt later), or a new one."""
+        saved = FaceIndex.load(self.folder, self._dim()) if kind != "exact" else None
+        if saved is not None:
+            return saved
+        if count >= LOUD_BUILD_FACES and kind != "exact":
+            log.info(
+                "gallery %s has no saved index yet: indexing %s faces once (later runs load it)",
+                self.folder,
+                f"{count:,}",
+            )
+        return self._build(kind, count)
+
+    def _build(self, kind: str, count: int) -> FaceIndex:
+        """A new index of every face in the current snapshot (progress bar on large galleries)."""
+        with _progress_bar(count >= LOUD_BUILD_FACES) as progress:
+            ids, owners, vectors = self._read_faces("", (), progress, count)
+            index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, progress)
+        if kind != "exact":
+            self._save(index)
         return index
 
-    def _catch_up(self, index: FaceIndex) -> bool:
-        """Add faces newer than the index and tombstone removed ones; True if anything changed."""
-        ids, owners, vectors = self._read_faces("WHERE id > ?", (index.max_id,))
-        index.add(ids, owners, vectors)
-        live = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
-        gone = np.setdiff1d(index.ids[index.alive], live, assume_unique=True)
-        index.remove(gone)
-        return bool(ids.size or gone.size)
+    def _save(self, index: FaceIndex) -> None:
+        try:
+            index.save(self.folder)
+        except OSError as exc:  # a read-only folder: still searchable, rebuilt by the next process
+            log.warning("gallery %s: could not save its index (%s); searches still work", self.folder, exc)
 
-    def _read_faces(self, where: str, args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self._db.execute(
-            f"SELECT id, person_id, vector FROM faces {where} ORDER BY id", args
-        ).fetchall()
-        dim = int((self.manifest() or {}).get("embedding_dim", 1))
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        owners = np.array([r[1] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim)
-        return ids, owners, vectors
+    def _refresh(self, kind: str, reason: str) -> None:
+        """Rebuild a drifted index: in the background (searches go on) or right here."""
+        if not self.background:
+            with self._errors():
+                self._index = self._build(kind, self._count())
+            return
+        if self._rebuild_failed or (self._rebuilder is not None and self._rebuilder.is_alive()):
+            return
+        log.info("gallery %s: rebuilding its index in the background (%s)", self.folder, reason)
+        self._rebuilder = threading.Thread(
+            target=self._rebuild_quietly, args=(kind,), name="faceverify-reindex", daemon=True
+        )
+        self._rebuilder.start()
+
+    def _rebuild_quietly(self, kind: str) -> None:
+        try:
+            self._rebuild(kind, progress=False)
+        except Exception as exc:  # the current index still answers; say why once
+            self._rebuild_failed = True
+            if not self._closed:
+                log.warning("gallery %s: background index rebuild failed: %s", self.folder, exc)
+
+    def _rebuild(self, kind: str, *, progress: bool | Progress) -> FaceIndex:
+        """Build a new index from a snapshot without holding the lock, then catch it up
+        with what was written meanwhile and swap it in under the lock."""
+        with self._errors(), self._snapshot():
+            count = self._count()
+            with _progress_bar(progress is True) as bar:
+                report = progress if callable(progress) else bar
+                ids, owners, vectors = self._read_faces("", (), report, count)
+                index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, report)
+        del vectors
+        self._save(index)  # before anyone else can touch it: a consistent copy on disk
+        with self._index_lock, self._snapshot(), self._errors():
+            self._catch_up(index)
+            self._learn_names()
+            self._index, self._synced_generation, self._centroids = index, self._generation(), None
+        return index
+
+    def reindex(self, *, progress: bool | Progress = False) -> FaceIndex:
+        """Rebuild the index now, in this thread (of the kind the store's ``index`` option
+        picks); other threads keep searching with the current index meanwhile.
+
+        Args:
+            progress: True shows a progress bar on stderr; a ``Progress`` callable
+                (``stage, done, total``) receives the steps instead.
+
+        Returns:
+            The new index (``kind``, ``size``, ``memory_bytes()`` describe it).
+        """
+        self.wait_for_index()
+        with self._errors(), self._snapshot():
+            wanted = self._wanted_kind(self._count())
+        return self._rebuild(wanted, progress=progress)
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to finish; False if it still runs after ``timeout`` s."""
+        rebuilder = self._rebuilder
+        if rebuilder is not None:
+            rebuilder.join(timeout)
+            return not rebuilder.is_alive()
+        return True
+
+    def _catch_up(self, index: FaceIndex) -> int:
+        """Add faces newer than the index and tombstone removed ones; returns the number
+        of faces stored (so that a large gallery is counted once, not twice)."""
+        known, live = index.max_id, index.size
+        ids, owners, vectors = self._read_faces("WHERE id > ?", (known,))
+        index.add(ids, owners, vectors)
+        # ids are never reused, so nothing was removed when the older faces all remain:
+        # a count over the primary key instead of reading every id of a large gallery
+        older = int(self._db.execute("SELECT COUNT(*) FROM faces WHERE id <= ?", (known,)).fetchone()[0])
+        if older != live:
+            stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
+            index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
+        return older + int(ids.size)
+
+    def _read_faces(
+        self, where: str, args: tuple[Any, ...], progress: Progress | None = None, total: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cursor = self._db.execute(f"SELECT id, person_id, vector FROM faces {where} ORDER BY id", args)
+        dim = self._dim()
+        ids, owners, vectors = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty((0, dim), "<f4")]
+        while rows := cursor.fetchmany(READ_CHUNK):
+            ids.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            owners.append(np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
+            vectors.append(np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim))
+            if progress is not None:
+                progress("reading", sum(map(len, ids)), total)
+        return np.concatenate(ids), np.concatenate(owners), np.concatenate(vectors)
 
     def _centroid_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """Each person's unit mean vector (exact over people; cached per generation)."""
@@ -341,7 +499,9 @@ class SQLiteStore(GalleryStore):
         return self._centroids[1], self._centroids[2]
 
     def close(self) -> None:
-        """Close every thread's connection; call it when no thread uses the store any more."""
+        """Close every thread's connection; call it when no thread uses the store any more.
+
+        A background rebuild still running is abandoned (the saved index stays valid)."""
         self._closed = True
         with self._handles_lock:
             for handle in list(self._handles):
@@ -380,3 +540,28 @@ def _first_per_owner(
             if len(matches) == top_k:
                 break
     return matches
+
+
+@contextmanager
+def _progress_bar(show: bool) -> Iterator[Progress | None]:
+    """A ``Progress`` callback drawing one tqdm bar per stage on stderr (None when hidden)."""
+    if not show or not log.isEnabledFor(logging.INFO):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total, desc=f"index: {stage}", unit="face", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()

@@ -1,0 +1,81 @@
+"""The embedded gallery's index kinds: recall on face-like vectors, persistence, and
+adds/removals after a build (no rebuild needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceverify.gallery.index import INDEX_ARRAYS, FaceIndex, choose_kind, ivf_lists
+from faceverify.gallery.synthetic import FaceSpace
+
+DIM, PEOPLE = 32, 3000
+
+
+@pytest.fixture(scope="module")
+def gallery() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crowded face-like vectors, and probes that are another photo of an enrolled person."""
+    space = FaceSpace(DIM)
+    centres = space.identities(PEOPLE, seed=1)
+    return space.photos(centres, seed=2), space.photos(centres[:200], seed=3), np.arange(200)
+
+
+def _recall(index: FaceIndex, vectors: np.ndarray, probes: np.ndarray) -> float:
+    truth = np.argmax(probes @ vectors.T, axis=1)
+    found = np.array([index.search(p, 1)[0][0] for p in probes])
+    return float(np.mean(found == truth))
+
+
+def test_face_like_vectors_are_crowded_like_real_embeddings(gallery: tuple[np.ndarray, ...]) -> None:
+    vectors, probes, mates = gallery
+    impostors = vectors[:500] @ vectors[500:1000].T
+    genuine = np.sum(probes * vectors[mates], axis=1)
+    assert 0.82 < impostors.mean() < 0.86
+    assert genuine.mean() > impostors.mean() + 0.08
+
+
+@pytest.mark.parametrize(("kind", "floor"), [("exact", 1.0), ("ivf", 0.97), ("hnsw", 0.9)])
+def test_each_kind_finds_the_exact_nearest_face_and_survives_a_reload(
+    gallery: tuple[np.ndarray, ...], tmp_path: Path, kind: str, floor: float
+) -> None:
+    vectors, probes, _ = gallery
+    index = FaceIndex.build(DIM, kind, np.arange(1, PEOPLE + 1), np.arange(PEOPLE), vectors)
+    assert _recall(index, vectors, probes) >= floor
+    index.remove(np.array([1, 2, 3]))
+    index.save(tmp_path)
+    loaded = FaceIndex.load(tmp_path, DIM)
+    if kind == "exact":  # rebuilt from SQLite, never saved
+        assert loaded is None and not (tmp_path / INDEX_ARRAYS).exists()
+        return
+    assert loaded is not None and loaded.kind == kind and loaded.size == PEOPLE - 3
+    for probe in probes[:20]:
+        before, after = index.search(probe, 5), loaded.search(probe, 5)
+        np.testing.assert_array_equal(before[0], after[0])
+        assert not set(after[0]) & {0, 1, 2}  # tombstones are saved too
+    assert FaceIndex.load(tmp_path, DIM + 1) is None  # another model's index is not used
+
+
+def test_ivf_takes_adds_and_removals_after_its_build_without_retraining(
+    gallery: tuple[np.ndarray, ...],
+) -> None:
+    vectors, _, _ = gallery
+    index = FaceIndex.build(DIM, "ivf", np.arange(1, 2001), np.arange(2000), vectors[:2000])
+    trained = index._ann
+    index.add(np.arange(2001, PEOPLE + 1), np.arange(2000, PEOPLE), vectors[2000:])
+    assert index._ann is trained and index.trained_on == 2000
+    assert [index.search(vectors[i], 1)[0][0] for i in (2000, 2500, 2999)] == [2000, 2500, 2999]
+    index.remove(np.array([2501]))
+    assert index.search(vectors[2500], 1)[0][0] != 2500
+    assert index.drift(PEOPLE, "ivf") is None
+    assert "trained on 2,000" in (index.drift(4 * 2000 + 1, "ivf") or "")
+    index.remove(np.arange(1, 1000))
+    assert "removed" in (index.drift(PEOPLE, "ivf") or "")
+
+
+def test_kinds_and_list_counts_follow_the_gallery_size() -> None:
+    assert choose_kind(49_999) == "exact" and choose_kind(50_000) == "ivf"
+    assert choose_kind(10, min_faces=5) == "ivf"
+    assert ivf_lists(1_000_000) == 1024 and ivf_lists(100_000) == 256
+    assert ivf_lists(40) == 5 and ivf_lists(0) == 1
