@@ -52,6 +52,17 @@ def margin_at(target: float, progress: float, warmup: float) -> float:
     return target * max(progress, 0.0) / warmup
 
 
+def auto_scale(classes: int) -> float:
+    """The logit scale for a normalised head over ``classes`` identities: sqrt(2)·ln(C - 1).
+
+    This is the fixed scale AdaCos (Zhang et al., 2019) derives: just large enough that
+    the true class can take nearly all the probability mass, so gradients neither vanish
+    (scale too large) nor stay too weak to separate classes (too small). Floored at 4 for
+    sets of a handful of identities.
+    """
+    return max(4.0, math.sqrt(2.0) * math.log(max(classes - 1, 1)))
+
+
 class ClassifierHead(nn.Module):
     """Identity logits from embeddings: plain linear or a normalised margin head.
 

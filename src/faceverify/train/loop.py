@@ -35,7 +35,7 @@ from faceverify.train.checkpoint import restore_rng, save_checkpoint
 from faceverify.train.config import TrainConfig
 from faceverify.train.data import IdentityFolder, collate
 from faceverify.train.early_stop import EarlyStop
-from faceverify.train.heads import CenterLoss, ClassifierHead, margin_at
+from faceverify.train.heads import CenterLoss, ClassifierHead, auto_scale, margin_at
 from faceverify.train.logbook import Logbook
 from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
 
@@ -100,7 +100,11 @@ class Trainer:
         self.calibration: Calibration | None = None  # that of the network as last validated
         dim = self.model.num_features
         head = ClassifierHead(
-            config.loss.head, dim, len(self.classes), scale=config.loss.scale, margin=config.loss.margin
+            config.loss.head,
+            dim,
+            len(self.classes),
+            scale=auto_scale(len(self.classes)) if config.loss.scale is None else config.loss.scale,
+            margin=config.loss.margin,
         )
         center = CenterLoss(len(self.classes), dim) if config.loss.center_weight > 0 else None
         self.net = TrainNet(self.model, head, center).to(world.device)
