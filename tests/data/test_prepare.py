@@ -251,3 +251,19 @@ def test_a_64_pixel_model_sees_at_inference_exactly_the_crops_it_trained_on(
     at_inference = prepare_photo(model, load_image(tree / source), FAST.faces, source)[0].tensor
     trained_on = model.prepare(load_image(out / str(_status(out)[source][1])))
     assert torch.equal(at_inference, trained_on)
+
+
+def test_a_model_trained_on_112_pixel_crops_aligns_photos_to_their_template(
+    copy: Path, tree: Path, tmp_path: Path
+) -> None:
+    """ArcFace-template crops train a checkpoint that names arcface112, so `--detect` at
+    inference aligns photos as the crops were (without it: dlib-style chips, a skew)."""
+    from faceverify import build_model
+    from faceverify.train.config import load_config
+    from faceverify.train.loop import train
+
+    report = prepare_photos(tree, copy, crop=CropOptions(size=112, faces=FAST.faces), progress=False)
+    settings = [*report.train_overrides, "data.workers=0", "model.args={width: 8}", "epochs=1"]
+    train(load_config(None, [*settings, "batch_size=4", f"out={tmp_path / 'run'}"]))
+    model = build_model(weights=tmp_path / "run" / "best.pt", device="cpu")
+    assert model.preprocess.face_template == "arcface112"

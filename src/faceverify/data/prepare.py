@@ -218,6 +218,19 @@ def prepare_photos(
     return run.report(plan, reused)
 
 
+def prepared_template(root: str | Path) -> str | None:
+    """The face template a ``prepare`` output folder's crops were aligned to (``dlib64``,
+    ``arcface112``, ``dlib150``), or None when ``root`` was not made by ``prepare``."""
+    manifest = Path(root) / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        template = json.loads(manifest.read_text(encoding="utf-8"))["options"]["crop"]["template"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return template if isinstance(template, str) else None
+
+
 @dataclass(frozen=True)
 class _Source:
     path: Path

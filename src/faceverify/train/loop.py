@@ -37,7 +37,13 @@ from faceverify.train.data import IdentityFolder, collate
 from faceverify.train.early_stop import EarlyStop
 from faceverify.train.heads import CenterLoss, ClassifierHead, auto_scale, margin_at
 from faceverify.train.logbook import Logbook
-from faceverify.train.setup import build_network, make_optimizers, precision, train_transform
+from faceverify.train.setup import (
+    build_network,
+    contract_for_data,
+    make_optimizers,
+    precision,
+    train_transform,
+)
 
 if TYPE_CHECKING:
     from faceverify.compare.calibration import Calibration
@@ -79,8 +85,9 @@ class Trainer:
         self.config, self.world = config, world
         self.out = Path(config.out)
         _seed(config.seed, 0, world.rank)
-        self.model, self.contract, self.architecture = build_network(config)
+        self.model, contract, self.architecture = build_network(config)
         root = Path(config.data.root)
+        self.contract = contract_for_data(contract, root)
         self.train_set = IdentityFolder(
             root / config.data.train_dir, train_transform(config, self.contract), exclude=held_out
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +18,7 @@ from faceverify.models.neck import EmbeddingNetwork
 from faceverify.preprocess import PreprocessConfig, training_transform
 from faceverify.train.config import TrainConfig
 
+log = logging.getLogger(__name__)
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
@@ -23,6 +27,34 @@ def build_network(config: TrainConfig) -> tuple[EmbeddingNetwork, PreprocessConf
     base = load_network(config.model.name, weights=config.model.weights, model_args=config.model.args)
     network = EmbeddingNetwork(base.network, config.model.embedding_dim)
     return network, base.contract.override(input_size=config.model.input_size), base.name
+
+
+def contract_for_data(contract: PreprocessConfig, root: str | Path) -> PreprocessConfig:
+    """The contract, naming the face template the training crops were aligned to.
+
+    Crops made by ``faceverify prepare`` record their template; the checkpoint must carry it
+    so that ``--detect`` at inference aligns photos exactly as the training crops were
+    (without it a 112-px model trained on ArcFace-template crops would be fed dlib-style
+    chips). dlib-style chips at the input size are what a contract without a template gets
+    anyway, so ``dlib64`` needs no entry.
+    """
+    from faceverify.data.prepare import prepared_template
+    from faceverify.faces.align import TEMPLATES
+
+    template = prepared_template(root)
+    if template is None or template not in TEMPLATES or template == contract.face_template:
+        return contract
+    if contract.face_template is not None:
+        log.warning(
+            "the training crops in '%s' were aligned to %s but the network expects %s: "
+            "the checkpoint keeps %s (prepare the photos again with the matching --size)",
+            root,
+            template,
+            contract.face_template,
+            contract.face_template,
+        )
+        return contract
+    return replace(contract, face_template=template)
 
 
 def train_transform(config: TrainConfig, contract: PreprocessConfig) -> Any:
