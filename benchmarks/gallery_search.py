@@ -7,7 +7,10 @@ case: on random or well-separated vectors every index looks perfect. Lines per s
 
 * ``numpy``: ``argmax(V @ q)``, the exact reference (recall@1 is measured against it);
 * ``exact``: the embedded gallery's exact index (used below 50,000 faces);
-* ``ivf 1/8``...: the IVF index scanning that share of its lists (``*``: the default);
+* ``pq``: 4-bit codes scanned in one shard per core, top candidates re-scored exactly
+  (the default from 50,000 faces); ``pq 1 shard``: the same in one thread, as each of
+  several concurrent searches gets on a busy machine;
+* ``ivf 1/8``...: the IVF index scanning that share of its lists;
 * ``hnsw``: faiss HNSW (only up to ``--hnsw-max`` faces: its build is the slow one);
 * ``sqlite``: ``SQLiteStore`` with its automatic index: ``reindex`` time, search through
   the store, cold start (open + first search with the saved index), enrolment of
@@ -104,7 +107,7 @@ def run_size(size: int, dim: int, args: argparse.Namespace, pg_url: str | None, 
     table = Table(brute[2], mates)
     table.line("numpy", None, brute, vectors.nbytes / MIB)
 
-    kinds = ["exact", "ivf"] + (["hnsw"] if size <= args.hnsw_max else [])
+    kinds = [k for k in args.kinds if k != "hnsw" or size <= args.hnsw_max]
     for kind in kinds:
         index_lines(table, kind, dim, (ids, owners, vectors), queries, args.probe_shares)
 
@@ -122,13 +125,28 @@ def index_lines(
     queries: np.ndarray,
     probe_shares: list[float],
 ) -> None:
-    """Build one index kind in memory and measure it (IVF once per probe share)."""
-    started = time.perf_counter()
-    index = FaceIndex.build(dim, kind, *faces)
-    build = time.perf_counter() - started
+    """Build one index kind in memory and measure it (IVF once per probe share, pq with
+    one shard per core and with one shard)."""
+    for shards in [None, 1] if kind == "pq" else [None]:
+        started = time.perf_counter()
+        index = FaceIndex.build(dim, kind, *faces, shards=shards)
+        build = time.perf_counter() - started
+        if kind == "pq":
+            codes = index._codes
+            assert codes is not None
+            name = "pq 1 shard" if shards == 1 else "pq*"
+            stats = timed(lambda q, index=index: int(index.search(q, 1)[0][0]), queries)
+            table.line(name, build, stats, index.memory_bytes() / MIB, f"{len(codes.sizes())} shard(s)")
+            continue
+        ivf_lines(table, kind, index, build, queries, probe_shares)
+
+
+def ivf_lines(
+    table: Table, kind: str, index: FaceIndex, build: float, queries: np.ndarray, probe_shares: list[float]
+) -> None:
     for share in probe_shares if kind == "ivf" else [IVF_PROBE_SHARE]:
         index.probe_share = share
-        name = f"ivf 1/{round(1 / share)}{'*' if share == IVF_PROBE_SHARE else ''}" if kind == "ivf" else kind
+        name = f"ivf 1/{round(1 / share)}" if kind == "ivf" else kind
         stats = timed(lambda q: int(index.search(q, 1)[0][0]), queries)
         table.line(name, build, stats, index.memory_bytes() / MIB)
 
@@ -254,6 +272,9 @@ def main() -> None:
         "--dims", type=int, nargs="+", default=[320], help="embedding sizes (320; 128 512 too)"
     )
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--kinds", nargs="+", default=["exact", "pq", "ivf", "hnsw"], help="index kinds to measure"
+    )
     parser.add_argument("--enrol", type=int, default=300, help="people enrolled into each large gallery")
     parser.add_argument(
         "--probe-shares", type=float, nargs="+", default=[1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2]

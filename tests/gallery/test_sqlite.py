@@ -25,7 +25,7 @@ def _random_gallery(folder: Path, people: int, index_min_faces: int) -> tuple[SQ
     return store, vectors
 
 
-def test_ivf_index_recall_persistence_and_tombstones(tmp_path: Path) -> None:
+def test_large_gallery_index_recall_persistence_and_tombstones(tmp_path: Path) -> None:
     store, vectors = _random_gallery(tmp_path / "g", 1500, index_min_faces=1000)
     queries = vectors[:200] + np.random.default_rng(1).normal(0, 0.05, (200, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)

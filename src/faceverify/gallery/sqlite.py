@@ -12,7 +12,7 @@ and the shared index cache is updated and searched under a lock.
 The index (see :mod:`faceverify.gallery.index`) is saved beside the database so the next
 process starts fast. It never blocks a command silently: a gallery whose saved index is
 missing is indexed in the foreground with a message and a progress bar on stderr; an
-index that has drifted (many removals, or an IVF trained on a far smaller gallery) is
+index that has drifted (many removals, or codes trained on a far smaller gallery) is
 rebuilt in a background thread while searches go on with the current one, then swapped
 in under the lock. ``faceverify reindex`` (:meth:`SQLiteStore.reindex`) rebuilds on demand.
 """
@@ -93,14 +93,15 @@ class SQLiteStore(GalleryStore):
 
     Args:
         folder: the gallery folder (created when missing).
-        index: ``auto`` (exact search below ``index_min_faces`` faces, IVF from there on;
-            right for nearly everyone), or ``exact``, ``ivf`` or ``hnsw`` to force a kind.
-        index_min_faces: the size from which ``auto`` switches from exact search to IVF.
+        index: ``auto`` (exact search below ``index_min_faces`` faces, compressed ``pq``
+            codes from there on; right for nearly everyone), or ``exact``, ``pq``, ``ivf``
+            or ``hnsw`` to force a kind (:mod:`faceverify.gallery.index` compares them).
+        index_min_faces: the size from which ``auto`` switches from exact search to ``pq``.
         background: rebuild a drifted index in a background thread (True) or inside the
             search that notices it (False: simpler for short scripts, slower there).
-        probe_share: share of the IVF lists each search scans: the default 0.5 found the
-            exact best face for ≥ 0.99 of hard probes; 0.25 is about twice as fast at
-            ~0.96, 0.125 four times at ~0.9 (``benchmarks/gallery_search.py``).
+        probe_share: ``ivf`` only: share of the lists each search scans: the default 0.5
+            found the exact best face for ≥ 0.99 of hard probes; 0.25 is about twice as
+            fast at ~0.96, 0.125 four times at ~0.9 (``benchmarks/gallery_search.py``).
         busy_timeout: seconds a writer waits for another process's write to finish.
     """
 
