@@ -6,9 +6,9 @@ person. Probes are *another* photo of an enrolled person (fresh photo noise), th
 case: on random or well-separated vectors every index looks perfect. Lines per size:
 
 * ``numpy``: ``argmax(V @ q)``, the exact reference (recall@1 is measured against it);
-* ``exact``: the embedded gallery's exact index (used below 50,000 faces);
+* ``exact``: the embedded gallery's exact index (used below 20,000 faces);
 * ``pq``: 4-bit codes scanned in one shard per core, top candidates re-scored exactly
-  (the default from 50,000 faces); ``pq 1 shard``: the same in one thread, as each of
+  (the default from 20,000 faces); ``pq 1 shard``: the same in one thread, as each of
   several concurrent searches gets on a busy machine;
 * ``ivf 1/8``...: the IVF index scanning that share of its lists;
 * ``hnsw``: faiss HNSW (only up to ``--hnsw-max`` faces: its build is the slow one);

@@ -120,7 +120,7 @@ def test_rows_grow_without_copying_on_every_append() -> None:
 
 
 def test_kinds_codes_and_list_counts_follow_the_gallery_size() -> None:
-    assert choose_kind(49_999) == "exact" and choose_kind(50_000) == "pq"
+    assert choose_kind(19_999) == "exact" and choose_kind(20_000) == "pq"
     assert choose_kind(10, min_faces=5) == "pq"
     # 4 bits per 8 dimensions (per 2 below 256), split exactly (faiss needs a divisor)
     assert [subquantizers(d) for d in (32, 128, 320, 512, 100, 1)] == [16, 64, 40, 64, 50, 1]
