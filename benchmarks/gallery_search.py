@@ -246,6 +246,8 @@ def postgres_store(
 
 def _bulk_load_postgres(store: Any, vectors: np.ndarray) -> None:
     """COPY people and faces, then build the HNSW index once (as the README advises)."""
+    from faceverify.gallery import postgres
+
     db = store._db
     db.execute("DROP INDEX IF EXISTS faceverify_faces_hnsw")
     with db.transaction(), db.cursor() as cursor:
@@ -260,9 +262,7 @@ def _bulk_load_postgres(store: Any, vectors: np.ndarray) -> None:
     db.execute("SELECT setval('faceverify_people_id_seq', %s)", (len(vectors),))
     db.execute("SET maintenance_work_mem = '2GB'")
     db.execute("SET max_parallel_maintenance_workers = 1")
-    db.execute(
-        "CREATE INDEX faceverify_faces_hnsw ON faceverify_faces USING hnsw (embedding vector_cosine_ops)"
-    )
+    db.execute(postgres.hnsw_index_sql())
 
 
 def main() -> None:

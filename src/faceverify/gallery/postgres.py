@@ -5,17 +5,18 @@ and an HNSW index using cosine distance, so searches stay fast at millions of fa
 any number of processes or machines can share the gallery. Each enrolment or removal is
 one transaction, exactly as in the embedded gallery.
 
-Search settings (per transaction, ``SET LOCAL``): ``hnsw.ef_search`` =
-:data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact nearest face for 73% of
-crowded face-like probes at 10k faces and 32% at 100k; ``benchmarks/gallery_search.py``;
-a graph built with larger ``m``/``ef_construction`` is the way to more recall at
-100k+), and on pgvector 0.8+
+The HNSW graph is built with ``m`` = :data:`PG_HNSW_M` and ``ef_construction`` =
+:data:`PG_HNSW_EF_CONSTRUCTION` (pgvector's defaults are 16 and 64): crowded face
+embeddings need a denser graph. Search settings (per transaction, ``SET LOCAL``):
+``hnsw.ef_search`` = :data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact
+nearest face for 73% of crowded face-like probes at 10k faces and 32% at 100k;
+``benchmarks/gallery_search.py``), and on pgvector 0.8+
 ``hnsw.iterative_scan = relaxed_order`` so a query always gets the candidates it asks
 for. Older pgvector (pgserver ships 0.6.2) has no iterative scans; the store checks the
 installed version instead of failing on an unknown setting.
 
 Server configuration for 1M+ faces (the HNSW graph must fit in memory to stay fast;
-1M × 320-dim float32 vectors take 1.3 GB, the graph about 2 GB with pgvector's m = 16):
+1M × 320-dim float32 vectors take 1.3 GB, the graph more than 2 GB at m = 32):
 ``shared_buffers`` ≥ the index size (``SELECT pg_size_pretty(pg_relation_size(
 'faceverify_faces_hnsw'))``), ``effective_cache_size`` about 3/4 of RAM,
 ``maintenance_work_mem`` ≥ the index size while building (e.g. ``'4GB'``; a build that
@@ -49,14 +50,27 @@ from faceverify.gallery.base import (
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
+#: HNSW graph degree and build breadth. On 100k face-like 320-dim faces (pgvector 0.6.2,
+#: ef_search 1000) pgvector's defaults (16, 64) found the exact best face for 85.5% of
+#: probes; (32, 128) for 97.5%, at 2.6× the build time (403 s on a busy 2-core machine).
+PG_HNSW_M, PG_HNSW_EF_CONSTRUCTION = 32, 128
 #: HNSW search breadth, pgvector's maximum: on face-like 320-dim vectors (pgvector 0.6.2,
 #: m 16, ef_construction 64) recall@1 was 0.995 at 10k faces (0.985 at 400, 0.960 at 200)
-#: and only 0.725 at 400 for 100k faces: crowded faces need the widest search.
+#: and 0.855 at 100k faces (0.735 at 400): crowded faces need the widest search.
 PG_EF_SEARCH = 1000
 #: pgvector's ceiling for ``hnsw.ef_search``.
 PG_EF_SEARCH_MAX = 1000
 #: First pgvector release with ``hnsw.iterative_scan``.
 ITERATIVE_SCAN_SINCE = (0, 8, 0)
+
+
+def hnsw_index_sql() -> str:
+    """The statement that creates the faces' HNSW index (when missing): run it after a
+    bulk ``COPY`` instead of inserting a million faces into a live graph."""
+    return (
+        "CREATE INDEX IF NOT EXISTS faceverify_faces_hnsw ON faceverify_faces USING hnsw "
+        f"(embedding vector_cosine_ops) WITH (m = {PG_HNSW_M}, ef_construction = {PG_HNSW_EF_CONSTRUCTION})"
+    )
 
 
 class PostgresStore(GalleryStore):
@@ -128,10 +142,7 @@ class PostgresStore(GalleryStore):
                 "created TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
             db.execute("CREATE INDEX IF NOT EXISTS faceverify_faces_person ON faceverify_faces (person_id)")
-            db.execute(
-                "CREATE INDEX IF NOT EXISTS faceverify_faces_hnsw ON faceverify_faces "
-                "USING hnsw (embedding vector_cosine_ops)"
-            )
+            db.execute(hnsw_index_sql())
         register_vector(self._db)
         self._dim = dim
 
