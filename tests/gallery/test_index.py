@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from faceverify.gallery.codes import Rows, shard_count, subquantizers
-from faceverify.gallery.index import INDEX_ARRAYS, FaceIndex, choose_kind, ivf_lists
+from faceverify.gallery.index import INDEX_ARRAYS, FaceIndex, choose_kind, ivf_lists, rerank_candidates
 from faceverify.gallery.synthetic import FaceSpace
 
 DIM, PEOPLE = 32, 3000
@@ -95,6 +95,9 @@ def test_pq_rescores_exactly_and_takes_adds_and_removals_without_retraining(
     assert index.search(vectors[2500], 1)[0][0] != 2500
     assert index.drift(PEOPLE, "pq") is None
     assert "trained on 2,000" in (index.drift(4 * 2000 + 1, "pq") or "")
+    index.remove(np.arange(1, 1000))  # a third removed: more candidates, the same answers
+    assert "removed" in (index.drift(PEOPLE, "pq") or "")
+    assert [index.search(vectors[i], 1)[0][0] for i in (1500, 2999)] == [1500, 2999]
     # a reloaded index reads its vectors into a buffer with room for the next enrolments
     index.save(tmp_path)
     loaded = FaceIndex.load(tmp_path, DIM)
@@ -125,5 +128,8 @@ def test_kinds_codes_and_list_counts_follow_the_gallery_size() -> None:
     # 4 bits per 8 dimensions (per 2 below 256), split exactly (faiss needs a divisor)
     assert [subquantizers(d) for d in (32, 128, 320, 512, 100, 1)] == [16, 64, 40, 64, 50, 1]
     assert shard_count(10) == 1 and 1 <= shard_count(10_000_000) <= 8
+    # pq re-scores more candidates as removed faces take a larger share, never all faces
+    assert rerank_candidates(1, 0.0, 10**6) == 34 and rerank_candidates(1, 0.2, 10**6) == 43
+    assert rerank_candidates(50, 0.0, 100) == 100
     assert ivf_lists(1_000_000) == 1024 and ivf_lists(100_000) == 256
     assert ivf_lists(40) == 5 and ivf_lists(0) == 1

@@ -8,11 +8,11 @@ skip most of the gallery lose that face: an IVF index needed half of its lists f
 0.99, an HNSW graph found it for 78% of probes. Scanning every face is what keeps recall,
 so the scan is made cheap instead. A 320-dim face (1,280 bytes of float32) becomes 20 bytes
 of code, 4 bits for each group of 8 dimensions (smaller embeddings get more bits per
-dimension, see :data:`DIMS_PER_CODE`),
-scanned with faiss's SIMD "fast scan" kernels, which rank the true nearest face among the
-first few candidates; the top candidates are then scored exactly on the float32 vectors,
-so the scores returned are exact cosines. Codes train on a sample in seconds, so a million
-faces index in well under a minute; new faces are encoded with the same codebooks.
+dimension, see :data:`DIMS_PER_CODE`), scanned with faiss's SIMD "fast scan" kernels,
+which rank the true nearest face among the first few candidates; the top candidates are
+then scored exactly on the float32 vectors, so the scores returned are exact cosines.
+Codes train on a sample in seconds, so a million faces index in well under a minute; new
+faces are encoded with the same codebooks.
 """
 
 from __future__ import annotations
@@ -120,10 +120,6 @@ class CodeShards:
         self.dim, self.shards = dim, max(1, shards)
         self._parts: list[Any] = []
         self._union: Any = None
-
-    @property
-    def trained(self) -> bool:
-        return bool(self._parts)
 
     def train(self, vectors: np.ndarray) -> None:
         """Train the codebooks on a fixed sample (the same gallery trains the same codes)."""
