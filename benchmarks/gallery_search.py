@@ -125,30 +125,29 @@ def index_lines(
     queries: np.ndarray,
     probe_shares: list[float],
 ) -> None:
-    """Build one index kind in memory and measure it (IVF once per probe share, pq with
-    one shard per core and with one shard)."""
-    for shards in [None, 1] if kind == "pq" else [None]:
-        started = time.perf_counter()
-        index = FaceIndex.build(dim, kind, *faces, shards=shards)
-        build = time.perf_counter() - started
-        if kind == "pq":
-            codes = index._codes
-            assert codes is not None
-            name = "pq 1 shard" if shards == 1 else "pq*"
+    """Build one index kind in memory and measure it: pq with one shard per core and with
+    one shard, IVF once per probe share, the others once."""
+    if kind == "pq":
+        for shards, name in ((None, "pq*"), (1, "pq 1 shard")):
+            index, build = _built(dim, kind, faces, shards)
             stats = timed(lambda q, index=index: int(index.search(q, 1)[0][0]), queries)
-            table.line(name, build, stats, index.memory_bytes() / MIB, f"{len(codes.sizes())} shard(s)")
-            continue
-        ivf_lines(table, kind, index, build, queries, probe_shares)
-
-
-def ivf_lines(
-    table: Table, kind: str, index: FaceIndex, build: float, queries: np.ndarray, probe_shares: list[float]
-) -> None:
+            shards_used = index._codes.shards if index._codes is not None else 0
+            table.line(name, build, stats, index.memory_bytes() / MIB, f"{shards_used} shard(s)")
+        return
+    index, build = _built(dim, kind, faces, None)
     for share in probe_shares if kind == "ivf" else [IVF_PROBE_SHARE]:
         index.probe_share = share
-        name = f"ivf 1/{round(1 / share)}" if kind == "ivf" else kind
         stats = timed(lambda q: int(index.search(q, 1)[0][0]), queries)
+        name = f"ivf 1/{round(1 / share)}" if kind == "ivf" else kind
         table.line(name, build, stats, index.memory_bytes() / MIB)
+
+
+def _built(
+    dim: int, kind: str, faces: tuple[np.ndarray, np.ndarray, np.ndarray], shards: int | None
+) -> tuple[FaceIndex, float]:
+    started = time.perf_counter()
+    index = FaceIndex.build(dim, kind, *faces, shards=shards)
+    return index, time.perf_counter() - started
 
 
 def sqlite_store(

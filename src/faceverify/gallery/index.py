@@ -424,5 +424,5 @@ def _drop_unreferenced(folder: Path, keep: str) -> None:
         current = keep
     for path in [*folder.glob(INDEX_GLOB), folder / "hnsw.faiss", folder / "hnsw.npz"]:
         # names are index-<token>.faiss, index-<token>.npy, index-<token>-<shard>.faiss
-        if path.name[len("index-") :][:16] not in (keep, current) or path.name.startswith("hnsw."):
+        if path.name[len("index-") :][:16] not in (keep, current):  # hnsw.* never matches
             path.unlink(missing_ok=True)
