@@ -49,6 +49,8 @@ def test_base_files_and_overrides_merge(tmp_path: Path) -> None:
         (["precision=fp8"], "valid: auto, fp32, bf16, fp16"),
         (["optim=fast"], "optim must be a mapping"),
         (["epochs"], "is not key=value"),
+        (["model.args.checkpoint_path=/etc/passwd"], "model argument 'checkpoint_path' is not allowed"),
+        (["model.args.pretrained=true"], "a loader argument: it makes timm load or fetch something"),
     ],
 )
 def test_bad_settings_name_the_key_and_the_options(overrides: list[str], message: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from faceverify.errors import ModelError
+from faceverify.models.args import check_architecture, check_contract, check_model_args
 from faceverify.models.neck import EmbeddingNetwork
 from faceverify.preprocess import PreprocessConfig
 
@@ -46,15 +47,41 @@ def load_if_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def network_from_checkpoint(state: dict[str, Any]) -> tuple[EmbeddingNetwork, PreprocessConfig]:
-    """The trained embedding network (backbone + neck) with its weights, and its contract."""
+def network_from_checkpoint(
+    state: dict[str, Any], source: str | Path = "checkpoint"
+) -> tuple[EmbeddingNetwork, PreprocessConfig]:
+    """The trained embedding network (backbone + neck) with its weights, and its contract.
+
+    Everything read from ``state`` is checked before timm builds anything: a checkpoint
+    is a file anyone can hand over (see :mod:`faceverify.models.args`).
+
+    Args:
+        state: the checkpoint's contents (:func:`load_checkpoint`).
+        source: the checkpoint file, named in errors.
+    """
     import timm
 
-    from faceverify.models.registry import register_architectures
+    architecture = check_architecture(state.get("architecture"), source=source)
+    args = check_model_args(state.get("model_args", {}), source=source)
+    args.pop("num_classes", None)  # the network is built headless whatever the file says
+    embedding_dim = _neck_width(state, source)
+    contract = check_contract(state.get("preprocess"), source=source)
+    try:
+        backbone = timm.create_model(architecture, pretrained=False, num_classes=0, **args)
+        network = EmbeddingNetwork(backbone, embedding_dim)
+        network.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"{source}: cannot rebuild its {architecture!r} network ({exc})") from exc
+    return network, contract
 
-    register_architectures()
-    args = dict(state["model_args"])
-    backbone = timm.create_model(state["architecture"], pretrained=False, num_classes=0, **args)
-    network = EmbeddingNetwork(backbone, state["embedding_dim"] if state["neck"] else None)
-    network.load_state_dict(state["model"])
-    return network, PreprocessConfig.from_dict(state["preprocess"])
+
+def _neck_width(state: dict[str, Any], source: str | Path) -> int | None:
+    """The embedding size of the checkpoint's neck; None when it has none."""
+    neck, width = state.get("neck"), state.get("embedding_dim")
+    if not isinstance(neck, bool):
+        raise ModelError(f"{source}: 'neck' must be true or false, not {neck!r}")
+    if not neck:
+        return None
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ModelError(f"{source}: 'embedding_dim' must be a positive integer, not {width!r}")
+    return width

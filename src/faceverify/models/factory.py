@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ModelError
+from faceverify.models.args import check_architecture
 from faceverify.models.checkpoint import load_if_checkpoint, network_from_checkpoint
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.models.weights import (
@@ -93,19 +94,25 @@ def _training_checkpoint(weights: WeightsLike) -> dict[str, Any] | None:
 
 
 def _from_checkpoint(state: dict[str, Any], path: Path, name: str | None) -> LoadedNetwork:
-    architecture = state["architecture"]
+    architecture = check_architecture(state.get("architecture"), source=path)
     if name is not None and name.split(".")[0] != architecture.split(".")[0]:
         raise ModelError(
             f"checkpoint '{path}' holds a {architecture!r} model, not {name!r}; drop --model "
             "(a checkpoint names its own architecture)"
         )
-    network, contract = network_from_checkpoint(state)
+    network, contract = network_from_checkpoint(state, path)
     source = str(path.resolve())
     calibration = state.get("calibration")  # absent from checkpoints of older runs
     return LoadedNetwork(network, architecture, contract, source, path.resolve(), calibration)
 
 
 def _create_backbone(plan: WeightsPlan, extra: dict[str, Any]) -> torch.nn.Module:
+    """The headless backbone of ``plan``, with the user's own ``extra`` arguments on top.
+
+    ``plan.model_args`` and ``plan.pretrained_cfg`` came from a file, and
+    :func:`~faceverify.models.weights.plan_weights` checked them; ``extra`` is what the
+    user passed in Python or a training config, their own choice.
+    """
     import timm
 
     args = {k: v for k, v in {**plan.model_args, **extra}.items() if k != "num_classes"}

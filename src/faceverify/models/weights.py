@@ -8,6 +8,9 @@ Three sources, one loading path:
 * a local folder in the hub's timm layout (``config.json`` + ``model.safetensors``),
   whose config names the architecture and carries the preprocessing contract.
 
+A config.json (a folder's or a hub repo's) is data: the architecture, arguments and
+preprocessing fields it names pass :mod:`faceverify.models.args` before timm sees them.
+
 Whatever the source, the state dict is loaded strictly: timm's own loader turns
 strictness off whenever the classifier is dropped, which would let weights of another
 architecture load as a silently random model.
@@ -16,7 +19,7 @@ architecture load as a silently random model.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -141,8 +144,9 @@ def _plan_hub_repo(repo: str, weights: WeightsLike, cache_dir: str | None) -> We
         cfg, architecture, model_args = load_model_config_from_hf(repo, cache_dir=cache_dir)
     except Exception as exc:  # any hub failure becomes one actionable message
         raise WeightsNotFoundError(_offline_help(repo, "config.json", exc, model=repo)) from exc
+    plan = _checked_plan(cfg, architecture, model_args, config=f"hf-hub:{repo} config.json")
     file = download(repo, WEIGHT_FILENAMES[0], cache_dir=cache_dir, model=repo)
-    return WeightsPlan(architecture, dict(cfg), dict(model_args), file, f"hf-hub:{repo}")
+    return replace(plan, file=file, source=f"hf-hub:{repo}")
 
 
 def _plan_folder(folder: Path, *, name: str | None, chosen: bool) -> WeightsPlan:
@@ -163,14 +167,27 @@ def _plan_folder(folder: Path, *, name: str | None, chosen: bool) -> WeightsPlan
 
     try:
         cfg, architecture, model_args = load_model_config_from_path(folder)
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, TypeError, AttributeError) as exc:  # any malformed JSON
         raise ModelError(f"config.json in '{folder}' is not a timm model config ({exc})") from exc
-    if chosen and name is not None and name.split(".")[0] != architecture:
+    plan = _checked_plan(cfg, architecture, model_args, config=str(folder / "config.json"))
+    if chosen and name is not None and name.split(".")[0] != plan.model_name:
         raise ModelError(
-            f"folder '{folder}' holds a {architecture!r} model, but model {name!r} was asked "
-            f"for; drop --model or use --model {architecture}"
+            f"folder '{folder}' holds a {plan.model_name!r} model, but model {name!r} was asked "
+            f"for; drop --model or use --model {plan.model_name}"
         )
-    return WeightsPlan(architecture, dict(cfg), dict(model_args), file, str(folder))
+    return replace(plan, file=file, source=str(folder))
+
+
+def _checked_plan(cfg: Any, architecture: Any, model_args: Any, *, config: str) -> WeightsPlan:
+    """A plan from a timm ``config.json``: its contents are data, checked before any factory
+    sees them (see :mod:`faceverify.models.args`)."""
+    from faceverify.models.args import check_architecture, check_model_args, check_pretrained_cfg
+
+    return WeightsPlan(
+        model_name=check_architecture(architecture, source=config),
+        pretrained_cfg=check_pretrained_cfg(cfg, source=config),
+        model_args=check_model_args(model_args, source=config),
+    )
 
 
 def download(repo: str, filename: str, *, cache_dir: str | None, model: str) -> Path:

@@ -164,7 +164,48 @@ def read_graph_facts(graph_file: Path) -> dict[str, Any]:
             f"{graph_file} was not written by faceverify (no '{METADATA_KEY}' metadata); export "
             "it with build_model(..., backend='onnxruntime') or 'faceverify quantize'"
         )
-    facts: dict[str, Any] = json.loads(props[METADATA_KEY])
+    try:
+        facts = json.loads(props[METADATA_KEY])
+    except ValueError as exc:
+        raise ModelError(f"{graph_file}: its '{METADATA_KEY}' metadata is not JSON ({exc})") from exc
+    return _checked_facts(facts, graph_file)
+
+
+#: The precisions faceverify writes graphs in (``faceverify quantize`` writes int8).
+PRECISIONS = ("fp32", "int8")
+
+
+def _checked_facts(facts: object, graph_file: Path) -> dict[str, Any]:
+    """The graph's metadata, if every value an embedder is rebuilt from is plain and valid.
+
+    A graph is a file anyone can hand over: its model name must be a registered
+    architecture and its contract a valid one, as for checkpoints and model folders.
+    """
+    from faceverify.models.args import check_architecture, check_contract
+
+    if not isinstance(facts, dict):
+        raise ModelError(
+            f"{graph_file}: its '{METADATA_KEY}' metadata must be a JSON object, not {facts!r:.100}"
+        )
+    check_architecture(facts.get("model"), source=graph_file)
+    check_contract(facts.get("preprocess"), source=graph_file)
+    dim, threshold = facts.get("embedding_dim"), facts.get("threshold")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ModelError(f"{graph_file}: 'embedding_dim' must be a positive integer, not {dim!r:.100}")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0
+    ):
+        raise ModelError(
+            f"{graph_file}: 'threshold' must be a number in [-1, 1] or null, not {threshold!r:.100}"
+        )
+    precision = facts.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ModelError(
+            f"{graph_file}: 'precision' {precision!r:.100} is unknown; valid: {', '.join(PRECISIONS)}"
+        )
+    for key in ("weights", "weights_sha256"):
+        if not isinstance(facts.get(key, ""), str):
+            raise ModelError(f"{graph_file}: {key!r} must be a string, not {facts[key]!r:.100}")
     return facts
 
 

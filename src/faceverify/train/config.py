@@ -48,6 +48,17 @@ class ModelConfig:
     input_size: int | None = None  # None: the architecture's (64 for face_resnet)
     embedding_dim: int | None = None  # add a Linear+BatchNorm neck to this size
 
+    def __post_init__(self) -> None:
+        # checked now, not when the checkpoint is read back: a run whose args no model file
+        # may carry would train for hours and leave a checkpoint that refuses to load
+        from faceverify.errors import ModelError
+        from faceverify.models.args import check_model_args
+
+        try:
+            check_model_args(self.args, source="model.args")
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from None
+
 
 @dataclass
 class LossConfig:
