@@ -50,6 +50,16 @@ def test_list_identify_verify_remove(capsys: Capture, enrolled: list[str], ident
     code, _, err = run(capsys, "remove", "p1", *db)
     assert code == EXIT_ERROR
     assert "no person named 'p1'" in _one_line_error(err)
+    listed = json.loads(run(capsys, "list", *db, "--json")[1])["people"]
+    p2 = next(person for person in listed if person["name"] == "p2")
+    code, out, _ = run(capsys, "remove", "--id", str(p2["id"]), *db, "--json")
+    assert (code, json.loads(out)) == (EXIT_OK, {"removed": "p2", "faces": 2})
+    code, _, err = run(capsys, "remove", "--id", str(p2["id"]), *db)
+    assert code == EXIT_ERROR and f"no person with id {p2['id']}" in _one_line_error(err)
+    code, _, err = run(capsys, "remove", "..", *db)
+    assert code == EXIT_ERROR and "path step" in _one_line_error(err)
+    code, _, err = run(capsys, "remove", *db)
+    assert code == EXIT_ERROR and "give either a NAME or --id ID" in _one_line_error(err)
 
 
 def test_repeated_images_export_and_import(

@@ -175,12 +175,17 @@ def verify_id(args: argparse.Namespace) -> int:
 def remove(args: argparse.Namespace) -> int:
     from faceverify.gallery.base import check_name
 
+    if (args.name is None) == (args.id is None):
+        raise ConfigError("give either a NAME or --id ID (`faceverify list --json` shows ids)")
     with _store(args) as store:
-        faces = store.remove(check_name(args.name))
+        if args.id is not None:
+            name, faces = store.remove_id(args.id)
+        else:
+            name, faces = args.name, store.remove(check_name(args.name))
     print(
-        json.dumps({"removed": args.name, "faces": faces})
+        json.dumps({"removed": name, "faces": faces}, ensure_ascii=False)
         if args.json
-        else f"removed {args.name} ({faces} faces)"
+        else f"removed {name} ({faces} faces)"
     )
     return EXIT_OK
 
@@ -310,7 +315,8 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.set_defaults(handler=verify_id)
 
     p = sub.add_parser("remove", parents=[common], help="delete a person and their faces")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", nargs="?", help="the person's name")
+    p.add_argument("--id", type=int, help="the person's id instead (`faceverify list --json`)")
     add_gallery_options(p, matching=False)
     p.set_defaults(handler=remove)
 

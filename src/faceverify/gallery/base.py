@@ -35,13 +35,23 @@ class Face:
 
 @dataclass(frozen=True)
 class PersonInfo:
+    """An enrolled person. ``id`` is the store's own number for them: it never changes and is
+    never reused, so removal by id is exact whatever the name holds."""
+
+    id: int
     name: str
     faces: int
     meta: dict[str, Any]
     created: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "faces": self.faces, "meta": self.meta, "created": self.created}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "faces": self.faces,
+            "meta": self.meta,
+            "created": self.created,
+        }
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ class GalleryStore(ABC):
         """Delete a person and all their faces; returns how many faces went."""
 
     @abstractmethod
+    def remove_id(self, person_id: int) -> tuple[str, int]:
+        """Delete the person with this id (see :class:`PersonInfo`) and all their faces;
+        returns their name and how many faces went. Works for any stored name, even one
+        that today's :func:`check_name` would refuse."""
+
+    @abstractmethod
     def people(self) -> list[PersonInfo]:
         """Everyone enrolled, by name."""
 
@@ -115,18 +131,52 @@ def unknown_person(name: str, location: str) -> UnknownPersonError:
     return UnknownPersonError(f"no person named {name!r} in gallery {location}; see `faceverify list`")
 
 
+def unknown_person_id(person_id: int, location: str) -> UnknownPersonError:
+    return UnknownPersonError(f"no person with id {person_id} in gallery {location}; see `faceverify list`")
+
+
+#: Names a URL or a file path would reinterpret: as a path segment, ``.`` and ``..`` are
+#: folded away by browsers and HTTP clients (``DELETE .../people/..`` becomes a request on the
+#: gallery itself), and slashes split segments.
+_PATH_WORDS = frozenset({".", ".."})
+_PATH_SEPARATORS = frozenset("/\\")
+#: Unicode categories refused anywhere in a name: control characters and line/paragraph
+#: separators (they break logs and CSV exports).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+#: Bidirectional overrides and isolates: they make a name display as another one.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def check_name(name: str) -> str:
-    """A person's name: trimmed, NFC-normalised, 1 to 200 characters, no control characters."""
+    """A person's name: trimmed and NFC-normalised; 1 to 200 characters of any script, with
+    spaces and punctuation, but never ``.``, ``..``, a slash or backslash, a control
+    character, a line separator or a bidirectional override (a URL, a path or a terminal
+    would show or route it as something else)."""
     if not isinstance(name, str):
         raise GalleryError(f"a person's name must be text, not {type(name).__name__}")
     cleaned = unicodedata.normalize("NFC", name.strip())
     if not cleaned:
-        raise GalleryError("a person's name cannot be empty")
+        raise GalleryError("a person's name cannot be empty or only spaces")
     if len(cleaned) > MAX_NAME_LENGTH:
         raise GalleryError(f"name of {len(cleaned)} characters is too long; the limit is {MAX_NAME_LENGTH}")
-    if any(unicodedata.category(c) == "Cc" for c in cleaned):
-        raise GalleryError(f"name {cleaned!r} contains control characters")
+    if cleaned in _PATH_WORDS:
+        raise GalleryError(f"name {cleaned!r} is a path step ('.' or '..'), which a URL would reinterpret")
+    refused = sorted({c for c in cleaned if _refused(c)})
+    if refused:
+        shown = ", ".join(f"U+{ord(c):04X}" if not c.isprintable() else repr(c) for c in refused)
+        raise GalleryError(
+            f"name {cleaned!r} contains {shown}; a name may not hold slashes, backslashes, "
+            "control characters, line separators or bidirectional overrides"
+        )
     return cleaned
+
+
+def _refused(character: str) -> bool:
+    return (
+        character in _PATH_SEPARATORS
+        or character in _BIDI_CONTROLS
+        or unicodedata.category(character) in _REFUSED_CATEGORIES
+    )
 
 
 def check_match(match: str) -> str:

@@ -298,6 +298,11 @@ class Gallery:
         """Delete a person and all their faces; they are never returned again."""
         return self.store.remove(check_name(name))
 
+    def remove_id(self, person_id: int) -> tuple[str, int]:
+        """Delete the person with this id (``people()`` lists ids); returns their name and how
+        many faces went. The way to remove someone whose stored name is no longer valid."""
+        return self.store.remove_id(person_id)
+
     def people(self) -> list[PersonInfo]:
         return self.store.people()
 

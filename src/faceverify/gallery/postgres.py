@@ -46,6 +46,7 @@ from faceverify.gallery.base import (
     nothing_enrolled,
     same_model,
     unknown_person,
+    unknown_person_id,
 )
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
@@ -199,25 +200,38 @@ class PostgresStore(GalleryStore):
         return "" if row is None or row[0] == name else f" as {row[0]!r}"
 
     def remove(self, name: str) -> int:
+        removed = self._remove("name", name)
+        if removed is None:
+            raise unknown_person(name, self.location)
+        return removed[1]
+
+    def remove_id(self, person_id: int) -> tuple[str, int]:
+        removed = self._remove("id", person_id)
+        if removed is None:
+            raise unknown_person_id(person_id, self.location)
+        return removed
+
+    def _remove(self, column: str, value: object) -> tuple[str, int] | None:
+        """The removed person's name and face count, None if nobody matched."""
         with self._write() as db:
             row = db.execute(
-                "SELECT id FROM faceverify_people WHERE name = %s FOR UPDATE", (name,)
+                f"SELECT id, name FROM faceverify_people WHERE {column} = %s FOR UPDATE", (value,)
             ).fetchone()
             if row is None:
-                raise unknown_person(name, self.location)
+                return None
             count = db.execute("DELETE FROM faceverify_faces WHERE person_id = %s", (row[0],)).rowcount
             db.execute("DELETE FROM faceverify_people WHERE id = %s", (row[0],))
-        return int(count)
+        return str(row[1]), int(count)
 
     def people(self) -> list[PersonInfo]:
         if self._dim is None:
             return []
         with self._errors():
             rows = self._db.execute(
-                "SELECT p.name, COUNT(f.id), p.meta, p.created FROM faceverify_people p LEFT JOIN faceverify_faces f "
-                "ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
+                "SELECT p.id, p.name, COUNT(f.id), p.meta, p.created FROM faceverify_people p "
+                "LEFT JOIN faceverify_faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
             ).fetchall()
-        return [PersonInfo(name=r[0], faces=int(r[1]), meta=r[2], created=r[3].isoformat()) for r in rows]
+        return [PersonInfo(int(r[0]), r[1], int(r[2]), r[3], r[4].isoformat()) for r in rows]
 
     def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
         rows = []

@@ -44,6 +44,7 @@ from faceverify.gallery.base import (
     nothing_enrolled,
     same_model,
     unknown_person,
+    unknown_person_id,
 )
 from faceverify.gallery.index import (
     INDEX_MIN_FACES,
@@ -266,21 +267,34 @@ class SQLiteStore(GalleryStore):
         return int(row[0]), False
 
     def remove(self, name: str) -> int:
+        removed = self._remove("name", name)
+        if removed is None:
+            raise unknown_person(name, f"'{self.folder}'")
+        return removed[1]
+
+    def remove_id(self, person_id: int) -> tuple[str, int]:
+        removed = self._remove("id", person_id)
+        if removed is None:
+            raise unknown_person_id(person_id, f"'{self.folder}'")
+        return removed
+
+    def _remove(self, column: str, value: object) -> tuple[str, int] | None:
+        """The removed person's name and face count, None if nobody matched."""
         with self._write() as db:
-            row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            row = db.execute(f"SELECT id, name FROM people WHERE {column} = ?", (value,)).fetchone()
             if row is None:
-                raise unknown_person(name, f"'{self.folder}'")
+                return None
             count = db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],)).rowcount
             db.execute("DELETE FROM people WHERE id = ?", (row[0],))
-        return int(count)
+        return str(row[1]), int(count)
 
     def people(self) -> list[PersonInfo]:
         with self._errors():
             rows = self._db.execute(
-                "SELECT p.name, COUNT(f.id), p.meta, p.created FROM people p "
+                "SELECT p.id, p.name, COUNT(f.id), p.meta, p.created FROM people p "
                 "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
             ).fetchall()
-        return [PersonInfo(name=r[0], faces=int(r[1]), meta=json.loads(r[2]), created=r[3]) for r in rows]
+        return [PersonInfo(r[0], r[1], int(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
     def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
         with self._errors():

@@ -62,6 +62,9 @@ class LockedStore(GalleryStore):
     def remove(self, name: str) -> int:
         return self._call(self.inner.remove, name)
 
+    def remove_id(self, person_id: int) -> tuple[str, int]:
+        return self._call(self.inner.remove_id, person_id)
+
     def people(self) -> list[PersonInfo]:
         return self._call(self.inner.people)
 
