@@ -43,6 +43,7 @@ from faceverify.train.setup import (
     make_optimizers,
     precision,
     train_transform,
+    use_channels_last,
 )
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class Trainer:
         )
         center = CenterLoss(len(self.classes), dim) if config.loss.center_weight > 0 else None
         self.net = TrainNet(self.model, head, center).to(world.device)
-        if config.channels_last:
+        self.channels_last = use_channels_last(config.channels_last, self.net, world.device)
+        if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.optimizer, self.center_optimizer, self.scheduler = make_optimizers(config, self.net)
         self.autocast_dtype, scaled = precision(config.precision, world.device)
@@ -186,7 +188,7 @@ class Trainer:
                 continue
             self._warm_margin(epoch + batch / max(len(self.loader), 1))
             images = images.to(device, non_blocking=True)
-            if config.channels_last:
+            if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             loss, plain = self._step(images, labels)
