@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import EpsImagePlugin, Image, TgaImagePlugin, features
 
-from faceverify.decode import iter_image_paths, load_image
-from faceverify.errors import ImageError
+from faceverify.decode import (
+    ALLOWED_FORMATS,
+    ALLOWED_NAMES,
+    BYTES_PER_PIXEL,
+    IMAGE_SUFFIXES,
+    decoding_bytes,
+    iter_image_paths,
+    load_image,
+    open_image,
+)
+from faceverify.errors import ImageError, UnsupportedFormatError
+
+#: A real Encapsulated PostScript file: Pillow reads its header, Ghostscript would draw it.
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 20 20\n"
+    b"newpath 0 0 moveto 20 20 lineto stroke showpage\n%%EOF\n"
+)
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -165,3 +183,129 @@ def test_folders_expand_recursively_and_named_files_are_kept(tmp_path: Path) -> 
         tmp_path / "missing.jpg",
         tmp_path / "a" / "readme.txt",
     ]
+
+
+def _encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _functions_run(module: ModuleType, action: Callable[[], object]) -> set[str]:
+    """The functions of ``module`` that ran during ``action``, traced by the interpreter."""
+    ran: set[str] = set()
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        code = frame.f_code  # type: ignore[attr-defined]
+        if event == "call" and code.co_filename == module.__file__:
+            ran.add(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        action()
+    except ImageError:
+        pass
+    finally:
+        sys.setprofile(None)
+    return ran
+
+
+ALLOWED_CASES = [
+    ("JPEG", "RGB", {}),
+    ("JPEG", "L", {}),
+    ("PNG", "RGB", {}),
+    ("PNG", "L", {}),
+    ("PNG", "I;16", {}),
+    ("PNG", "P", {}),
+    ("PNG", "RGBA", {}),
+    ("WEBP", "RGB", {}),
+    ("BMP", "RGB", {}),
+    ("TIFF", "RGB", {"compression": "tiff_lzw"}),
+    ("TIFF", "I;16", {}),
+    ("GIF", "P", {}),
+    ("PPM", "RGB", {}),
+    ("PPM", "L", {}),
+    ("MPO", "RGB", {"save_all": True}),  # a camera's multi-picture JPEG (two frames below)
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "options"), ALLOWED_CASES, ids=[f"{c[0]}-{c[1]}" for c in ALLOWED_CASES]
+)
+def test_every_allowed_format_decodes(rgb: Image.Image, fmt: str, mode: str, options: dict) -> None:
+    if fmt == "WEBP" and not features.check("webp"):
+        pytest.skip("Pillow was built without WebP")
+    source = rgb.convert("L").convert(mode) if mode == "I;16" else rgb.convert(mode)
+    data = _encoded(source, fmt, **options, **({"append_images": [source]} if fmt == "MPO" else {}))
+    assert Image.open(io.BytesIO(data)).format == fmt
+    image = load_image(data)
+    assert (image.mode, image.size) == ("RGB", (30, 40))
+
+
+def test_16_bit_png_keeps_its_scale() -> None:
+    data = _encoded(Image.fromarray(np.full((20, 20), 65535, dtype=np.uint16)), "PNG")
+    assert load_image(data).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_eps_is_refused_without_running_its_parser() -> None:
+    # Pillow left to itself recognises the file and runs the EPS parser (and Ghostscript on load)
+    assert Image.open(io.BytesIO(EPS)).format == "EPS"
+    assert "_open" in _functions_run(EpsImagePlugin, lambda: Image.open(io.BytesIO(EPS)))
+    with pytest.raises(UnsupportedFormatError) as info:
+        load_image(EPS)
+    assert "looks like EPS" in info.value.reason and ALLOWED_NAMES in info.value.reason
+    # only the signature check ran: a comparison of the first bytes that names the format
+    assert _functions_run(EpsImagePlugin, lambda: load_image(EPS)) <= {"_accept"}
+
+
+def test_tga_without_a_signature_is_refused_without_running_its_parser() -> None:
+    data = _encoded(Image.new("RGB", (20, 20), (1, 2, 3)), "TGA")
+    assert Image.open(io.BytesIO(data)).format == "TGA"  # Pillow tries TGA on anything unknown
+    with pytest.raises(ImageError, match=ALLOWED_NAMES):
+        load_image(data)
+    assert _functions_run(TgaImagePlugin, lambda: load_image(data)) == set()
+
+
+REFUSED = ["ICO", "PCX", "SGI", "DDS", "JPEG2000"]
+
+
+@pytest.mark.parametrize("fmt", REFUSED)
+def test_recognised_formats_outside_the_allow_list_are_refused_by_name(
+    tmp_path: Path, rgb: Image.Image, fmt: str
+) -> None:
+    if fmt == "JPEG2000" and not features.check("jpg_2000"):
+        pytest.skip("Pillow was built without OpenJPEG")
+    data = _encoded(rgb.resize((32, 32)), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt
+    path = tmp_path / "disguised.png"  # the name does not matter: the bytes do
+    path.write_bytes(data)
+    for source in (data, path):
+        with pytest.raises(UnsupportedFormatError, match=f"looks like {fmt}, a format not accepted") as info:
+            load_image(source)
+        assert info.value.reason.endswith(f"the allowed formats are {ALLOWED_NAMES}")
+
+
+def test_a_corrupt_header_of_an_allowed_format_is_named() -> None:
+    data = bytearray(_png_bytes(Image.new("L", (20, 20))))
+    data[12:16] = b"XXXX"  # the IHDR chunk's name
+    with pytest.raises(ImageError, match="looks like PNG but its header cannot be read") as info:
+        load_image(bytes(data))
+    assert not isinstance(info.value, UnsupportedFormatError)
+
+
+def test_folder_scans_pick_exactly_the_allowed_formats() -> None:
+    by_suffix = Image.registered_extensions()
+    assert {by_suffix[suffix] for suffix in IMAGE_SUFFIXES} == set(ALLOWED_FORMATS)
+
+
+def test_open_image_reads_the_header_only_and_weighs_the_decoding() -> None:
+    bomb = open_image(_bomb_png(8_000, 8_000), max_pixels=100_000_000)  # no pixels in the file
+    assert bomb.size == (8_000, 8_000)
+    assert decoding_bytes(bomb) == 64_000_000 * BYTES_PER_PIXEL
+    weights = {
+        mode: decoding_bytes(Image.open(io.BytesIO(_png_bytes(Image.new(mode, (10, 10))))))
+        for mode in ("RGB", "L", "RGBA", "I;16")
+    }
+    assert weights == {"RGB": 800, "L": 800, "RGBA": 2400, "I;16": 3200}
+    with pytest.raises(ImageError, match="above the limit of 1,000"):
+        open_image(_bomb_png(8_000, 8_000), max_pixels=1_000)

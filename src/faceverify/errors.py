@@ -34,6 +34,14 @@ class ImageError(FaceVerifyError):
         self.reason = reason
 
 
+class UnsupportedFormatError(ImageError):
+    """An image in a format faceverify recognises but does not decode, on purpose.
+
+    Only an allow-list of formats is decoded (see :data:`faceverify.decode.ALLOWED_FORMATS`):
+    every other parser is code that untrusted files could reach.
+    """
+
+
 class BatchImageError(FaceVerifyError):
     """Some images of a batch were bad; raised only where partial results cannot be returned.
 
