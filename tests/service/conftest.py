@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from faceverify.service.app import create_app
 from faceverify.service.settings import ServiceSettings
+from tests.service.helpers import admin_key
 
 #: ConvNeXt-Atto (random weights, from the root conftest) at 32 pixels: a real network,
 #: milliseconds per face, and the generated people of ``identity_data`` stay apart.
@@ -68,11 +69,23 @@ def dlib_settings(tmp_path_factory: pytest.TempPathFactory) -> ServiceSettings:
 
 @pytest.fixture
 def open_client() -> Iterator[Callable[..., TestClient]]:
-    """Start an app with given settings; every client is shut down at the end of the test."""
+    """Start an app with given settings; every client is shut down at the end of the test.
+
+    The client sends a new admin key with every request (``key=None``: no key), except
+    for an app without keys (``insecure=True``), which it calls as ``http://127.0.0.1``.
+    """
     clients: list[TestClient] = []
 
-    def start(settings: ServiceSettings, **changes: Any) -> TestClient:
-        client = TestClient(create_app(replace(settings, **changes)))
+    def start(settings: ServiceSettings, *, key: str | None = "admin", **changes: Any) -> TestClient:
+        settings = replace(settings, **changes)
+        if settings.insecure:
+            client = TestClient(create_app(settings), base_url="http://127.0.0.1")
+        else:
+            client = TestClient(create_app(settings))
+            if key == "admin":
+                client.headers["X-API-Key"] = admin_key(settings)
+            elif key is not None:
+                client.headers["X-API-Key"] = key
         client.__enter__()
         clients.append(client)
         return client

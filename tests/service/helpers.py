@@ -42,6 +42,12 @@ def write_keys(settings: ServiceSettings, *specs: tuple[str, str | None]) -> lis
     return [store.create(scope, gallery=gallery)[0] for scope, gallery in specs]
 
 
+def admin_key(settings: ServiceSettings) -> str:
+    """A new admin key in the settings' keys file."""
+    (key,) = write_keys(settings, ("admin", None))
+    return key
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """One sample's value from Prometheus text, 0 if absent."""
     wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from faceverify.service.app import create_app
 from faceverify.service.settings import Limits, ServiceSettings
-from tests.service.helpers import error_of, metric, person_images, png
+from tests.service.helpers import admin_key, error_of, metric, person_images, png
 
 
 def _verify(client: TestClient, a: bytes, b: bytes, **params: float) -> dict:
@@ -90,7 +90,9 @@ def test_gallery_lifecycle(client: TestClient, identity_data: Path) -> None:
     assert client.delete("/v1/galleries/staff/people/p1").json() == {"removed": "p1", "faces": 2}
     again = client.post("/v1/galleries/staff/identify", files={"image": ("p.png", probe)}).json()
     assert "p1" not in [m["name"] for m in again["faces"][0]["matches"]]
-    assert client.delete("/v1/galleries/staff").status_code == 204
+    refused = client.delete("/v1/galleries/staff")  # people in it: only when forced
+    assert refused.status_code == 409 and error_of(refused)["code"] == "gallery_not_empty"
+    assert client.delete("/v1/galleries/staff?force=true").status_code == 204
     assert client.get("/v1/galleries").json() == []
 
 
@@ -121,7 +123,7 @@ def staff(
         weights=str(atto_file),
         input_size=32,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers={"X-API-Key": admin_key(settings)}) as client:
         client.post("/v1/galleries", json={"name": "staff"})
         files = person_images(identity_data, "gallery", "p0")
         assert client.post("/v1/galleries/staff/people", data={"name": "p0"}, files=files).status_code == 201
@@ -291,7 +293,7 @@ BAD_REQUESTS = [
         "/v1/galleries/staff/people",
         {"data": {"name": "  "}, "files": {"images": ("x.png", png(5))}},
         422,
-        "gallery_error",
+        "invalid_name",
         "cannot be empty",
     ),
     ("unknown route", "get", "/v1/nothing", {}, 404, "not_found", "Not Found"),

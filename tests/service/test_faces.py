@@ -10,14 +10,14 @@ from fastapi.testclient import TestClient
 
 from faceverify.service.app import create_app
 from faceverify.service.settings import ServiceSettings
-from tests.service.helpers import error_of, png
+from tests.service.helpers import admin_key, error_of, png
 
 GROUP = "probes/obama_and_biden.jpg"
 
 
 @pytest.fixture(scope="module")
 def faces_client(dlib_settings: ServiceSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(dlib_settings)) as client:
+    with TestClient(create_app(dlib_settings), headers={"X-API-Key": admin_key(dlib_settings)}) as client:
         yield client
 
 

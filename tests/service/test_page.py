@@ -71,7 +71,7 @@ def test_the_page_compares_enrols_identifies_and_removes(
     tmp_path: Path,
 ) -> None:
     settings = replace(dlib_settings, keys_file=str(tmp_path / "keys.json"))
-    (key,) = write_keys(settings, ("write", None))
+    (key,) = write_keys(settings, ("admin", None))
     base = serve(settings)  # dlib's face network: faces are found, aligned and really recognised
     gallery, probes = shared_faces / "gallery", shared_faces / "probes"
     page.on("dialog", lambda dialog: dialog.accept())
@@ -140,8 +140,11 @@ def test_the_page_is_labelled_keyboard_usable_and_fits_a_phone(
     page: Any, serve: Callable[[ServiceSettings], str], settings: ServiceSettings, tmp_path: Path
 ) -> None:
     base = serve(settings)
+    (key,) = write_keys(settings, ("admin", None))
     page.set_viewport_size({"width": 360, "height": 740})
-    page.goto(base + "/")
+    page.goto(f"{base}/#key={key}")  # as `faceverify serve` prints it on its first start
+    expect(page.locator("#key-state")).to_contain_text("Key set")
+    assert page.evaluate("window.location.hash") == "" and key not in page.url
     unlabelled = page.evaluate(
         "Array.from(document.querySelectorAll('input, select')).filter(e => !e.labels || !e.labels.length)"
         ".map(e => e.id)"

@@ -14,18 +14,19 @@ import httpx
 import pytest
 
 from faceverify.service.settings import Batching, Limits, ServiceSettings
-from tests.service.helpers import metric, person_images, png
+from tests.service.helpers import admin_key, metric, person_images, png
 
 
 def test_concurrent_clients_share_forward_passes(
     serve: Callable[[ServiceSettings], str], settings: ServiceSettings
 ) -> None:
     base = serve(replace(settings, batching=Batching(max_wait_ms=100)))
+    headers = {"X-API-Key": admin_key(settings)}
     files = {"a": ("a.png", png(1)), "b": ("b.png", png(2))}
     barrier = threading.Barrier(8)
 
     def call(_: int) -> httpx.Response:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
             barrier.wait()
             return client.post("/v1/verify", files=files)
 
@@ -45,10 +46,11 @@ def test_two_writers_enrolling_at_once_lose_nothing(
     serve: Callable[[ServiceSettings], str], settings: ServiceSettings, identity_data: Path
 ) -> None:
     base = serve(settings)
-    assert httpx.post(f"{base}/v1/galleries", json={"name": "staff"}).status_code == 201
+    headers = {"X-API-Key": admin_key(settings)}
+    assert httpx.post(f"{base}/v1/galleries", json={"name": "staff"}, headers=headers).status_code == 201
 
     def writer(people: list[str]) -> list[int]:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
             return [
                 client.post(
                     "/v1/galleries/staff/people",
@@ -61,7 +63,7 @@ def test_two_writers_enrolling_at_once_lose_nothing(
     with ThreadPoolExecutor(2) as pool:
         codes = list(pool.map(writer, [["p0", "p1", "p2", "p3"], ["p4", "p5", "p6", "p7"]]))
     assert codes == [[201] * 4] * 2
-    people = httpx.get(f"{base}/v1/galleries/staff/people").json()
+    people = httpx.get(f"{base}/v1/galleries/staff/people", headers=headers).json()
     assert [(p["name"], p["faces"]) for p in people] == [(f"p{i}", 2) for i in range(8)]
 
 
@@ -79,11 +81,12 @@ def test_slow_uploads_and_slow_answers_time_out(
     serve: Callable[[ServiceSettings], str], settings: ServiceSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = serve(replace(settings, limits=Limits(timeout_s=0.5)))
+    key = admin_key(settings)
     port = int(base.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(
             b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            b"Content-Length: 1000\r\n\r\n--b\r\n"
+            b"X-API-Key: " + key.encode() + b"\r\nContent-Length: 1000\r\n\r\n--b\r\n"
         )  # ...and the rest never comes
         received = b""
         while not received.endswith(b"}}"):  # headers and body may come in separate segments
@@ -96,7 +99,9 @@ def test_slow_uploads_and_slow_answers_time_out(
 
     from faceverify.service.uploads import PhotoReader
 
-    read = PhotoReader.read
-    monkeypatch.setattr(PhotoReader, "read", lambda self, *a: (time.sleep(1.0), read(self, *a))[1])
-    slow = httpx.post(f"{base}/v1/detect", files={"images": ("x.png", png(1))}, timeout=10)
+    read_all = PhotoReader.read_all
+    monkeypatch.setattr(PhotoReader, "read_all", lambda self, *a: (time.sleep(1.0), read_all(self, *a))[1])
+    slow = httpx.post(
+        f"{base}/v1/detect", files={"images": ("x.png", png(1))}, headers={"X-API-Key": key}, timeout=10
+    )
     assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"

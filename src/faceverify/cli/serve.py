@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,23 +17,27 @@ from faceverify.errors import ConfigError
 log = logging.getLogger("faceverify.cli")
 
 
+#: Largest request head (request line + headers) uvicorn buffers: a client sending
+#: endless headers is cut off here, not after filling memory.
+MAX_HEADER_BYTES = 16 * 1024
+
+
 def serve(args: argparse.Namespace) -> int:
-    """Build the settings, refuse an open API beyond localhost, and run uvicorn."""
-    from faceverify.service.settings import SETTINGS_ENV, check_exposure
+    """Build the settings, make sure keys exist (or say loudly that none are used), run uvicorn."""
+    from faceverify.service.settings import SETTINGS_ENV
 
     try:
         import uvicorn
     except ImportError:
         raise ConfigError("the service needs its extra: pip install 'faceverify[serve]'") from None
     settings = settings_from_args(args)
-    check_exposure(args.host, settings.keys_file, insecure=args.insecure)
-    if not Path(settings.keys_file).expanduser().exists():
-        log.warning("no API keys (%s): the API is open to whoever reaches %s", settings.keys_file, args.host)
+    _announce_access(settings, args.port)
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "limit_concurrency": args.max_connections,
         "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "log_level": "warning" if args.quiet else "info",
         "server_header": False,
     }
@@ -48,6 +53,34 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _announce_access(settings: Any, port: int) -> None:
+    """Without ``--insecure``: create an admin key on the first start and show it once, on
+    stderr (as Jupyter shows its token). With it: say who can reach the galleries."""
+    from faceverify.service.keys import KeyStore
+    from faceverify.service.settings import exposure_warning
+
+    if settings.insecure:
+        if Path(settings.keys_file).expanduser().exists():
+            log.warning("--insecure: the API keys in %s are not checked", settings.keys_file)
+        log.warning("%s", exposure_warning(settings.host, insecure=True))
+        return
+    secret = KeyStore(settings.keys_file).create_first()
+    if secret is None:
+        return
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]') else host}:{port}"
+    print(
+        f"\nNo API keys yet: created an admin key (stored hashed in {settings.keys_file}).\n"
+        "It is shown only now; keep it somewhere safe:\n\n"
+        f"    {secret}\n\n"
+        f"  page:  {base}/#key={secret}\n"
+        f"  API:   curl -H 'X-API-Key: {secret}' {base}/v1/galleries\n"
+        "  more keys (read, enrol, write, admin): faceverify keys create --scope read\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
     from faceverify.service.settings import Batching, Limits, ServiceSettings, default_galleries
 
@@ -57,6 +90,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return ServiceSettings(
         db=args.db or default_galleries(),
         keys_file=keys_path(args),
+        insecure=args.insecure,
+        host=args.host,
         model=name,
         weights=weights,
         device=args.device,
@@ -75,6 +110,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             max_image_bytes=int(args.max_image_mb * (1 << 20)),
             max_images=args.max_images,
             max_pixels=int(args.max_megapixels * 1_000_000),
+            max_request_pixels=int(args.max_request_megapixels * 1_000_000),
+            max_decoded_bytes=int(args.max_decoded_mb * (1 << 20)),
             timeout_s=args.timeout,
         ),
         batching=Batching(
@@ -97,26 +134,33 @@ def keys_create(args: argparse.Namespace) -> int:
     from faceverify.service.keys import KeyStore
 
     store = KeyStore(keys_path(args))
-    secret, record = store.create(args.scope, gallery=args.gallery, label=args.label or "")
+    secret, record = store.create(
+        args.scope, gallery=args.gallery, label=args.label or "", expires=args.expires
+    )
     if args.json:
         print(json.dumps({"key": secret, **asdict(record)}))
     else:
         print(secret)
         if not args.quiet:
             where = f"gallery {record.gallery}" if record.gallery else "all galleries"
-            log.info("created %s key %s for %s; it is shown only now", record.scope, record.id, where)
+            until = f" until {record.expires}" if record.expires else ""
+            log.info(
+                "created %s key %s for %s%s; it is shown only now", record.scope, record.id, where, until
+            )
     return EXIT_OK
 
 
 def keys_list(args: argparse.Namespace) -> int:
     from faceverify.service.keys import KeyStore
 
-    keys = KeyStore(keys_path(args)).keys()
+    keys = KeyStore(keys_path(args)).records()
     if args.json:
         print(json.dumps([asdict(key) for key in keys]))
         return EXIT_OK
     for key in keys:
-        print(f"{key.id}\t{key.scope}\t{key.gallery or '*'}\t{key.created}\t{key.label}")
+        print(
+            f"{key.id}\t{key.scope}\t{key.gallery or '*'}\t{key.created}\t{key.expires or '-'}\t{key.label}"
+        )
     return EXIT_OK
 
 
@@ -130,6 +174,8 @@ def keys_revoke(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
     """Add ``serve`` and ``keys`` to the main parser."""
+    from faceverify.service.keys import SCOPES
+
     keys_file = argparse.ArgumentParser(add_help=False)
     keys_file.add_argument(
         "--keys", help="API keys file (default: ~/.local/share/faceverify/service/keys.json)"
@@ -150,7 +196,10 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     )
     p.add_argument("--threads", type=positive_int, help="CPU threads for the network (default: torch's)")
     p.add_argument(
-        "--insecure", action="store_true", help="allow listening beyond localhost without API keys"
+        "--insecure",
+        action="store_true",
+        help="no API keys at all: anyone who reaches the service may read and change the galleries "
+        "(on 127.0.0.1 web pages and other Host names are still refused)",
     )
     p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's, else 0.5)")
     p.add_argument("--match", default="best", choices=("best", "centroid"), help="gallery matching (best)")
@@ -159,7 +208,16 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")
     limits.add_argument("--max-image-mb", type=float, default=10, help="one uploaded image (10)")
     limits.add_argument("--max-images", type=positive_int, default=8, help="images per request (8)")
-    limits.add_argument("--max-megapixels", type=float, default=40, help="pixels of one image (40)")
+    limits.add_argument("--max-megapixels", type=float, default=25, help="pixels of one image (25)")
+    limits.add_argument(
+        "--max-request-megapixels", type=float, default=100, help="pixels of all images of a request (100)"
+    )
+    limits.add_argument(
+        "--max-decoded-mb",
+        type=float,
+        default=1024,
+        help="decoded images in memory, all requests of a worker together; more get 503 (1024)",
+    )
     limits.add_argument("--timeout", type=float, default=30, help="seconds per request, upload included (30)")
     limits.add_argument(
         "--max-connections", type=positive_int, default=128, help="open at once; more get 503"
@@ -174,11 +232,20 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     actions = p.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=type(p))
     actions.required = True
     a = actions.add_parser("create", parents=[common, keys_file], help="make a key and print it (once)")
-    a.add_argument("--scope", required=True, choices=("read", "write"), help="read, or write (enrol, remove)")
+    a.add_argument(
+        "--scope",
+        required=True,
+        choices=SCOPES,
+        help="read (verify, identify, list) < enrol (add people and photos) < write (remove people) "
+        "< admin (galleries and keys); each includes the ones before",
+    )
     a.add_argument("--gallery", help="limit the key to this gallery")
+    a.add_argument("--expires", metavar="WHEN", help="a duration (12h, 30d, 8w) or a date (2027-01-31)")
     a.add_argument("--label", help="a note: who holds the key")
     a.set_defaults(handler=keys_create)
-    a = actions.add_parser("list", parents=[common, keys_file], help="id, scope, gallery, created, label")
+    a = actions.add_parser(
+        "list", parents=[common, keys_file], help="id, scope, gallery, created, expires, label"
+    )
     a.set_defaults(handler=keys_list)
     a = actions.add_parser("revoke", parents=[common, keys_file], help="delete a key by its id")
     a.add_argument("id", metavar="ID")

@@ -3,8 +3,11 @@
 The model, the batcher and the galleries are opened once, in the lifespan (when the
 server starts), never at import or per request. Requests pass, outermost first:
 metrics, security headers, CORS (only when origins are configured), the deadline, API
-key authentication and the body limit, then FastAPI's routing, where each route checks
-its key's scope and gallery and the one error handler shapes every failure.
+key authentication (or, without keys, the Host and Origin checks) and the body limit,
+then FastAPI's routing, where each route checks its key again with its scope and
+gallery, and the one error handler shapes every failure. Paths are never redirected
+(no trailing-slash redirects: a client that follows one with the same method could
+land a DELETE on another resource).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from faceverify.errors import FaceVerifyError
 from faceverify.service.errors import ErrorRenderer
 from faceverify.service.keys import KeyStore
 from faceverify.service.metrics import Instrument, Metrics
-from faceverify.service.middleware import Authenticate, BodyLimit, Deadline, SecurityHeaders
-from faceverify.service.settings import ServiceSettings
+from faceverify.service.middleware import Authenticate, BodyLimit, Deadline, LocalOnly, SecurityHeaders
+from faceverify.service.settings import ServiceSettings, is_loopback
 
 DESCRIPTION = """\
 Face verification and galleries over HTTP. Send photos as `multipart/form-data`.
-Once API keys exist (`faceverify keys create`), every `/v1` call needs one in the
-`X-API-Key` header. Errors are `{"error": {"code": ..., "message": ...}}`.
+Every `/v1` call needs an API key in the `X-API-Key` header (`faceverify serve` prints
+an admin key on its first start; `faceverify keys create` makes more). Scopes: `read`
+< `enrol` < `write` < `admin`. Errors are `{"error": {"code": ..., "message": ...}}`.
 """
 
 
@@ -45,6 +49,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     from starlette.exceptions import HTTPException
 
     from faceverify.service.routers import faces, galleries, health
+    from faceverify.service.routers import keys as key_routes
     from faceverify.service.state import ServiceState
 
     settings = settings or ServiceSettings()
@@ -70,12 +75,14 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.state.service = None
+    app.state.keys = None if settings.insecure else keys
     for kind in (Exception, FaceVerifyError, HTTPException, RequestValidationError):
         app.add_exception_handler(kind, errors)
-    for router in (faces.router, galleries.router, health.router):
+    for router in (faces.router, galleries.router, key_routes.router, health.router):
         app.include_router(router)
 
     static = Path(str(resources.files("faceverify.service") / "static"))
@@ -88,7 +95,15 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
 
     # add_middleware wraps what is there: the last one added is the outermost
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, errors=errors)
-    app.add_middleware(Authenticate, keys=keys, errors=errors)
+    if settings.insecure:
+        app.add_middleware(
+            LocalOnly,
+            errors=errors,
+            loopback=is_loopback(settings.host),
+            allowed_origins=settings.cors_origins,
+        )
+    else:
+        app.add_middleware(Authenticate, keys=keys, errors=errors)
     app.add_middleware(Deadline, seconds=settings.limits.timeout_s, errors=errors)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

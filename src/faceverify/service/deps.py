@@ -1,8 +1,10 @@
 """Route dependencies: the shared state, and what the request's API key may do.
 
-Authentication (is there a valid key?) happened in
-:class:`~faceverify.service.middleware.Authenticate`; here each route says what it
-needs (``read`` or ``write``), and a key limited to one gallery is refused any other.
+:class:`~faceverify.service.middleware.Authenticate` refuses requests without a valid key
+before their body is read; every ``/v1`` route checks again here, so a route reached any
+other way (a mount, a proxy prefix, a middleware left out) is still refused. Each route
+says what it needs (``read``, ``enrol``, ``write`` or ``admin``), and a key limited to one
+gallery is refused any other.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from faceverify.service.errors import ForbiddenError, NotReadyError
-from faceverify.service.keys import ApiKey
+from faceverify.service.errors import ForbiddenError, NotReadyError, UnauthorizedError
+from faceverify.service.keys import ApiKey, KeyStore
 from faceverify.service.middleware import API_KEY_SCOPE
 from faceverify.service.state import ServiceState
 
 API_KEY = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
-    description="created with `faceverify keys create`; needed once a keys file exists",
+    description="made with `faceverify keys create` (or printed by `faceverify serve` on its first start)",
 )
 
 
@@ -31,25 +33,50 @@ def get_state(request: Request) -> ServiceState:
     return state
 
 
-def _authorize(request: Request, scope: str) -> ApiKey | None:
-    key: ApiKey | None = request.scope.get(API_KEY_SCOPE)
-    if key is None:  # no keys configured: the service is local-only and open
+def authenticated(request: Request, presented: str | None) -> ApiKey | None:
+    """The request's key; None only when the service runs without keys (``--insecure``)."""
+    keys: KeyStore | None = request.app.state.keys
+    if keys is None:
         return None
-    if scope == "write" and key.scope != "write":
-        raise ForbiddenError("this API key may only read")
+    key: ApiKey | None = request.scope.get(API_KEY_SCOPE) or keys.authenticate(presented)
+    if key is None:
+        raise UnauthorizedError()
+    return key
+
+
+def _authorize(request: Request, presented: str | None, scope: str) -> ApiKey | None:
+    key = authenticated(request, presented)
+    if key is None:
+        return None
+    if not key.grants(scope):
+        raise ForbiddenError(f"this API key's scope is {key.scope!r}; this needs {scope!r} or above")
     if not key.allows(scope, request.path_params.get("gallery")):
         raise ForbiddenError("this API key is not valid for this gallery")
     return key
 
 
-def read_access(request: Request, _: Annotated[str | None, Security(API_KEY)] = None) -> ApiKey | None:
-    return _authorize(request, "read")
+#: The key as sent (declared so that the OpenAPI document shows the header on every route).
+Presented = Annotated[str | None, Security(API_KEY)]
 
 
-def write_access(request: Request, _: Annotated[str | None, Security(API_KEY)] = None) -> ApiKey | None:
-    return _authorize(request, "write")
+def read_access(request: Request, presented: Presented = None) -> ApiKey | None:
+    return _authorize(request, presented, "read")
+
+
+def enrol_access(request: Request, presented: Presented = None) -> ApiKey | None:
+    return _authorize(request, presented, "enrol")
+
+
+def write_access(request: Request, presented: Presented = None) -> ApiKey | None:
+    return _authorize(request, presented, "write")
+
+
+def admin_access(request: Request, presented: Presented = None) -> ApiKey | None:
+    return _authorize(request, presented, "admin")
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 Reader = Annotated[ApiKey | None, Depends(read_access)]
+Enroller = Annotated[ApiKey | None, Depends(enrol_access)]
 Writer = Annotated[ApiKey | None, Depends(write_access)]
+Admin = Annotated[ApiKey | None, Depends(admin_access)]

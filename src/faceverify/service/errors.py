@@ -25,6 +25,7 @@ from faceverify.errors import (
     ModelMismatchError,
     UnknownGalleryError,
     UnknownPersonError,
+    UnsupportedFormatError,
 )
 from faceverify.photos import NO_FACE
 
@@ -89,6 +90,13 @@ class OverloadedError(ServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class DecodeBudgetError(OverloadedError):
+    """Decoded images of the requests in flight fill the memory budget; its own code tells
+    operators to look at ``--max-decoded-mb`` rather than at the model's queue."""
+
+    code = "decode_budget_full"
+
+
 class NotReadyError(ServiceError):
     status, code = 503, "not_ready"
 
@@ -104,6 +112,7 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (GalleryExistsError, 409, "gallery_exists"),
     (ModelMismatchError, 409, "model_mismatch"),
     (GalleryError, 422, "gallery_error"),
+    (UnsupportedFormatError, 415, "unsupported_format"),  # EPS, PSD, JPEG 2000...: never parsed
     (ImageError, 422, "invalid_image"),  # "no_face" when detection found none (see classify)
     (BatchImageError, 422, "invalid_image"),
     (InputError, 422, "invalid_input"),

@@ -1,39 +1,52 @@
-"""API keys: created by ``faceverify keys``, stored hashed, checked in constant time.
+"""API keys: created by ``faceverify keys`` (or by ``faceverify serve`` on its first start),
+stored hashed, checked in constant time.
 
 A key is ``fvk_<id>_<secret>`` with 256 random bits of secret; only its SHA-256 is
-written to the keys file (mode 0600), so the file cannot be used to call the API. The
-key itself is shown once, when it is created. Each key has a scope (``read``: verify,
-identify, list; ``write``: also enrol, remove, create and delete galleries) and may be
-limited to one gallery. The service re-reads the file when it changes, so keys can be
-created and revoked while it runs. There are no default keys: while no keys file
-exists the API is open, which the service allows on localhost only.
+written to the keys file (mode 0600, created without following links), so the file
+cannot be used to call the API. The key itself is shown once, when it is created. Each
+key has a scope, and each scope includes the ones before it:
+
+- ``read``: verify, identify, detect, embed, list galleries and people;
+- ``enrol``: also enrol people and add photos of them (never remove anything);
+- ``write``: also remove people;
+- ``admin``: also create and delete galleries, and manage keys over the API.
+
+A key may be limited to one gallery and may carry an expiry time. The service re-reads
+the file when it changes, so keys can be created and revoked while it runs. There are no
+default keys, and no open mode unless the operator asks for one (``serve --insecure``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from faceverify.errors import ConfigError
-from faceverify.gallery.catalog import check_gallery_name
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("read", "write")
+#: From least to most: each scope may do what the ones before it may.
+SCOPES = ("read", "enrol", "write", "admin")
 KEYS_FORMAT = "faceverify-keys/1"
 KEY_PREFIX = "fvk_"
 #: Anything longer than this is not one of our keys; it is refused without hashing.
 MAX_KEY_LENGTH = 128
+FIRST_KEY_LABEL = "created by faceverify serve on first start"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -42,10 +55,11 @@ class ApiKey:
 
     Attributes:
         id: a short public name for the key (part of the key itself).
-        scope: ``read`` or ``write`` (``write`` includes ``read``).
+        scope: ``read``, ``enrol``, ``write`` or ``admin`` (each includes the ones before).
         gallery: the only gallery the key may use, or None for all of them.
         created: when it was made (ISO 8601).
         label: a note for people (who holds it).
+        expires: when it stops working (ISO 8601, UTC), or None for never.
     """
 
     id: str
@@ -53,18 +67,49 @@ class ApiKey:
     gallery: str | None
     created: str
     label: str = ""
+    expires: str | None = None
+
+    def grants(self, scope: str) -> bool:
+        """Whether this key's scope includes ``scope``."""
+        return SCOPES.index(self.scope) >= SCOPES.index(check_scope(scope))
 
     def allows(self, scope: str, gallery: str | None) -> bool:
         """Whether this key may do something of ``scope`` on ``gallery`` (None: no gallery)."""
-        if scope == "write" and self.scope != "write":
-            return False
-        return self.gallery is None or gallery is None or gallery == self.gallery
+        return self.grants(scope) and (self.gallery is None or gallery is None or gallery == self.gallery)
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return self.expires is not None and (now or _now()) >= dt.datetime.fromisoformat(self.expires)
 
 
 def check_scope(scope: str) -> str:
     if scope not in SCOPES:
         raise ConfigError(f"scope {scope!r} is unknown; valid: {', '.join(SCOPES)}")
     return scope
+
+
+_DURATION = re.compile(r"(\d+)([hdw])")
+_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def parse_expiry(text: str, now: dt.datetime | None = None) -> str:
+    """An expiry as ISO 8601 UTC, from a duration (``12h``, ``30d``, ``8w``) or a date or time
+    (``2027-01-31``, ``2027-01-31T18:00+01:00``; without a zone: UTC). Must lie ahead."""
+    now = now or _now()
+    match = _DURATION.fullmatch(text.strip())
+    try:
+        if match:
+            when = now + int(match.group(1)) * _UNITS[match.group(2)]
+        else:
+            when = dt.datetime.fromisoformat(text.strip())
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+    except (ValueError, OverflowError):
+        raise ConfigError(
+            f"expiry {text!r} is not valid; give a duration (12h, 30d, 8w) or a date (2027-01-31)"
+        ) from None
+    if when <= now:
+        raise ConfigError(f"expiry {text!r} is in the past")
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _digest(key: str) -> str:
@@ -83,18 +128,11 @@ class KeyStore:
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None
         self._entries: list[tuple[str, ApiKey]] = []
-        self._required = False
-
-    @property
-    def required(self) -> bool:
-        """Whether requests need a key: once a keys file has been seen, always (even if
-        it is emptied or deleted later, the service never falls back to open access)."""
-        self._refresh()
-        return self._required
 
     def authenticate(self, presented: str | None) -> ApiKey | None:
-        """The key matching ``presented``, or None. Every stored hash is compared, in
-        constant time, so the time taken tells nothing about which key came close."""
+        """The key matching ``presented`` if it has not expired, or None. Every stored hash
+        is compared, in constant time, so the time taken tells nothing about which key
+        came close. Without a keys file there are no keys: nothing is accepted."""
         self._refresh()
         if not presented or len(presented) > MAX_KEY_LENGTH:
             return None
@@ -103,25 +141,37 @@ class KeyStore:
         for stored, key in self._entries:
             if hmac.compare_digest(stored, digest):
                 found = key
-        return found
+        return None if found is None or found.expired() else found
 
-    def keys(self) -> list[ApiKey]:
+    def records(self) -> list[ApiKey]:
         self._refresh()
         return [key for _, key in self._entries]
 
-    def create(self, scope: str, *, gallery: str | None = None, label: str = "") -> tuple[str, ApiKey]:
-        """Make a key; returns the key itself (show it once, it is not stored) and its record."""
-        check_scope(scope)
-        if gallery is not None:
-            check_gallery_name(gallery)
-        key_id = secrets.token_hex(4)
-        secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        record = ApiKey(
-            id=key_id, scope=scope, gallery=gallery, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), label=label
-        )
+    def create(
+        self, scope: str, *, gallery: str | None = None, label: str = "", expires: str | None = None
+    ) -> tuple[str, ApiKey]:
+        """Make a key; returns the key itself (show it once, it is not stored) and its record.
+
+        Args:
+            scope: ``read``, ``enrol``, ``write`` or ``admin``.
+            gallery: limit the key to this gallery.
+            label: who holds it.
+            expires: a duration (``30d``) or date (``2027-01-31``), see :func:`parse_expiry`.
+        """
         with self._editing() as entries:
-            entries.append((_digest(secret), record))
-        return secret, record
+            made = _new_key(scope, gallery, label, expires)
+            entries.append((_digest(made[0]), made[1]))
+        return made
+
+    def create_first(self) -> str | None:
+        """An admin key if the keys file does not exist yet (the service's first start):
+        the key, to be shown once; None when a keys file is already there."""
+        with self._locked():
+            if self.path.exists():
+                return None
+            secret, record = _new_key("admin", None, FIRST_KEY_LABEL, None)
+            self._save([(_digest(secret), record)])
+        return secret
 
     def revoke(self, key_id: str) -> ApiKey:
         """Delete a key by its id; requests with it fail from the next one on."""
@@ -134,17 +184,26 @@ class KeyStore:
         raise ConfigError(f"no API key with id {key_id!r} in {self.path}; ids: {known}")
 
     @contextlib.contextmanager
-    def _editing(self) -> Iterator[list[tuple[str, ApiKey]]]:
-        """Read, change and write the file under an exclusive lock (several CLIs at once)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on the keys file (several CLIs or a starting server at once)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _file_lock(self.path.with_name(self.path.name + ".lock")):
+            yield
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[list[tuple[str, ApiKey]]]:
+        """Read, change and write the file under the lock."""
+        with self._locked():
             entries = self._read()
             yield entries
-            document = {
-                "format": KEYS_FORMAT,
-                "keys": [{"sha256": digest, **asdict(key)} for digest, key in entries],
-            }
-            _write_private(self.path, json.dumps(document, indent=2) + "\n")
+            self._save(entries)
+
+    def _save(self, entries: list[tuple[str, ApiKey]]) -> None:
+        document = {
+            "format": KEYS_FORMAT,
+            "keys": [{"sha256": digest, **asdict(key)} for digest, key in entries],
+        }
+        _write_private(self.path, json.dumps(document, indent=2) + "\n")
         self._seen = None
 
     def load(self) -> None:
@@ -155,16 +214,14 @@ class KeyStore:
     def _refresh(self) -> None:
         try:
             info = self.path.stat()
-        except FileNotFoundError:
-            if self._required:  # the file went away: keep the keys we had, stay closed
-                return
+        except FileNotFoundError:  # deleted: no key works any more (never an open API)
             self._entries, self._seen = [], None
             return
         signature = (info.st_mtime_ns, info.st_size, info.st_ino)
         if signature == self._seen:
             return
         with self._lock:
-            self._seen, self._required = signature, True
+            self._seen = signature
             try:
                 self._entries = self._read()
             except ConfigError as exc:  # e.g. hand-edited badly: keep the keys we had
@@ -188,13 +245,41 @@ class KeyStore:
             raise ConfigError(f"API keys file {self.path} has a malformed entry ({exc})") from exc
 
 
+def _new_key(scope: str, gallery: str | None, label: str, expires: str | None) -> tuple[str, ApiKey]:
+    from faceverify.gallery.catalog import check_gallery_name  # numpy: not at the CLI's start
+
+    check_scope(scope)
+    if gallery is not None:
+        check_gallery_name(gallery)
+    key_id = secrets.token_hex(4)
+    secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    record = ApiKey(
+        id=key_id,
+        scope=scope,
+        gallery=gallery,
+        created=_now().isoformat(timespec="seconds"),
+        label=label,
+        expires=parse_expiry(expires) if expires else None,
+    )
+    return secret, record
+
+
+#: A new file only, never through a link someone put in its place.
+_PRIVATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
 def _write_private(path: Path, text: str) -> None:
-    """Write readable by the owner only, via a temporary file and a rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    temporary.replace(path)
+    """Write readable by the owner only, via a new temporary file and a rename (the rename
+    replaces a link at ``path`` itself, never what it points to)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, _PRIVATE_FLAGS, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -204,9 +289,12 @@ def _file_lock(path: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: concurrent `faceverify keys` runs are not guarded
         yield
         return
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:  # e.g. a link planted in its place
+        raise ConfigError(f"cannot lock {path}: {exc.strerror or exc}; remove it if it is a link") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock

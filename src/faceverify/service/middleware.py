@@ -1,4 +1,4 @@
-"""ASGI middleware: body limit, deadline, authentication and response headers.
+"""ASGI middleware: body limit, deadline, authentication, origin checks, response headers.
 
 Each runs before FastAPI reads a byte of the body: a request that is too large, or
 lacks a valid key, is answered without its upload being read or parsed.
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceverify.service.errors import (
     ErrorRenderer,
+    ForbiddenError,
     PayloadTooLargeError,
     RequestTimeoutError,
     ServiceError,
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 #: Where the authenticated key's record is put in the request scope.
 API_KEY_SCOPE = "faceverify.api_key"
-API_PREFIX = "/v1/"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -107,11 +107,35 @@ class Deadline:
             await self.errors.response(error)(scope, receive, send)
 
 
-class Authenticate:
-    """401 for an API request without a valid ``X-API-Key`` (when keys are configured).
+#: What answers without a key: the page and its files, health, metrics and the API's docs.
+#: Everything else, whatever its prefix, needs one (deny by default).
+PUBLIC_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
+PUBLIC_PREFIXES = ("/static/",)
 
-    The key's record goes into the scope, where the routes' dependencies check its
-    scope and gallery (403).
+
+def route_path(scope: Scope) -> str:
+    """The path as the app's routes see it: without the ``root_path`` the app is mounted or
+    proxied under (Starlette's own rule, so the check and the router never disagree)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def is_public(scope: Scope) -> bool:
+    path = route_path(scope)
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class Authenticate:
+    """401 for a request without a valid, unexpired ``X-API-Key``, except on the public paths.
+
+    Runs before the body is read, so an unauthenticated upload costs nothing. The key's
+    record goes into the scope; the routes' dependencies check it again (a route reached
+    some other way is still refused) along with its scope and gallery (403).
     """
 
     def __init__(self, app: ASGIApp, keys: KeyStore, errors: ErrorRenderer) -> None:
@@ -120,9 +144,8 @@ class Authenticate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         needs_key = (
             scope["type"] == "http"
-            and scope["path"].startswith(API_PREFIX)
             and scope["method"] != "OPTIONS"  # CORS preflights carry no key
-            and self.keys.required
+            and not is_public(scope)
         )
         if needs_key:
             key = self.keys.authenticate(_header(scope, b"x-api-key"))
@@ -131,6 +154,58 @@ class Authenticate:
                 return
             scope[API_KEY_SCOPE] = key
         await self.app(scope, receive, send)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+class LocalOnly:
+    """For a service without keys (``--insecure``): refuse what a web page could send.
+
+    A foreign ``Origin`` (another site's script posting a form to the service) is refused
+    with 403 unless it is one of ``allowed_origins``; on a loopback address, so is a
+    ``Host`` that is not a loopback name (a DNS-rebinding page reaches 127.0.0.1 under
+    its own host name).
+    """
+
+    def __init__(
+        self, app: ASGIApp, errors: ErrorRenderer, *, loopback: bool, allowed_origins: tuple[str, ...]
+    ) -> None:
+        self.app, self.errors, self.loopback = app, errors, loopback
+        self.allowed_origins = frozenset(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = self._problem(_header(scope, b"host") or "", _header(scope, b"origin"))
+            if problem is not None:
+                await self.errors.response(ForbiddenError(problem, code="forbidden_origin"))(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+    def _problem(self, host: str, origin: str | None) -> str | None:
+        if self.loopback and _host_name(host) not in LOOPBACK_NAMES:
+            return (
+                f"Host {host[:80]!r} is not this machine's loopback name; a service without API "
+                "keys answers only localhost, 127.0.0.1 or [::1]"
+            )
+        if origin is None or origin in self.allowed_origins:
+            return None
+        if origin in (f"http://{host}", f"https://{host}"):
+            return None  # the page itself
+        return (
+            f"requests from the web origin {origin[:80]!r} are refused by a service without API "
+            "keys; allow it with --cors-origin, or use API keys"
+        )
+
+
+def _host_name(host: str) -> str:
+    """``host[:port]`` without the port (IPv6 literals keep their brackets)."""
+    host = host.lower()
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 #: The page loads only its own files; uploaded photos are shown from blob: URLs.
@@ -150,13 +225,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = route_path(scope)
         extra: list[tuple[bytes, bytes]] = [
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),
         ]
-        if path.startswith(API_PREFIX):
+        if not is_public(scope):
             extra.append((b"cache-control", b"no-store"))
         if not path.startswith(("/docs", "/redoc")):  # Swagger UI loads its own scripts
             extra.append((b"content-security-policy", PAGE_POLICY.encode()))

@@ -81,6 +81,9 @@ class GalleryOut(BaseModel):
 
 
 class PersonOut(BaseModel):
+    id: int = Field(
+        description="the person's number in this gallery; remove by it with DELETE .../people?id="
+    )
     name: str
     faces: int
     meta: dict[str, Any]
@@ -123,6 +126,26 @@ class VerifyIdOut(BaseModel):
     face: FaceOut
 
 
+class KeyIn(BaseModel):
+    scope: str = Field(description="read < enrol < write < admin (each includes the ones before)")
+    gallery: str | None = Field(None, description="limit the key to this gallery")
+    label: str = Field("", max_length=200, description="who holds the key")
+    expires: str | None = Field(None, description="a duration (12h, 30d, 8w) or a date (2027-01-31)")
+
+
+class KeyOut(BaseModel):
+    id: str
+    scope: str
+    gallery: str | None
+    created: str
+    label: str
+    expires: str | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the key itself; shown only now, store it")
+
+
 class Status(BaseModel):
     status: str
     model: str | None = None
@@ -134,12 +157,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in (
         (400, "unreadable request"),
         (401, "no valid API key"),
-        (403, "the key may not do this"),
+        (403, "the key may not do this (or, without keys, a foreign Origin or Host)"),
         (404, "unknown gallery or person"),
         (409, "already exists, or a gallery of another model"),
         (413, "too many or too large uploads"),
+        (415, "an image format that is not decoded (allowed: JPEG, PNG, WebP, BMP, TIFF, GIF, PPM)"),
         (422, "invalid input: not an image, no face, bad name or value"),
-        (503, "overloaded (see Retry-After)"),
+        (503, "overloaded: model queue or decoding memory full (see Retry-After)"),
         (504, "timed out"),
     )
 }

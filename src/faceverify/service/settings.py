@@ -11,7 +11,6 @@ import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ConfigError
@@ -36,26 +35,57 @@ def default_keys_file() -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may carry; each is checked before any image is decoded.
+    """What one request may carry, and what all requests may decode at once.
+
+    Each is checked before any image is decoded: sizes before an upload is read, pixels
+    from its header. The pixel defaults fit face photos. 25 MP per image passes a 12 MP
+    phone photo (4032x3024) and a 24 MP camera photo (6000x4000, 6016x4016) with room to
+    spare, and refuses a 48 MP full-sensor photo, which shows a face no better once the
+    model has shrunk it to its input size. 100 MP per request passes eight phone photos
+    (97.5 MP) or four camera photos. 1 GiB of decoded images (8 bytes a pixel while
+    decoding, see :func:`faceverify.decode.decoding_bytes`) holds one such request whole,
+    and about eleven phone photos of several requests at once.
 
     Attributes:
         max_body_bytes: the whole request body (413 above it).
         max_image_bytes: one uploaded file (413 above it).
         max_images: files in one request (413 above it).
         max_pixels: width x height of one image, read from its header (422 above it).
+        max_request_pixels: width x height summed over the images of one request (413).
+        max_decoded_bytes: memory for decoded images, all requests of a worker process
+            together; an image holds its share until it is freed. A request that does not
+            fit now gets 503 with Retry-After; one that could never fit gets 413.
         timeout_s: the whole request, upload included (408 while uploading, 504 after).
     """
 
     max_body_bytes: int = 32 * MB
     max_image_bytes: int = 10 * MB
     max_images: int = 8
-    max_pixels: int = 40_000_000
+    max_pixels: int = 25_000_000
+    max_request_pixels: int = 100_000_000
+    max_decoded_bytes: int = 1024 * MB
     timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        from faceverify.decode import BYTES_PER_PIXEL
+
         for item in fields(self):
             if getattr(self, item.name) <= 0:
                 raise ConfigError(f"limit {item.name}={getattr(self, item.name)!r} must be positive")
+        if self.max_pixels > self.max_request_pixels:
+            raise ConfigError(
+                f"limit max_pixels={self.max_pixels:,} is above max_request_pixels="
+                f"{self.max_request_pixels:,}: no request could carry such an image; raise "
+                "max_request_pixels (--max-request-megapixels) or lower max_pixels (--max-megapixels)"
+            )
+        needed = self.max_request_pixels * BYTES_PER_PIXEL
+        if needed > self.max_decoded_bytes:
+            raise ConfigError(
+                f"limit max_decoded_bytes={self.max_decoded_bytes:,} cannot decode one request of "
+                f"max_request_pixels={self.max_request_pixels:,} ({BYTES_PER_PIXEL} bytes a pixel: "
+                f"{needed:,}); raise max_decoded_bytes (--max-decoded-mb) to at least {needed / MB:,.0f} MB "
+                "or lower max_request_pixels (--max-request-megapixels)"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,9 +119,14 @@ class ServiceSettings:
     Attributes:
         db: the galleries: a folder (one embedded gallery per sub-folder) or a
             ``postgresql://`` URL (one schema per gallery).
-        keys_file: the API keys file written by ``faceverify keys``. While it does not
-            exist the API needs no key (allowed on localhost only, see
-            :func:`check_exposure`); once it exists every ``/v1`` request needs one.
+        keys_file: the API keys file written by ``faceverify keys`` (and by ``faceverify
+            serve`` on its first start). Every ``/v1`` request needs a key from it; without
+            the file, no request is accepted.
+        insecure: no keys at all: anyone who reaches the service may read and change the
+            galleries. On a loopback ``host`` the service then accepts only loopback
+            ``Host`` names and refuses foreign ``Origin`` headers (other web sites and DNS
+            rebinding); beyond loopback it trusts the whole network.
+        host: the address the server listens on (for the ``insecure`` checks above).
         model, weights, device, input_size, crop_pct, threshold, model_args, backend: as
             for :func:`faceverify.build_model`.
         detect, detector, upsample, min_face: how faces are found in photos, as in
@@ -105,6 +140,8 @@ class ServiceSettings:
 
     db: str = field(default_factory=default_galleries)
     keys_file: str = field(default_factory=default_keys_file)
+    insecure: bool = False
+    host: str = "127.0.0.1"
     model: str | None = None
     weights: str | None = None
     device: str = "auto"
@@ -159,12 +196,16 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def check_exposure(host: str, keys_file: str | Path, *, insecure: bool) -> None:
-    """Refuse to serve an open API (no keys file) beyond this machine unless told to."""
-    if is_loopback(host) or insecure or Path(keys_file).expanduser().exists():
-        return
-    raise ConfigError(
-        f"refusing to listen on {host} without API keys: anyone who reaches it could read and "
-        "change the galleries. Create a key with `faceverify keys create --scope write` (and "
-        "pass the same --keys), or pass --insecure if the network is trusted"
+def exposure_warning(host: str, *, insecure: bool) -> str | None:
+    """What an operator must be told about running ``insecure`` on ``host`` (None: nothing)."""
+    if not insecure:
+        return None
+    if is_loopback(host):
+        return (
+            "--insecure: no API keys; anyone with a shell on this machine can read and change the "
+            "galleries (web pages and other Host names are refused)"
+        )
+    return (
+        f"--insecure on {host}: NO API KEYS. Anyone on the network can read, enrol and delete "
+        "faces in every gallery. Use keys (drop --insecure) unless this network is yours alone"
     )

@@ -164,7 +164,14 @@ class ServiceState:
     def open(cls, settings: ServiceSettings, metrics: Metrics, keys: KeyStore) -> ServiceState:
         from faceverify.runtime.build import build_model
 
-        keys.load()
+        if not settings.insecure:
+            keys.load()
+            if not keys.records():
+                log.warning(
+                    "no API keys in %s: every /v1 request will be refused; make one with "
+                    "`faceverify keys create --scope admin`",
+                    keys.path,
+                )
         if settings.threads is not None:
             import torch
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from faceverify.compare.verification import verify
 from faceverify.embed import EmbeddingResult, embed_images
 from faceverify.errors import ImageError
 from faceverify.photos import NO_FACE
-from faceverify.service.deps import Reader, State
+from faceverify.service.deps import Reader, State, read_access
 from faceverify.service.schemas import ERRORS, DetectOut, EmbedOut, VerifyOut
 from faceverify.service.uploads import Photo, face_count_error
 
-router = APIRouter(prefix="/v1", tags=["faces"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["faces"], responses=ERRORS, dependencies=[Depends(read_access)])
 
 Threshold = Annotated[
     float | None,

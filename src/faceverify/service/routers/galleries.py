@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 
-from faceverify.errors import ImageError, UnknownPersonError
+from faceverify.errors import GalleryError, ImageError, UnknownPersonError
 from faceverify.gallery.base import check_name
 from faceverify.gallery.catalog import check_gallery_name
 from faceverify.gallery.gallery import Gallery
-from faceverify.service.deps import Reader, State, Writer
-from faceverify.service.errors import ForbiddenError, InvalidFieldError, PersonExistsError
+from faceverify.service.deps import Admin, Enroller, Reader, State, Writer, read_access
+from faceverify.service.errors import ForbiddenError, InvalidFieldError, PersonExistsError, ServiceError
 from faceverify.service.routers.faces import Images, Threshold
 from faceverify.service.schemas import (
     ERRORS,
@@ -31,7 +31,15 @@ from faceverify.service.schemas import (
 from faceverify.service.state import ServiceState
 from faceverify.service.uploads import Photo
 
-router = APIRouter(prefix="/v1/galleries", tags=["galleries"], responses=ERRORS)
+# every route needs a key (read at least) even if its own parameters forgot to ask
+router = APIRouter(
+    prefix="/v1/galleries", tags=["galleries"], responses=ERRORS, dependencies=[Depends(read_access)]
+)
+
+
+class GalleryNotEmptyError(ServiceError):
+    status, code = 409, "gallery_not_empty"
+
 
 GalleryName = Annotated[str, Path(description="the gallery's name", max_length=200)]
 PersonName = Annotated[str, Path(description="the person's name", max_length=400)]
@@ -39,13 +47,12 @@ TopK = Annotated[int, Query(ge=1, le=100, description="best matches to return pe
 
 
 def _person(name: str) -> str:
-    """A person's name as the library checks it; '/' cannot travel in a URL path."""
-    person = check_name(name)
-    if "/" in person:
-        raise InvalidFieldError(
-            f"name {person!r} contains '/', which the API cannot address", code="invalid_name"
-        )
-    return person
+    """A person's name as the library checks it (never '.', '..' or a slash: it must
+    travel as one URL path segment), or a 422 saying why."""
+    try:
+        return check_name(name)
+    except GalleryError as exc:
+        raise InvalidFieldError(str(exc), code="invalid_name") from None
 
 
 def _meta(text: str | None) -> dict[str, Any] | None:
@@ -89,9 +96,9 @@ def list_galleries(state: State, key: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("", response_model=GalleryOut, status_code=201, summary="Create an empty gallery")
-def create_gallery(state: State, key: Writer, body: GalleryIn) -> dict[str, Any]:
+def create_gallery(state: State, key: Admin, body: GalleryIn) -> dict[str, Any]:
     name = check_gallery_name(body.name)
-    if key is not None and not key.allows("write", name):
+    if key is not None and not key.allows("admin", name):
         raise ForbiddenError("this API key is not valid for this gallery")
     state.galleries.create(name)
     return {"name": name, "people": 0, "model": None}
@@ -103,8 +110,23 @@ def get_gallery(state: State, _: Reader, gallery: GalleryName) -> dict[str, Any]
 
 
 @router.delete("/{gallery}", status_code=204, summary="Delete a gallery and everyone in it")
-def delete_gallery(state: State, _: Writer, gallery: GalleryName) -> Response:
-    state.galleries.delete(check_gallery_name(gallery))
+def delete_gallery(
+    state: State,
+    _: Admin,
+    gallery: GalleryName,
+    force: Annotated[bool, Query(description="needed when people are enrolled in it")] = False,
+) -> Response:
+    """A gallery with people in it goes only with ``?force=true``: a person's removal URL
+    that a client shortened to the gallery's own path (``.../people/..``) cannot wipe it."""
+    name = check_gallery_name(gallery)
+    if not force:
+        people = _summary(state, name)["people"]
+        if people:
+            raise GalleryNotEmptyError(
+                f"gallery {name!r} holds {people} people; delete it with ?force=true, "
+                "or remove people with DELETE .../people?id="
+            )
+    state.galleries.delete(name)
     return Response(status_code=204)
 
 
@@ -116,7 +138,7 @@ def list_people(state: State, _: Reader, gallery: GalleryName) -> list[dict[str,
 @router.post("/{gallery}/people", response_model=EnrollOut, status_code=201, summary="Enrol a new person")
 def enroll(
     state: State,
-    _: Writer,
+    _: Enroller,
     gallery: GalleryName,
     name: Annotated[str, Form(description="the person's name (unique in the gallery)", max_length=400)],
     images: Images,
@@ -136,7 +158,7 @@ def enroll(
 
 @router.post("/{gallery}/people/{name}/faces", response_model=EnrollOut, summary="Add photos of a person")
 def add_faces(
-    state: State, _: Writer, gallery: GalleryName, name: PersonName, images: Images
+    state: State, _: Enroller, gallery: GalleryName, name: PersonName, images: Images
 ) -> dict[str, Any]:
     person = _person(name)
     state.galleries.get(gallery)
@@ -165,6 +187,22 @@ def remove_person(state: State, _: Writer, gallery: GalleryName, name: PersonNam
     with state.galleries.writing(gallery) as opened:
         faces = opened.remove(person)
     return {"removed": person, "faces": faces}
+
+
+@router.delete(
+    "/{gallery}/people",
+    response_model=RemovedOut,
+    summary="Remove a person by id (as listed), whatever their name holds",
+)
+def remove_person_by_id(
+    state: State,
+    _: Writer,
+    gallery: GalleryName,
+    person_id: Annotated[int, Query(alias="id", ge=1, description="the person's id, from the people list")],
+) -> dict[str, Any]:
+    with state.galleries.writing(gallery) as opened:
+        name, faces = opened.remove_id(person_id)
+    return {"removed": name, "faces": faces}
 
 
 @router.post("/{gallery}/identify", response_model=IdentifyOut, summary="Who is each face in a photo?")

@@ -182,7 +182,8 @@ async function loadPeople() {
     remove.setAttribute("aria-label", `Remove ${person.name}`);
     remove.addEventListener("click", guarded(remove, async () => {
       if (!window.confirm(`Remove ${person.name} and all their photos?`)) return;
-      const path = `/v1/galleries/${encodeURIComponent(name)}/people/${encodeURIComponent(person.name)}`;
+      // by id: a name never travels as a path segment, so no name can be read as another path
+      const path = `/v1/galleries/${encodeURIComponent(name)}/people?id=${encodeURIComponent(person.id)}`;
       await api("DELETE", path);
       say(`Removed ${person.name}.`);
       await loadGalleries();
@@ -257,7 +258,17 @@ function forgetKey() {
   $("key-state").textContent = "Key forgotten.";
 }
 
+// `faceverify serve` prints the page's address with its new key after "#key=": the fragment
+// never reaches a server; the key moves to sessionStorage and leaves the address bar.
+function keyFromAddress() {
+  const match = /^#key=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+  if (!match) return;
+  sessionStorage.setItem(KEY_STORAGE, match[1]);
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  keyFromAddress();
   document.querySelectorAll(".drop").forEach(enableDrop);
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
