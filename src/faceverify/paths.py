@@ -3,9 +3,16 @@ writes them, and the time it stamps on what it records."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+#: A new file only, never through a link someone put in its place.
+_PRIVATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 def cache_dir() -> Path:
@@ -24,6 +31,57 @@ def atomic_write_text(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created (with its parents) readable by the owner only: faces and keys live
+    in it. A folder that exists already keeps its mode (the owner chose it)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write owner-only (0600) via a new temporary file and a rename: readers never see half a
+    file, and a link planted at ``path`` is replaced, never written through."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with open_private(temporary) as stream:
+            stream.write(data.encode("utf-8") if isinstance(data, str) else data)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def open_private(path: Path) -> BinaryIO:
+    """A new file opened for writing, owner-only (0600) from its first byte, never through a
+    link; an existing file at ``path`` is replaced."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, _PRIVATE_FLAGS, 0o600), "wb")
+
+
+def append_private(path: Path, line: str) -> None:
+    """Append a line to an owner-only (0600) log, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o600), "a", encoding="utf-8") as stream:
+        stream.write(line.rstrip("\n") + "\n")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes, held on ``path`` (created 0600, never through a
+    link). Raises OSError when the lock file cannot be opened."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: processes are not kept apart
+        yield
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def timestamp() -> str:

@@ -47,6 +47,17 @@ def test_keys_create_list_revoke(capsys: Capture, tmp_path: Path) -> None:
     ]
     code, out, _ = run(capsys, "keys", "revoke", rows[0][0], "--keys", keys)
     assert out == f"revoked {rows[0][0]}\n"
+    code, out, _ = run(capsys, "keys", "log", "--keys", keys)
+    import getpass
+
+    logged = [line.split("\t")[1:] for line in out.splitlines()]
+    me = f"cli:{getpass.getuser()}"
+    assert logged == [
+        [me, "create", rows[0][0], "write", "staff"],
+        [me, "create", rows[1][0], "enrol", "*"],
+        [me, "revoke", rows[0][0], "write", "staff"],
+    ]
+    assert secret not in Path(keys).with_name("keys-audit.jsonl").read_text()
     code, _, err = run(capsys, "keys", "revoke", "nope", "--keys", keys)
     assert code == EXIT_ERROR and "no API key with id 'nope'" in _one_line_error(err)
     with pytest.raises(SystemExit) as usage:

@@ -44,6 +44,18 @@ def print_error(message: str) -> None:
     print(f"{PROG}: error: {one_line}", file=sys.stderr)
 
 
+def cli_actor() -> str:
+    """Who the audit logs name for a command: ``cli:<the OS user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        import os
+
+        return f"cli:uid-{os.getuid()}" if hasattr(os, "getuid") else "cli"
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

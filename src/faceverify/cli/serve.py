@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from faceverify.cli.common import EXIT_OK, positive_int
+from faceverify.cli.common import EXIT_OK, cli_actor, positive_int
 from faceverify.errors import ConfigError
 
 log = logging.getLogger("faceverify.cli")
@@ -135,7 +135,7 @@ def keys_create(args: argparse.Namespace) -> int:
 
     store = KeyStore(keys_path(args))
     secret, record = store.create(
-        args.scope, gallery=args.gallery, label=args.label or "", expires=args.expires
+        args.scope, gallery=args.gallery, label=args.label or "", expires=args.expires, actor=cli_actor()
     )
     if args.json:
         print(json.dumps({"key": secret, **asdict(record)}))
@@ -167,8 +167,20 @@ def keys_list(args: argparse.Namespace) -> int:
 def keys_revoke(args: argparse.Namespace) -> int:
     from faceverify.service.keys import KeyStore
 
-    key = KeyStore(keys_path(args)).revoke(args.id)
+    key = KeyStore(keys_path(args)).revoke(args.id, actor=cli_actor())
     print(json.dumps({"revoked": key.id}) if args.json else f"revoked {key.id}")
+    return EXIT_OK
+
+
+def keys_log(args: argparse.Namespace) -> int:
+    from faceverify.service.keys import KeyStore
+
+    for entry in KeyStore(keys_path(args)).log():
+        if args.json:
+            print(json.dumps(entry))
+        else:
+            fields = (entry["time"], entry["actor"], entry["action"], entry["key"], entry["scope"])
+            print("\t".join((*fields, entry["gallery"] or "*")))
     return EXIT_OK
 
 
@@ -247,6 +259,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "list", parents=[common, keys_file], help="id, scope, gallery, created, expires, label"
     )
     a.set_defaults(handler=keys_list)
+    a = actions.add_parser(
+        "log",
+        parents=[common, keys_file],
+        help="every key made or revoked: time, actor, action, id, scope",
+    )
+    a.set_defaults(handler=keys_log)
     a = actions.add_parser("revoke", parents=[common, keys_file], help="delete a key by its id")
     a.add_argument("id", metavar="ID")
     a.set_defaults(handler=keys_revoke)

@@ -24,15 +24,16 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from faceverify.errors import ConfigError
+from faceverify.paths import append_private, file_lock, private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,13 @@ class KeyStore:
         return [key for _, key in self._entries]
 
     def create(
-        self, scope: str, *, gallery: str | None = None, label: str = "", expires: str | None = None
+        self,
+        scope: str,
+        *,
+        gallery: str | None = None,
+        label: str = "",
+        expires: str | None = None,
+        actor: str = "library",
     ) -> tuple[str, ApiKey]:
         """Make a key; returns the key itself (show it once, it is not stored) and its record.
 
@@ -157,10 +164,12 @@ class KeyStore:
             gallery: limit the key to this gallery.
             label: who holds it.
             expires: a duration (``30d``) or date (``2027-01-31``), see :func:`parse_expiry`.
+            actor: who makes it, for the keys' audit log (:meth:`log`).
         """
         with self._editing() as entries:
             made = _new_key(scope, gallery, label, expires)
             entries.append((_digest(made[0]), made[1]))
+            self._log("create", made[1], actor)
         return made
 
     def create_first(self) -> str | None:
@@ -171,23 +180,49 @@ class KeyStore:
                 return None
             secret, record = _new_key("admin", None, FIRST_KEY_LABEL, None)
             self._save([(_digest(secret), record)])
+            self._log("create", record, "serve")
         return secret
 
-    def revoke(self, key_id: str) -> ApiKey:
+    def revoke(self, key_id: str, *, actor: str = "library") -> ApiKey:
         """Delete a key by its id; requests with it fail from the next one on."""
         with self._editing() as entries:
             for position, (_, key) in enumerate(entries):
                 if key.id == key_id:
                     del entries[position]
+                    self._log("revoke", key, actor)
                     return key
         known = ", ".join(key.id for _, key in entries) or "none"
         raise ConfigError(f"no API key with id {key_id!r} in {self.path}; ids: {known}")
 
+    @property
+    def log_path(self) -> Path:
+        return self.path.with_name(self.path.stem + "-audit.jsonl")
+
+    def log(self) -> list[dict[str, Any]]:
+        """Every key change, oldest first: time, actor, action, and the key's id, scope and
+        gallery (never the key)."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def _log(self, action: str, key: ApiKey, actor: str) -> None:
+        """Append one line (under the keys file's lock; owner-only, never through a link)."""
+        entry: dict[str, Any] = {"time": _now().isoformat(timespec="seconds"), "actor": actor}
+        entry.update(action=action, key=key.id, scope=key.scope, gallery=key.gallery)
+        append_private(self.log_path, json.dumps(entry))
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """An exclusive lock on the keys file (several CLIs or a starting server at once)."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _file_lock(self.path.with_name(self.path.name + ".lock")):
+        private_dir(self.path.parent)
+        lock = self.path.with_name(self.path.name + ".lock")
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(file_lock(lock))
+            except OSError as exc:  # e.g. a link planted in its place
+                raise ConfigError(f"cannot lock {lock}: {exc.strerror or exc}; remove it if a link") from None
             yield
 
     @contextlib.contextmanager
@@ -203,7 +238,7 @@ class KeyStore:
             "format": KEYS_FORMAT,
             "keys": [{"sha256": digest, **asdict(key)} for digest, key in entries],
         }
-        _write_private(self.path, json.dumps(document, indent=2) + "\n")
+        write_private(self.path, json.dumps(document, indent=2) + "\n")
         self._seen = None
 
     def load(self) -> None:
@@ -262,39 +297,3 @@ def _new_key(scope: str, gallery: str | None, label: str, expires: str | None) -
         expires=parse_expiry(expires) if expires else None,
     )
     return secret, record
-
-
-#: A new file only, never through a link someone put in its place.
-_PRIVATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write readable by the owner only, via a new temporary file and a rename (the rename
-    replaces a link at ``path`` itself, never what it points to)."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    descriptor = os.open(temporary, _PRIVATE_FLAGS, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: concurrent `faceverify keys` runs are not guarded
-        yield
-        return
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except OSError as exc:  # e.g. a link planted in its place
-        raise ConfigError(f"cannot lock {path}: {exc.strerror or exc}; remove it if it is a link") from None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
