@@ -217,12 +217,8 @@ def postgres_store(
     started = time.perf_counter()
     _bulk_load_postgres(store, vectors)
     build = time.perf_counter() - started
-    mib = (
-        store._db.execute(  # type: ignore[attr-defined]  # benchmark-only shortcut
-            "SELECT pg_relation_size('faceverify_faces_hnsw')"
-        ).fetchone()[0]
-        / MIB
-    )
+    with store.connection() as db:
+        mib = db.execute("SELECT pg_relation_size('faceverify_faces_hnsw')").fetchone()[0] / MIB
     default = postgres.PG_EF_SEARCH
     for ef in args.ef_search:
         postgres.PG_EF_SEARCH = ef
@@ -247,21 +243,22 @@ def _bulk_load_postgres(store: Any, vectors: np.ndarray) -> None:
     """COPY people and faces, then build the HNSW index once (as the README advises)."""
     from faceverify.gallery import postgres
 
-    db = store._db
-    db.execute("DROP INDEX IF EXISTS faceverify_faces_hnsw")
-    with db.transaction(), db.cursor() as cursor:
-        with cursor.copy("COPY faceverify_people (id, name) FROM STDIN") as copy:
-            for i in range(len(vectors)):
-                copy.write_row((i + 1, f"p{i}"))
-        with cursor.copy(
-            "COPY faceverify_faces (person_id, image_sha256, source, embedding) FROM STDIN"
-        ) as copy:
-            for i, vector in enumerate(vectors):
-                copy.write_row((i + 1, f"h{i}", "bench", "[" + ",".join(map(str, vector.tolist())) + "]"))
-    db.execute("SELECT setval('faceverify_people_id_seq', %s)", (len(vectors),))
-    db.execute("SET maintenance_work_mem = '2GB'")
-    db.execute("SET max_parallel_maintenance_workers = 1")
-    db.execute(postgres.hnsw_index_sql())
+    with store.connection() as db:
+        db.execute("SET statement_timeout = 0")  # building the graph of a million faces takes minutes
+        db.execute("DROP INDEX IF EXISTS faceverify_faces_hnsw")
+        with db.transaction(), db.cursor() as cursor:
+            with cursor.copy("COPY faceverify_people (id, name) FROM STDIN") as copy:
+                for i in range(len(vectors)):
+                    copy.write_row((i + 1, f"p{i}"))
+            with cursor.copy(
+                "COPY faceverify_faces (person_id, image_sha256, source, embedding) FROM STDIN"
+            ) as copy:
+                for i, vector in enumerate(vectors):
+                    copy.write_row((i + 1, f"h{i}", "bench", "[" + ",".join(map(str, vector.tolist())) + "]"))
+        db.execute("SELECT setval('faceverify_people_id_seq', %s)", (len(vectors),))
+        db.execute("SET maintenance_work_mem = '2GB'")
+        db.execute("SET max_parallel_maintenance_workers = 1")
+        db.execute(postgres.hnsw_index_sql())
 
 
 def main() -> None:

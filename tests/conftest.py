@@ -145,3 +145,17 @@ def identity_data(session_dir: Path) -> Path:
         lines += [f"probes/p{p}/0.png probes/p{q}/1.png 0" for q in range(p + 1, 10)]
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL with pgvector, started in a temporary folder for this test session."""
+    try:
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    except Exception as exc:  # no binary for this platform, no permission, no shared memory...
+        pytest.skip(f"PostgreSQL with pgvector could not start here: {type(exc).__name__}: {exc}")
+    yield server.get_uri()
+    server.cleanup()

@@ -102,6 +102,14 @@ class UnknownPersonError(GalleryError):
     """The named person is not enrolled."""
 
 
+class PersonExistsError(GalleryError):
+    """A person of that name is already enrolled (an enrolment asked to create them)."""
+
+
+class IdempotencyError(GalleryError):
+    """A request key already used for a different request (its content differs)."""
+
+
 class ModelMismatchError(GalleryError):
     """Embeddings from another model than the one the gallery was built with."""
 

@@ -89,3 +89,32 @@ def test_gallery_errors_are_one_line(
     assert "built with another model" in _one_line_error(err)
     code, _, err = run(capsys, "enroll", "x", image, *enrolled, "--meta", "novalue")
     assert "--meta 'novalue' is not key=value" in _one_line_error(err)
+
+
+def test_audit_names_the_os_user_and_never_a_person(
+    capsys: Capture, enrolled: list[str], tmp_path: Path
+) -> None:
+    import getpass
+
+    db = enrolled[:2]
+    code, out, _ = run(capsys, "remove", "p1", *db)
+    code, out, _ = run(capsys, "audit", *db)
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert code == EXIT_OK and [(r[2], r[3], r[5]) for r in rows] == [
+        (f"cli:{getpass.getuser()}", "enrol", "2"),
+        (f"cli:{getpass.getuser()}", "enrol", "2"),
+        (f"cli:{getpass.getuser()}", "enrol", "2"),
+        (f"cli:{getpass.getuser()}", "erase", "2"),
+    ]
+    assert "p1" not in out and rows[3][4] == rows[1][4]  # p1's id, not their name
+    code, out, _ = run(capsys, "audit", *db, "--after", rows[2][0], "--json")
+    assert [json.loads(line)["action"] for line in out.splitlines()] == ["erase"]
+
+    from faceverify.gallery.base import Change
+    from faceverify.gallery.catalog import FolderCatalog
+
+    FolderCatalog(tmp_path / "service").create("staff", change=Change(actor="key:ab12"))
+    FolderCatalog(tmp_path / "service").delete("staff")
+    code, out, _ = run(capsys, "audit", "--deleted", "--db", str(tmp_path / "service"), "--gallery", "staff")
+    assert all(line.startswith("staff\t") for line in out.splitlines())
+    assert [line.split("\t")[4] for line in out.splitlines()] == ["create", "delete"]

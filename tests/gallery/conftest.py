@@ -16,20 +16,6 @@ MANIFEST = {"model": "test", "embedding_dim": DIM, "preprocess_fingerprint": "f"
 BACKENDS = ["sqlite", "postgres"]
 
 
-@pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL with pgvector, started in a temporary folder for this test session."""
-    try:
-        import pgserver
-
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-    except Exception as exc:  # no binary for this platform, no permission, no shared memory...
-        pytest.skip(f"PostgreSQL with pgvector could not start here: {type(exc).__name__}: {exc}")
-    yield server.get_uri()
-    server.cleanup()
-
-
 def open_backend(kind: str, location: Path | str) -> GalleryStore:
     if kind == "postgres":
         from faceverify.gallery.postgres import PostgresStore

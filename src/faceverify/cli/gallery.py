@@ -10,9 +10,11 @@ from faceverify.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
     build_from_args,
+    cli_actor,
     done_code,
     face_options,
     log,
+    positive_int,
     verdict_line,
 )
 from faceverify.errors import ConfigError, FaceVerifyError
@@ -47,7 +49,9 @@ def _gallery(args: argparse.Namespace) -> Gallery:
     from faceverify.gallery.gallery import Gallery
 
     store = _store(args)  # a bad --db fails before the model loads
-    return Gallery(store, build_from_args(args), match=args.match, faces=face_options(args))
+    return Gallery(
+        store, build_from_args(args), match=args.match, faces=face_options(args), actor=cli_actor()
+    )
 
 
 def enroll(args: argparse.Namespace) -> int:
@@ -173,20 +177,47 @@ def verify_id(args: argparse.Namespace) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    from faceverify.gallery.base import check_name
+    from faceverify.gallery.base import Change, check_name
 
     if (args.name is None) == (args.id is None):
         raise ConfigError("give either a NAME or --id ID (`faceverify list --json` shows ids)")
+    change = Change(actor=cli_actor())
     with _store(args) as store:
         if args.id is not None:
-            name, faces = store.remove_id(args.id)
+            name, faces = store.remove_id(args.id, change=change)
         else:
-            name, faces = args.name, store.remove(check_name(args.name))
+            name, faces = args.name, store.remove(check_name(args.name), change=change)
     print(
         json.dumps({"removed": name, "faces": faces}, ensure_ascii=False)
         if args.json
         else f"removed {name} ({faces} faces)"
     )
+    return EXIT_OK
+
+
+def audit(args: argparse.Namespace) -> int:
+    """A gallery's audit log, or (``--deleted``) the logs kept of deleted galleries."""
+    if args.deleted:
+        from faceverify.gallery.catalog import open_catalog
+        from faceverify.service.settings import default_galleries
+
+        catalog = open_catalog(args.db or default_galleries())
+        try:
+            entries = catalog.deleted_audit(args.gallery)
+        finally:
+            catalog.close()
+    else:
+        with _store(args) as store:
+            entries = [entry.to_dict() for entry in store.audit(after=args.after, limit=args.limit)]
+    for entry in entries:
+        if args.json:
+            print(json.dumps(entry))
+        else:
+            where = f"{entry['gallery']}\t" if args.deleted else ""
+            person = "" if entry["person_id"] is None else entry["person_id"]
+            print(
+                f"{where}{entry['seq']}\t{entry['time']}\t{entry['actor']}\t{entry['action']}\t{person}\t{entry['faces']}"
+            )
     return EXIT_OK
 
 
@@ -319,6 +350,22 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.add_argument("--id", type=int, help="the person's id instead (`faceverify list --json`)")
     add_gallery_options(p, matching=False)
     p.set_defaults(handler=remove)
+
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="who enrolled, added or erased whom: seq, time, actor, action, id, faces",
+    )
+    add_gallery_options(p, matching=False)
+    p.add_argument("--after", type=int, default=0, metavar="SEQ", help="entries after this one (0)")
+    p.add_argument("--limit", type=positive_int, default=10_000, help="entries at most (10000)")
+    p.add_argument(
+        "--deleted",
+        action="store_true",
+        help="the logs kept of deleted galleries; --db is then the service's galleries folder or URL",
+    )
+    p.add_argument("--gallery", help="with --deleted: only this gallery's")
+    p.set_defaults(handler=audit)
 
     p = sub.add_parser("list", parents=[common], help="enrolled people: name, faces, metadata")
     add_gallery_options(p, matching=False)

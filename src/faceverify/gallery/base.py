@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from faceverify.checks import check_choice
-from faceverify.errors import GalleryError, ModelMismatchError, NothingEnrolledError, UnknownPersonError
+from faceverify.errors import (
+    GalleryError,
+    IdempotencyError,
+    ModelMismatchError,
+    NothingEnrolledError,
+    PersonExistsError,
+    UnknownPersonError,
+)
 
 MAX_NAME_LENGTH = 200
 MATCH_MODES = ("best", "centroid")
@@ -64,10 +71,73 @@ class Match:
 
 @dataclass
 class AddResult:
-    """What an enrolment stored, and which faces it left out."""
+    """What an enrolment stored, and which faces it left out.
+
+    ``replayed`` is True when the request key had been seen: nothing was written this
+    time and the first answer is returned again.
+    """
 
     added: int = 0
     skipped: list[str] = field(default_factory=list)  # "source: reason"
+    person_id: int = 0
+    replayed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"added": self.added, "skipped": self.skipped, "person_id": self.person_id})
+
+    @classmethod
+    def from_json(cls, text: str) -> AddResult:
+        return cls(**json.loads(text), replayed=True)
+
+
+#: Who writes: ``cli:<os user>``, ``key:<key id>``, ``no-key`` (a service without keys),
+#: or ``library`` (Python code that did not say).
+LIBRARY_ACTOR = "library"
+#: What the audit log records (never a name, a vector or a photo's hash).
+AUDIT_ACTIONS = ("create", "enrol", "add", "erase", "delete")
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who makes a write and, for a request that may be retried, its key.
+
+    Attributes:
+        actor: recorded in the gallery's audit log (see :data:`LIBRARY_ACTOR`).
+        request_key: a client's idempotency key: the same key again returns the first
+            answer and writes nothing (kept in the store, so it holds across processes).
+        fingerprint: what the request held (e.g. a hash of the name and images); the same
+            key with another fingerprint is an :class:`~faceverify.errors.IdempotencyError`.
+    """
+
+    actor: str = LIBRARY_ACTOR
+    request_key: str | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of a gallery's audit log: who did what to which person id, and when.
+
+    An erasure is an ``erase`` entry with the person's id: their name was never written
+    here, so nothing in the log identifies them once they are gone.
+    """
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    person_id: int | None = None
+    faces: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "person_id": self.person_id,
+            "faces": self.faces,
+        }
 
 
 class GalleryStore(ABC):
@@ -83,19 +153,51 @@ class GalleryStore(ABC):
     def bind(self, manifest: dict[str, Any]) -> None:
         """Record the model on first enrolment (a no-op when the same one is recorded)."""
 
-    @abstractmethod
-    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
-        """Add a person, or faces to one, atomically: all of them or none on failure."""
+    #: A random id given at creation: a gallery deleted and made again under the same
+    #: name has another one, so no cache mistakes it for the old one.
+    uuid: str
 
     @abstractmethod
-    def remove(self, name: str) -> int:
-        """Delete a person and all their faces; returns how many faces went."""
+    def add(
+        self,
+        name: str,
+        faces: Iterable[Face],
+        meta: dict[str, Any] | None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
+    ) -> AddResult:
+        """Add a person, or faces to one, atomically: all of them or none on failure, with
+        its audit entry (``enrol`` or ``add``) in the same transaction.
+
+        Args:
+            create: True: the person must be new (:class:`PersonExistsError` otherwise,
+                decided inside the transaction, so across processes too); False: they must
+                be enrolled already (:class:`UnknownPersonError`); None: either.
+            change: who writes, and the request key (see :class:`Change`).
+        """
 
     @abstractmethod
-    def remove_id(self, person_id: int) -> tuple[str, int]:
-        """Delete the person with this id (see :class:`PersonInfo`) and all their faces;
-        returns their name and how many faces went. Works for any stored name, even one
-        that today's :func:`check_name` would refuse."""
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        """Erase a person and all their faces; returns how many faces went.
+
+        Erasure is real: no file the store writes keeps their vectors, codes, photo hashes
+        or name afterwards (see each store), and the audit log gets an ``erase`` entry.
+        """
+
+    @abstractmethod
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        """Erase the person with this id (see :class:`PersonInfo`) as :meth:`remove`
+        does; returns their name and how many faces went. Works for any stored name, even
+        one that today's :func:`check_name` would refuse."""
+
+    @abstractmethod
+    def record(self, action: str, change: Change | None = None) -> None:
+        """Add an audit entry for an event that writes nothing else (``create``)."""
+
+    @abstractmethod
+    def audit(self, *, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Audit entries with ``seq`` above ``after``, oldest first, at most ``limit``."""
 
     @abstractmethod
     def people(self) -> list[PersonInfo]:
@@ -129,6 +231,29 @@ def nothing_enrolled(name: str, reasons: list[str]) -> NothingEnrolledError:
 
 def unknown_person(name: str, location: str) -> UnknownPersonError:
     return UnknownPersonError(f"no person named {name!r} in gallery {location}; see `faceverify list`")
+
+
+def person_exists(name: str, location: str) -> PersonExistsError:
+    return PersonExistsError(
+        f"{name!r} is already enrolled in gallery {location}; add photos to them instead"
+    )
+
+
+def replayed_or_conflict(change: Change | None, stored: tuple[str, str] | None) -> AddResult | None:
+    """The first answer to a request key seen before, or None for a new key.
+
+    ``stored`` is the ``(fingerprint, answer)`` kept under the key. The same key with
+    other content is refused: a client bug that must not pass as a retry.
+    """
+    if change is None or change.request_key is None or stored is None:
+        return None
+    fingerprint, answer = stored
+    if fingerprint != change.fingerprint:
+        raise IdempotencyError(
+            f"request key {change.request_key!r} was used before for a different request; "
+            "use a new key for a new request"
+        )
+    return AddResult.from_json(answer)
 
 
 def unknown_person_id(person_id: int, location: str) -> UnknownPersonError:

@@ -10,19 +10,26 @@ from a request can never leave the catalogue.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import secrets
 import shutil
-import threading
+import sqlite3
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from faceverify.errors import GalleryError, GalleryExistsError, UnknownGalleryError
-from faceverify.gallery.base import GalleryStore
+from faceverify.gallery.base import LIBRARY_ACTOR, Change, GalleryStore
+from faceverify.paths import private_dir, timestamp, write_private
 
 #: Lower-case letters, digits, ``_`` and ``-``; starts with a letter or digit; 1-48 long.
 GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
+#: Days a deleted gallery's audit log is kept beside the catalogue.
+AUDIT_DAYS = 365.0
 _PG_SCHEMA_PREFIX = "fvg_"
 
 
@@ -50,12 +57,27 @@ class GalleryCatalog(ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def create(self, name: str) -> None:
-        """Make an empty gallery; :class:`GalleryExistsError` if it is there already."""
+    def create(self, name: str, *, change: Change | None = None) -> None:
+        """Make an empty gallery (its audit log starts with ``create``);
+        :class:`GalleryExistsError` if it is there already."""
 
     @abstractmethod
-    def delete(self, name: str) -> None:
-        """Delete a gallery with everyone in it; :class:`UnknownGalleryError` if absent."""
+    def delete(self, name: str, *, change: Change | None = None) -> None:
+        """Delete a gallery with everyone in it; :class:`UnknownGalleryError` if absent.
+
+        Its audit log, closed by a ``delete`` entry, is kept beside the catalogue (see
+        :meth:`deleted_audit`) for ``audit_days``; everything else goes. A crash half-way
+        is finished at the next open of the catalogue.
+        """
+
+    @abstractmethod
+    def uuid(self, name: str) -> str | None:
+        """The gallery's uuid (see :attr:`GalleryStore.uuid`), None when there is none."""
+
+    @abstractmethod
+    def deleted_audit(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries of deleted galleries still kept (of ``name`` only, if given),
+        each with ``gallery`` and ``uuid`` added; oldest first."""
 
     @abstractmethod
     def _open(self, name: str) -> GalleryStore: ...
@@ -76,14 +98,32 @@ class GalleryCatalog(ABC):
 
 
 class FolderCatalog(GalleryCatalog):
-    """Embedded galleries, one sub-folder each, under ``root``."""
+    """Embedded galleries, one sub-folder each, under ``root`` (folders 0700, files 0600).
 
-    def __init__(self, root: str | Path) -> None:
+    Deleted galleries' audit logs are kept as ``.audit/<name>.<uuid>.jsonl`` for
+    ``audit_days`` days; a gallery whose deletion a crash cut short (``.deleting-*``) is
+    finished when the catalogue is next opened.
+    """
+
+    def __init__(self, root: str | Path, *, audit_days: float = AUDIT_DAYS) -> None:
         self.root = Path(root).expanduser()
         self.location = str(self.root)
+        self.audit_days = audit_days
         if self.root.exists() and not self.root.is_dir():
             raise GalleryError(f"'{self.root}' is a file; galleries live in a folder")
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        for doomed in self.root.glob(".deleting-*"):
+            shutil.rmtree(doomed, ignore_errors=True)
+        expiry = time.time() - self.audit_days * 86_400
+        for log in self._archives():
+            if log.stat().st_mtime < expiry:
+                log.unlink(missing_ok=True)
+
+    def _archives(self) -> list[Path]:
+        return sorted((self.root / ".audit").glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
 
     def _folder(self, name: str) -> Path:
         folder = self.root / check_gallery_name(name)
@@ -97,22 +137,56 @@ class FolderCatalog(GalleryCatalog):
     def exists(self, name: str) -> bool:
         return self._folder(name).is_dir()
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, *, change: Change | None = None) -> None:
         folder = self._folder(name)
         try:
-            folder.mkdir()
+            folder.mkdir(mode=0o700)
         except FileExistsError:
             raise GalleryExistsError(f"a gallery named {name!r} already exists") from None
-        self._open(name).close()  # lay down the database now, so a bad disk fails here
+        with self._open(name) as store:  # lays down the database now, so a bad disk fails here
+            store.record("create", change)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, change: Change | None = None) -> None:
         folder = self._folder(name)
         if not folder.is_dir():
             raise UnknownGalleryError(f"no gallery named {name!r}")
-        # rename first: a reader never sees a half-deleted gallery under the old name
-        doomed = folder.with_name(f".deleting-{name}")
+        with self._open(name) as store:
+            gallery_uuid, entries = store.uuid, _all_entries(store)
+        closing = {
+            "seq": entries[-1]["seq"] + 1 if entries else 1,
+            "time": timestamp(),
+            "actor": change.actor if change is not None else LIBRARY_ACTOR,
+            "action": "delete",
+            "person_id": None,
+            "faces": 0,
+        }
+        lines = "".join(json.dumps(entry) + "\n" for entry in [*entries, closing])
+        write_private(private_dir(self.root / ".audit") / f"{name}.{gallery_uuid}.jsonl", lines)
+        # rename first: a reader never sees a half-deleted gallery under the old name, and a
+        # crash leaves a .deleting-* folder that the next open sweeps away
+        doomed = folder.with_name(f".deleting-{name}-{secrets.token_hex(4)}")
         folder.rename(doomed)
         shutil.rmtree(doomed)
+
+    def uuid(self, name: str) -> str | None:
+        database = self._folder(name) / "gallery.db"
+        if not database.is_file():
+            return None
+        try:  # read-only and without a store: it runs for every request of the service
+            with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else str(row[0])
+
+    def deleted_audit(self, name: str | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        for log in self._archives():
+            gallery, gallery_uuid = log.stem.split(".", 1)
+            if name is None or gallery == name:
+                lines = log.read_text(encoding="utf-8").splitlines()
+                entries += [{**json.loads(line), "gallery": gallery, "uuid": gallery_uuid} for line in lines]
+        return entries
 
     def _open(self, name: str) -> GalleryStore:
         from faceverify.gallery.sqlite import SQLiteStore
@@ -132,62 +206,108 @@ class FolderCatalog(GalleryCatalog):
 
 
 class PostgresCatalog(GalleryCatalog):
-    """PostgreSQL galleries, one schema each, in the database of ``url``."""
+    """PostgreSQL galleries, one schema each, in the database of ``url``.
 
-    def __init__(self, url: str) -> None:
-        import psycopg
+    The catalogue's own statements go through a small pool (at most 2 connections), not
+    one shared connection behind a lock: a connection the server dropped (a restart, a
+    failover) is replaced at the next call instead of failing every call until the
+    service restarts, and its sessions have the stores' statement and lock timeouts, so
+    a delete waiting behind a long search fails with a clear error instead of hanging.
 
-        from faceverify.gallery.postgres import PostgresStore
+    Args:
+        audit_days: days a deleted gallery's audit log is kept in
+            ``public.faceverify_audit_archive``; older ones are swept at construction.
+    """
 
-        self.url = url
-        # a store on the public schema checks the connection and installs pgvector, once
-        with PostgresStore(url) as check:
-            self.location = check.location
-        self._lock = threading.Lock()  # one connection, used from the service's threads
-        self._db: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    def __init__(self, url: str, *, audit_days: float = AUDIT_DAYS) -> None:
+        from faceverify.gallery.pg_session import PgConnector
+        from faceverify.gallery.pg_tables import ARCHIVE_TABLE, sweep_archive
+
+        number = isinstance(audit_days, (int, float)) and not isinstance(audit_days, bool)
+        if not number or not 0 <= audit_days < 1e6:
+            raise GalleryError(f"audit_days must be a number of days from 0 to 1e6, not {audit_days!r}")
+        self.url, self.audit_days = url, float(audit_days)
+        self._link = PgConnector(url)
+        self.location = self._link.location
+        with self._link.connect() as db, self._link.errors(), db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext('faceverify setup'))")
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")  # once, in the database's public schema
+            db.execute(ARCHIVE_TABLE)
+            sweep_archive(db, self.audit_days)
+        self._pool = self._link.pool(1, 2)
 
     def _schema(self, name: str) -> str:
         return _PG_SCHEMA_PREFIX + check_gallery_name(name)
 
-    def _execute(self, query: Any, args: tuple[Any, ...] = ()) -> list[Any]:
-        import psycopg
-
-        try:
-            with self._lock:
-                cursor = self._db.execute(query, args)
-                return list(cursor.fetchall()) if cursor.description else []
-        except psycopg.errors.DuplicateSchema:
-            raise
-        except psycopg.Error as exc:
-            raise GalleryError(f"PostgreSQL at {self.location} failed: {str(exc).strip()}") from exc
-
     def names(self) -> list[str]:
-        rows = self._execute(
-            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s) ORDER BY nspname",
-            (_PG_SCHEMA_PREFIX,),
-        )
+        with self._pool.session() as db:
+            rows = db.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s) ORDER BY nspname",
+                (_PG_SCHEMA_PREFIX,),
+            ).fetchall()
         names = (r[0][len(_PG_SCHEMA_PREFIX) :] for r in rows)
         return [n for n in names if GALLERY_NAME.fullmatch(n)]
 
     def exists(self, name: str) -> bool:
-        rows = self._execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema(name),))
-        return bool(rows)
+        schema = self._schema(name)
+        with self._pool.session() as db:
+            row = db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        return row is not None
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, *, change: Change | None = None) -> None:
         import psycopg
         from psycopg import sql
 
+        schema = sql.Identifier(self._schema(name))
+        with self._pool.session() as db:
+            try:
+                db.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            except psycopg.errors.DuplicateSchema:
+                raise GalleryExistsError(f"a gallery named {name!r} already exists") from None
         try:
-            self._execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self._schema(name))))
-        except psycopg.errors.DuplicateSchema:
-            raise GalleryExistsError(f"a gallery named {name!r} already exists") from None
+            with self._open(name) as store:  # lays down the tables now, so a bad server fails here
+                store.record("create", change)
+        except BaseException:
+            with self._pool.session() as db:  # the schema is ours: no half-made gallery stays
+                db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+            raise
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, change: Change | None = None) -> None:
+        """Archive the audit log with a closing ``delete`` entry and drop the schema, in one
+        transaction: a crash leaves the whole gallery, or its archived log and no gallery."""
         from psycopg import sql
 
-        if not self.exists(name):
-            raise UnknownGalleryError(f"no gallery named {name!r}")
-        self._execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(self._schema(name))))
+        from faceverify.gallery.pg_tables import archive_audit, create_base_tables, write_audit
+
+        schema = self._schema(name)
+        with self._pool.transaction() as db:
+            if db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+                raise UnknownGalleryError(f"no gallery named {name!r}")
+            db.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema)))
+            gallery_uuid = create_base_tables(db)  # a gallery never opened since it was made has none
+            write_audit(db, change, "delete")
+            archive_audit(db, name, gallery_uuid)
+            db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+    def uuid(self, name: str) -> str | None:
+        import psycopg
+        from psycopg import sql
+
+        query = sql.SQL("SELECT value FROM {}.faceverify_meta WHERE key = 'uuid'").format(
+            sql.Identifier(self._schema(name))
+        )
+        with self._pool.session() as db:
+            try:
+                row = db.execute(query).fetchone()
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                return None  # no such gallery, or one never opened since it was made
+        return None if row is None else str(row[0])
+
+    def deleted_audit(self, name: str | None = None) -> list[dict[str, Any]]:
+        from faceverify.gallery.pg_tables import read_archive
+
+        with self._pool.session() as db:
+            return read_archive(db, None if name is None else check_gallery_name(name))
 
     def _open(self, name: str) -> GalleryStore:
         from faceverify.gallery.postgres import PostgresStore
@@ -195,10 +315,11 @@ class PostgresCatalog(GalleryCatalog):
         return PostgresStore(_with_search_path(self.url, self._schema(name)))
 
     def ping(self) -> None:
-        self._execute("SELECT 1")
+        with self._pool.session() as db:
+            db.execute("SELECT 1")
 
     def close(self) -> None:
-        self._db.close()
+        self._pool.close()
 
 
 def _with_search_path(url: str, schema: str) -> str:
@@ -208,6 +329,14 @@ def _with_search_path(url: str, schema: str) -> str:
     query.append(("options", f'-c search_path="{schema}",public'))
     # libpq decodes %20, not "+", as a space
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _all_entries(store: GalleryStore) -> list[dict[str, Any]]:
+    """Every audit entry of a store, as dicts, oldest first."""
+    entries: list[dict[str, Any]] = []
+    while batch := store.audit(after=entries[-1]["seq"] if entries else 0):
+        entries += [entry.to_dict() for entry in batch]
+    return entries
 
 
 def open_catalog(location: str | Path) -> GalleryCatalog:

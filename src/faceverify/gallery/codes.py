@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.paths import open_private
+
 #: Dimensions per 4-bit sub-quantiser. Face-like vectors of fewer dimensions are more
 #: crowded (their nearest stranger is closer), so they need more bits per dimension: at
 #: 1M × 320, 8 dimensions per code ranked the exact best face in the top 2 for all 300
@@ -79,8 +81,13 @@ class Rows:
         self._data[self.count : needed] = rows
         self.count = needed
 
+    def zero(self, positions: np.ndarray) -> None:
+        """Overwrite rows with zeros: removed faces leave no vector in memory or in a save."""
+        self._data[positions] = 0.0
+
     def save(self, path: Path) -> None:
-        np.save(path, self.view)
+        with open_private(path) as stream:
+            np.save(stream, self.view)
 
     @classmethod
     def load(cls, path: Path, dim: int) -> Rows:
@@ -154,6 +161,23 @@ class CodeShards:
         found: np.ndarray = labels[0]
         return found[found >= 0]
 
+    def drop(self, positions: np.ndarray, vectors: np.ndarray) -> None:
+        """Remove faces' codes for good: every shard holding some is encoded again from its
+        remaining faces' ``vectors`` (rows by position). Faiss's own removal compacts the
+        codes but leaves the last block's padding, removed codes included, in the file."""
+        import faiss
+
+        for part in self._parts:
+            labels = faiss.vector_to_array(part.id_map)
+            gone = np.isin(labels, positions)
+            if not gone.any():
+                continue
+            kept = labels[~gone]
+            part.reset()
+            if kept.size:
+                part.add_with_ids(np.ascontiguousarray(vectors[kept], dtype=np.float32), kept)
+        self._union.syncWithSubIndexes()
+
     def sizes(self) -> list[int]:
         return [int(part.ntotal) for part in self._parts]
 
@@ -162,12 +186,17 @@ class CodeShards:
         return math.ceil(subquantizers(self.dim) / 2) + 8
 
     def save(self, stem: Path) -> list[Path]:
-        """Write each shard as ``<stem>-<i>.faiss``; returns the files written."""
+        """Write each shard as ``<stem>-<i>.faiss`` (owner-only, each replaced atomically, so
+        a reader sees the old shard or the new one); returns the files written."""
         import faiss
 
         files = [_shard_file(stem, i) for i in range(len(self._parts))]
         for part, path in zip(self._parts, files, strict=True):
-            faiss.write_index(part, str(path))
+            temporary = path.with_name(f".{path.name}.tmp")
+            temporary.unlink(missing_ok=True)
+            open_private(temporary).close()  # faiss keeps the mode of the file it truncates
+            faiss.write_index(part, str(temporary))
+            os.replace(temporary, path)
         return files
 
     @classmethod

@@ -7,6 +7,7 @@ and refuses another model with a clear error rather than returning wrong matches
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import numpy as np
 
 from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
+    LIBRARY_ACTOR,
+    Change,
     Face,
     GalleryStore,
     Match,
@@ -27,7 +30,7 @@ from faceverify.gallery.base import (
     nothing_enrolled,
     same_model,
 )
-from faceverify.paths import data_dir
+from faceverify.paths import data_dir, open_private
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
@@ -102,6 +105,8 @@ class EnrollResult:
     name: str
     added: int
     skipped: list[str] = field(default_factory=list)
+    #: True when a request key had been seen: nothing was written, the first answer is back
+    replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "added": self.added, "skipped": self.skipped}
@@ -153,11 +158,18 @@ class Gallery:
     """
 
     def __init__(
-        self, store: GalleryStore, model: Embedder, *, match: str = "best", faces: FaceOptions | None = None
+        self,
+        store: GalleryStore,
+        model: Embedder,
+        *,
+        match: str = "best",
+        faces: FaceOptions | None = None,
+        actor: str = LIBRARY_ACTOR,
     ) -> None:
         from faceverify.photos import FaceOptions
 
         self.store = store
+        self.actor = actor  # who the audit log names for writes that do not say
         self.model = model
         self.faces = faces or FaceOptions()
         self.match = check_match(match)
@@ -167,11 +179,24 @@ class Gallery:
             same_model(recorded, self._manifest)
         self._bound = recorded is not None  # bound galleries are not written to on every enrolment
 
-    def enroll(self, name: str, images: list[Any], meta: dict[str, Any] | None = None) -> EnrollResult:
+    def enroll(
+        self,
+        name: str,
+        images: list[Any],
+        meta: dict[str, Any] | None = None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
+    ) -> EnrollResult:
         """Add a person with images, or images to an enrolled person, atomically.
 
         Unreadable images and images already enrolled are skipped and reported; if none
         is left for a new person, nothing is stored and an error says why.
+
+        Args:
+            create: True: only a new person (``PersonExistsError`` if the name is taken,
+                even by another process at the same moment); False: only someone enrolled.
+            change: who enrols (for the audit log) and a request key making a retry safe.
         """
         from faceverify.embed import embed_images
 
@@ -179,7 +204,7 @@ class Gallery:
         embedded = embed_images(self.model, images, normalize=True, faces=self.faces, fingerprint=True)
         # an image without a face is skipped like an unreadable one
         skipped = [str(f) for f in embedded.failures]
-        return self.store_faces(person, embedded_faces(embedded), skipped, meta)
+        return self.store_faces(person, embedded_faces(embedded), skipped, meta, create=create, change=change)
 
     def enroll_many(
         self,
@@ -235,7 +260,14 @@ class Gallery:
         )
 
     def store_faces(
-        self, person: str, faces: list[Face], skipped: list[str], meta: dict[str, Any] | None
+        self,
+        person: str,
+        faces: list[Face],
+        skipped: list[str],
+        meta: dict[str, Any] | None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
     ) -> EnrollResult:
         """Store embedded faces of one person in one transaction (binding the model first)."""
         if not faces:
@@ -243,7 +275,9 @@ class Gallery:
         if not self._bound:
             self.store.bind(self._manifest)
             self._bound = True
-        result = self.store.add(person, faces, meta)
+        result = self.store.add(person, faces, meta, create=create, change=change or Change(self.actor))
+        if result.replayed:
+            return EnrollResult(name=person, added=result.added, skipped=result.skipped, replayed=True)
         return EnrollResult(name=person, added=result.added, skipped=skipped + result.skipped)
 
     def identify(self, image: Any, *, top_k: int = 5, threshold: float | None = None) -> Identification:
@@ -294,14 +328,15 @@ class Gallery:
             reference = vectors[int(np.argmax(vectors @ query))]
         return verify(query, reference, threshold, model=self.model)
 
-    def remove(self, name: str) -> int:
-        """Delete a person and all their faces; they are never returned again."""
-        return self.store.remove(check_name(name))
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        """Erase a person and all their faces: never returned again, and no copy of their
+        vectors, codes, photo hashes or name is left in the gallery's files."""
+        return self.store.remove(check_name(name), change=change or Change(self.actor))
 
-    def remove_id(self, person_id: int) -> tuple[str, int]:
-        """Delete the person with this id (``people()`` lists ids); returns their name and how
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        """Erase the person with this id (``people()`` lists ids); returns their name and how
         many faces went. The way to remove someone whose stored name is no longer valid."""
-        return self.store.remove_id(person_id)
+        return self.store.remove_id(person_id, change=change or Change(self.actor))
 
     def people(self) -> list[PersonInfo]:
         return self.store.people()
@@ -321,13 +356,13 @@ def embedded_faces(embedded: EmbeddingResult, rows: Iterable[int] | None = None)
 
 
 def export_gallery(store: GalleryStore, path: str | Path) -> int:
-    """Write every person, their metadata and embeddings to a portable JSON Lines file."""
+    """Write every person, their metadata and embeddings to a portable JSON Lines file,
+    readable by its owner only (it holds biometric data, as the gallery does)."""
     manifest = store.manifest()
     if manifest is None:
         raise GalleryError("the gallery is empty: nothing to export")
     people = store.people()
-    out = Path(path)
-    with out.open("w", encoding="utf-8") as stream:
+    with io.TextIOWrapper(open_private(Path(path)), encoding="utf-8") as stream:
         stream.write(
             json.dumps({"format": EXPORT_FORMAT, "manifest": manifest, "people": len(people)}) + "\n"
         )

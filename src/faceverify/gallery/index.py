@@ -31,8 +31,9 @@ Kinds (``FaceIndex.kind``), chosen by :func:`choose_kind` from the gallery's siz
 faces are encoded with what was trained, until the gallery outgrows it.
 
 The index is a cache: SQLite stays the source of truth. Removed faces are tombstoned at
-once (never returned again) and dropped at the next rebuild. :meth:`FaceIndex.drift`
-says when a rebuild pays (many tombstones, or codes trained on a far smaller gallery);
+once (never returned again) and erased: their vectors zeroed and their codes dropped, in
+memory and in the saved files (:func:`scrub_saved`); their slots go at the next rebuild.
+:meth:`FaceIndex.drift` says when a rebuild pays (many tombstones, or codes trained on a far smaller gallery);
 the store then rebuilds in the background while searches go on with this index.
 Saved indexes are written beside the database as ``index-<token>*`` files (faiss
 indexes; the ``pq`` kind's codes per shard and its vectors as ``.npy``) plus
@@ -53,6 +54,7 @@ import numpy as np
 
 from faceverify.errors import GalleryError
 from faceverify.gallery.codes import CodeShards, Rows, shard_count
+from faceverify.paths import file_lock, open_private
 
 KINDS = ("exact", "pq", "ivf", "hnsw")
 #: Galleries with at least this many faces get the ``pq`` index; smaller ones search exactly
@@ -74,7 +76,7 @@ REBUILD_GROWTH = 4.0
 #: Faces handed to faiss per call while building (one progress step each).
 BUILD_CHUNK = 50_000
 #: The saved index: its arrays (the commit point) and its data files.
-INDEX_ARRAYS, INDEX_GLOB = "index.npz", "index-*"
+INDEX_ARRAYS, INDEX_GLOB, INDEX_LOCK = "index.npz", "index-*", "index.lock"
 
 #: ``progress(stage, done, total)``, called while an index is read or built.
 Progress = Callable[[str, int, int], None]
@@ -210,12 +212,24 @@ class FaceIndex:
         self._codes.train(vectors)
 
     def remove(self, ids: np.ndarray) -> None:
-        """Tombstone faces: searches never return them again."""
-        positions = np.searchsorted(self.ids, ids)
-        inside = positions < self.ids.size
-        positions, ids = positions[inside], ids[inside]
-        self.alive[positions[self.ids[positions] == ids]] = False
+        """Tombstone faces (searches never return them again) and erase what the index holds
+        of them: their vectors are zeroed and their codes dropped, so no later save of this
+        index carries them."""
+        positions = live_positions(self.ids, self.alive, ids)
+        self.alive[positions] = False
         self._groups = None
+        if positions.size == 0:
+            return
+        if self.kind in ("exact", "pq"):
+            self._rows.zero(positions)
+        if self._codes is not None:
+            self._codes.drop(positions, self._rows.view)
+        elif self.kind == "ivf" and self._ann is not None:
+            import faiss
+
+            self._ann.remove_ids(faiss.IDSelectorArray(positions))
+        elif self.kind == "hnsw":
+            _zero_hnsw_rows(self._ann, positions)
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` live faces nearest to ``query``: (owners, cosine scores), best first."""
@@ -290,9 +304,13 @@ class FaceIndex:
 
     def save(self, folder: Path) -> None:
         """Persist a ``pq``, IVF or HNSW index atomically (exact ones rebuild from SQLite
-        faster than they load). Raises OSError when the folder cannot be written."""
+        faster than they load), owner-only. Raises OSError when the folder cannot be written."""
         if self.kind == "exact":
             return
+        with file_lock(folder / INDEX_LOCK):  # never while another process scrubs the files
+            self._save(folder)
+
+    def _save(self, folder: Path) -> None:
         import faiss
 
         token = secrets.token_hex(8)
@@ -305,8 +323,9 @@ class FaceIndex:
                 self._rows.save(written[-1])
             else:
                 written.append(stem.with_suffix(".faiss"))
+                open_private(written[-1]).close()  # faiss keeps the mode of the file it truncates
                 faiss.write_index(self._ann, str(written[-1]))
-            np.savez(
+            _save_arrays(
                 arrays,
                 ids=self.ids,
                 owners=self.owners,
@@ -337,7 +356,7 @@ class FaceIndex:
             if saved_dim != dim or kind not in KINDS[1:]:
                 return None
             index = cls(dim, kind, shards or None)
-            if not index._read_data(folder / f"index-{token}", ids.size):
+            if not index._read_data(folder / f"index-{token}", ids.size, int(np.count_nonzero(alive))):
                 return None
         except (RuntimeError, OSError, ValueError, KeyError, EOFError):
             return None
@@ -345,17 +364,19 @@ class FaceIndex:
         index.trained_on, index.saved_size = trained_on, int(ids.size)
         return index
 
-    def _read_data(self, stem: Path, faces: int) -> bool:
+    def _read_data(self, stem: Path, faces: int, live: int) -> bool:
         """Read the saved codes and vectors (``pq``) or faiss index; False when they do
-        not hold ``faces`` faces of this dimension."""
+        not hold ``faces`` faces of this dimension (codes: only the ``live`` ones; an index
+        saved before removals dropped codes is rebuilt, which erases what it kept)."""
         if self.kind == "pq":
             self._rows = Rows.load(stem.with_suffix(".npy"), self.dim)
             self._codes = CodeShards.load(stem, self.dim, self.shards or 1)
-            return self._rows.count == faces and sum(self._codes.sizes()) == faces
+            return self._rows.count == faces and sum(self._codes.sizes()) == live
         import faiss
 
         self._ann = faiss.read_index(str(stem.with_suffix(".faiss")))
-        return bool(self._ann.d == self.dim and self._ann.ntotal == faces)
+        held = live if self.kind == "ivf" else faces  # IVF lists drop removed faces, a graph cannot
+        return bool(self._ann.d == self.dim and self._ann.ntotal == held)
 
 
 def rerank_candidates(k: int, tombstone_share: float, faces: int) -> int:
@@ -403,6 +424,66 @@ def _train_ivf(vectors: np.ndarray) -> Any:
     )
     index.train(vectors[np.sort(sample)])
     return index
+
+
+def live_positions(ids: np.ndarray, alive: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions in the sorted ``ids`` of the ``wanted`` face ids that are still alive."""
+    positions = np.searchsorted(ids, wanted)
+    inside = positions < ids.size
+    positions, wanted = positions[inside], wanted[inside]
+    positions = positions[ids[positions] == wanted]
+    return positions[alive[positions]]
+
+
+def scrub_saved(folder: Path, face_ids: np.ndarray) -> bool:
+    """Erase faces from the index saved in ``folder``: their rows of the ``pq`` vectors are
+    zeroed in place, the code shards holding them written again without them, and the
+    arrays mark them removed; a saved IVF or HNSW index is deleted instead (the next
+    process rebuilds it from SQLite). False when nothing saved held them."""
+    with file_lock(folder / INDEX_LOCK):
+        try:
+            with np.load(folder / INDEX_ARRAYS) as saved:
+                arrays = {key: saved[key] for key in saved.files}
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, EOFError) as exc:
+            raise GalleryError(f"gallery '{folder}': its saved index cannot be read ({exc})") from exc
+        positions = live_positions(arrays["ids"], arrays["alive"], face_ids)
+        if positions.size == 0:
+            return False
+        stem = folder / f"index-{arrays['token']}"
+        if str(arrays["kind"]) != "pq":
+            for path in (folder / INDEX_ARRAYS, *folder.glob(INDEX_GLOB)):
+                path.unlink(missing_ok=True)  # the arrays first: they are the commit point
+            return True
+        vectors = np.load(stem.with_suffix(".npy"), mmap_mode="r+")
+        vectors[positions] = 0.0
+        vectors.flush()
+        codes = CodeShards.load(stem, int(arrays["dim"]), max(int(arrays["shards"]), 1))
+        codes.drop(positions, vectors)
+        codes.save(stem)
+        del vectors
+        arrays["alive"] = arrays["alive"].copy()
+        arrays["alive"][positions] = False
+        temporary = folder / f".index-{arrays['token']}.scrub.tmp.npz"
+        _save_arrays(temporary, **arrays)
+        os.replace(temporary, folder / INDEX_ARRAYS)
+        return True
+
+
+def _save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    with open_private(path) as stream:
+        np.savez(stream, **arrays)  # type: ignore[arg-type]  # the stubs read a key as allow_pickle
+
+
+def _zero_hnsw_rows(graph: Any, positions: np.ndarray) -> None:
+    """Zero removed faces' vectors in an HNSW graph's storage (the graph cannot drop nodes)."""
+    import faiss
+
+    storage = faiss.downcast_index(graph.storage)
+    xb = storage.get_xb()  # type: ignore[attr-defined]  # IndexFlat has it; the stubs type it as Index
+    rows = faiss.rev_swig_ptr(xb, storage.ntotal * storage.d).reshape(storage.ntotal, storage.d)
+    rows[positions] = 0.0
 
 
 def _new_hnsw(dim: int) -> Any:

@@ -3,7 +3,29 @@
 Chosen by a ``postgresql://`` URL. Faces live in one table with a ``vector(D)`` column
 and an HNSW index using cosine distance, so searches stay fast at millions of faces and
 any number of processes or machines can share the gallery. Each enrolment or removal is
-one transaction, exactly as in the embedded gallery.
+one transaction with its audit entry (and its request key, when the caller gave one), so
+a crash or an error leaves all of it or none.
+
+Threads and processes: a store holds a small connection pool (``psycopg_pool``; at most
+``pool_max`` connections, :data:`POOL_MAX` by default) and each call takes a connection
+for its one transaction and gives it back, so one store serves many threads at once.
+Whether a person exists is decided inside the transaction by the ``UNIQUE`` name (an
+``INSERT ... ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same name to
+commit), so two processes enrolling one new name get one person and one
+:class:`~faceverify.errors.PersonExistsError`. Every session has a ``statement_timeout``
+(:data:`STATEMENT_TIMEOUT_S`) and a ``lock_timeout`` (:data:`LOCK_TIMEOUT_S`): a call
+stuck behind a long transaction fails with a :class:`~faceverify.errors.GalleryError`
+that says which limit it hit, instead of holding a service thread forever.
+
+Erasure: a removal deletes the person's rows and faces in its transaction, and no query
+sees them after it commits. PostgreSQL keeps the old row versions ("dead tuples") in the
+table's and the HNSW index's files until ``VACUUM`` reclaims them; autovacuum does this
+eventually, at a time of its choosing. When erased faces must be gone from disk now, run
+``VACUUM faceverify_faces`` (and ``faceverify_people``) after the erasures: it removes the
+dead tuples and their HNSW index entries (the space is reused, not returned to the
+operating system); ``VACUUM FULL`` rewrites the tables and returns the space, but locks
+the gallery while it runs. WAL segments and backups still hold the rows until they
+rotate out, as for any PostgreSQL data.
 
 The HNSW graph is built with ``m`` = :data:`PG_HNSW_M` and ``ef_construction`` =
 :data:`PG_HNSW_EF_CONSTRUCTION` (pgvector's defaults are 16 and 64): crowded face
@@ -28,8 +50,8 @@ parallel). Bulk-load first and create the index after (``COPY``, then ``CREATE I
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -37,6 +59,8 @@ import numpy as np
 from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     AddResult,
+    AuditEntry,
+    Change,
     Face,
     GalleryStore,
     Match,
@@ -44,9 +68,19 @@ from faceverify.gallery.base import (
     check_vectors,
     encode_meta,
     nothing_enrolled,
+    person_exists,
     same_model,
     unknown_person,
     unknown_person_id,
+)
+from faceverify.gallery.pg_session import LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S, PgConnector
+from faceverify.gallery.pg_tables import (
+    ALL_TABLES,
+    create_base_tables,
+    read_audit,
+    remember,
+    replay,
+    write_audit,
 )
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
@@ -63,6 +97,9 @@ PG_EF_SEARCH = 1000
 PG_EF_SEARCH_MAX = 1000
 #: First pgvector release with ``hnsw.iterative_scan``.
 ITERATIVE_SCAN_SINCE = (0, 8, 0)
+#: Connections a store keeps open at least and at most: a service thread waits for a free
+#: one (up to the statement timeout) rather than opening more.
+POOL_MIN, POOL_MAX = 1, 4
 
 
 def hnsw_index_sql() -> str:
@@ -75,84 +112,90 @@ def hnsw_index_sql() -> str:
 
 
 class PostgresStore(GalleryStore):
-    """A gallery in a PostgreSQL database with the pgvector extension.
+    """A gallery in a PostgreSQL database with the pgvector extension; safe to share
+    between threads (see the module docstring).
 
     Args:
         url: ``postgresql://user:password@host:port/database``.
+        statement_timeout: seconds a statement may run before it is cancelled.
+        lock_timeout: seconds a statement may wait for another session's lock.
+        pool_min, pool_max: connections kept open at least, and opened at most.
     """
 
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.location = _redact(url)
-        try:
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GalleryError(f"cannot connect to PostgreSQL at {self.location}: {reason}") from exc
-        with self._errors():
-            self._db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            self._create_meta()
-            row = self._db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-            self.pgvector_version = _version(row[0] if row else "0")
+    def __init__(
+        self,
+        url: str,
+        *,
+        statement_timeout: float = STATEMENT_TIMEOUT_S,
+        lock_timeout: float = LOCK_TIMEOUT_S,
+        pool_min: int = POOL_MIN,
+        pool_max: int = POOL_MAX,
+    ) -> None:
+        self._link = PgConnector(url, statement_timeout, lock_timeout)
+        self.location = self._link.location
         self._dim: int | None = None
-        manifest = self.manifest()
-        if manifest is not None:
-            self._create_tables(int(manifest["embedding_dim"]))
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        import psycopg
-
+        with self._link.connect() as db:
+            manifest = self._setup(db)
+        self._pool = self._link.pool(pool_min, pool_max, vector=True)
         try:
-            yield
-        except psycopg.errors.UndefinedFile as exc:
-            raise GalleryError(
-                f"PostgreSQL at {self.location} lacks the pgvector extension; install it (CREATE EXTENSION vector)"
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise GalleryError(f"PostgreSQL at {self.location} failed: {str(exc).strip()}") from exc
-        except psycopg.Error as exc:  # the server refused a statement: its own words say why
-            message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
-            raise GalleryError(f"PostgreSQL at {self.location} refused: {message}") from exc
+            if manifest is not None:
+                self._create_tables(int(manifest["embedding_dim"]))
+        except BaseException:
+            self._pool.close()  # its worker thread and connections would outlive the failure
+            raise
 
-    @contextmanager
-    def _write(self) -> Iterator[Any]:
-        with self._errors(), self._db.transaction():
-            yield self._db
+    def _setup(self, db: Any) -> dict[str, Any] | None:
+        """Install pgvector and the bookkeeping tables; read the uuid, the pgvector
+        version and the manifest. Returns the manifest."""
+        with self._link.errors(), db.transaction():
+            # first opens of one database at once would collide in CREATE ... IF NOT EXISTS
+            db.execute("SELECT pg_advisory_xact_lock(hashtext('faceverify setup'))")
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            self.uuid = create_base_tables(db)
+            row = db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            self.pgvector_version = _version(row[0] if row else "0")
+            manifest = db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
+        return json.loads(manifest[0]) if manifest else None
 
-    def _create_meta(self) -> None:
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS faceverify_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
+    def connection(self) -> AbstractContextManager[Any]:
+        """A pooled connection (autocommit) for maintenance, e.g. ``VACUUM faceverify_faces``
+        after erasures or a bulk ``COPY``; it goes back to the pool afterwards."""
+        return self._pool.session()
+
+    def _write(self) -> AbstractContextManager[Any]:
+        """A connection inside one transaction: committed at the end, rolled back on error."""
+        return self._pool.transaction()
 
     def _create_tables(self, dim: int) -> None:
         if self._dim == dim:
             return
-        from pgvector.psycopg import register_vector
-
         with self._write() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS faceverify_people (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
-                "meta JSONB NOT NULL DEFAULT '{}', created TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS faceverify_faces (id BIGSERIAL PRIMARY KEY, "
-                "person_id BIGINT NOT NULL REFERENCES faceverify_people(id) ON DELETE CASCADE, "
-                f"image_sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL, embedding vector({dim}) NOT NULL, "
-                "created TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS faceverify_faces_person ON faceverify_faces (person_id)")
-            db.execute(hnsw_index_sql())
-        register_vector(self._db)
+            # only when missing: CREATE INDEX IF NOT EXISTS would still lock out writers. In
+            # this schema, not one further down the search path.
+            present = db.execute(
+                "SELECT to_regclass(format('%I.faceverify_faces_hnsw', current_schema())) IS NOT NULL "
+                "AND to_regclass(format('%I.faceverify_faces_person', current_schema())) IS NOT NULL"
+            ).fetchone()[0]
+            if not present:
+                _create_face_tables(db, dim)
         self._dim = dim
 
+    def _bound(self) -> int | None:
+        """The embedding size, None while unbound; an unbound store looks again each time,
+        since another process may have bound the gallery meanwhile."""
+        if self._dim is None:
+            manifest = self.manifest()
+            if manifest is not None:
+                self._create_tables(int(manifest["embedding_dim"]))
+        return self._dim
+
     def manifest(self) -> dict[str, Any] | None:
-        with self._errors():
-            row = self._db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
+        with self.connection() as db:
+            row = db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
         return json.loads(row[0]) if row else None
 
     def bind(self, manifest: dict[str, Any]) -> None:
+        dim = int(manifest["embedding_dim"])
         with self._write() as db:
             db.execute("LOCK TABLE faceverify_meta IN EXCLUSIVE MODE")  # one binder at a time
             row = db.execute("SELECT value FROM faceverify_meta WHERE key = 'manifest'").fetchone()
@@ -160,34 +203,82 @@ class PostgresStore(GalleryStore):
                 db.execute("INSERT INTO faceverify_meta VALUES ('manifest', %s)", (json.dumps(manifest),))
             else:
                 same_model(json.loads(row[0]), manifest)
-        self._create_tables(int(manifest["embedding_dim"]))
+            _create_face_tables(db, dim)
+        self._dim = dim
 
-    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
-        if self._dim is None:
+    def add(
+        self,
+        name: str,
+        faces: Iterable[Face],
+        meta: dict[str, Any] | None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
+    ) -> AddResult:
+        dim = self._bound()
+        if dim is None:
             raise GalleryError("the gallery is not bound to a model yet; enrol through faceverify.Gallery")
-        result = AddResult()
         with self._write() as db:
-            row = db.execute(
-                "INSERT INTO faceverify_people (name, meta) VALUES (%s, %s::jsonb) ON CONFLICT (name) "
-                "DO UPDATE SET meta = faceverify_people.meta || EXCLUDED.meta RETURNING id, (xmax = 0)",
-                (name, encode_meta(meta)),
-            ).fetchone()
-            person_id, created = row[0], bool(row[1])
-            for face in faces:
-                vector = check_vectors(face.vector, self._dim)[0]
-                inserted = db.execute(
-                    "INSERT INTO faceverify_faces (person_id, image_sha256, source, embedding) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (image_sha256) DO NOTHING RETURNING id",
-                    (person_id, face.image_sha256, face.source, vector),
-                ).fetchone()
-                if inserted is None:
-                    result.skipped.append(
-                        f"{face.source}: this image is already enrolled{self._owner(db, face, name)}"
-                    )
-                else:
-                    result.added += 1
+            replayed = replay(db, change)
+            if replayed is not None:
+                return replayed  # the first answer; nothing is written
+            person_id, created = self._person(db, name, meta, create)
+            result = self._add_faces(db, dim, name, person_id, faces)
             if created and result.added == 0:
                 raise nothing_enrolled(name, result.skipped)
+            write_audit(db, change, "enrol" if created else "add", person_id, result.added)
+            remember(db, change, result)
+        return result
+
+    def _person(
+        self, db: Any, name: str, meta: dict[str, Any] | None, create: bool | None
+    ) -> tuple[int, bool]:
+        """The person's id, and whether this transaction made them.
+
+        A new name is inserted under the ``UNIQUE`` constraint: an insert racing another
+        transaction's insert of the same name waits for it to commit, then sees the
+        conflict, so the loser of the race learns the person exists.
+        """
+        values = (name, encode_meta(meta))
+        if create:
+            row = db.execute(
+                "INSERT INTO faceverify_people (name, meta) VALUES (%s, %s::jsonb) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
+                values,
+            ).fetchone()
+            if row is None:
+                raise person_exists(name, self.location)
+            return int(row[0]), True
+        if create is False:
+            row = db.execute(
+                "UPDATE faceverify_people SET meta = meta || %s::jsonb WHERE name = %s RETURNING id",
+                values[::-1],
+            ).fetchone()
+            if row is None:
+                raise unknown_person(name, self.location)
+            return int(row[0]), False
+        row = db.execute(
+            "INSERT INTO faceverify_people (name, meta) VALUES (%s, %s::jsonb) ON CONFLICT (name) "
+            "DO UPDATE SET meta = faceverify_people.meta || EXCLUDED.meta RETURNING id, (xmax = 0)",
+            values,
+        ).fetchone()
+        return int(row[0]), bool(row[1])
+
+    def _add_faces(self, db: Any, dim: int, name: str, person_id: int, faces: Iterable[Face]) -> AddResult:
+        result = AddResult(person_id=person_id)
+        for face in faces:
+            vector = check_vectors(face.vector, dim)[0]
+            inserted = db.execute(
+                "INSERT INTO faceverify_faces (person_id, image_sha256, source, embedding) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (image_sha256) DO NOTHING RETURNING id",
+                (person_id, face.image_sha256, face.source, vector),
+            ).fetchone()
+            if inserted is None:
+                result.skipped.append(
+                    f"{face.source}: this image is already enrolled{self._owner(db, face, name)}"
+                )
+            else:
+                result.added += 1
         return result
 
     @staticmethod
@@ -199,35 +290,52 @@ class PostgresStore(GalleryStore):
         ).fetchone()
         return "" if row is None or row[0] == name else f" as {row[0]!r}"
 
-    def remove(self, name: str) -> int:
-        removed = self._remove("name", name)
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        removed = self._remove("name", name, change)
         if removed is None:
             raise unknown_person(name, self.location)
         return removed[1]
 
-    def remove_id(self, person_id: int) -> tuple[str, int]:
-        removed = self._remove("id", person_id)
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        removed = self._remove("id", person_id, change)
         if removed is None:
             raise unknown_person_id(person_id, self.location)
         return removed
 
-    def _remove(self, column: str, value: object) -> tuple[str, int] | None:
-        """The removed person's name and face count, None if nobody matched."""
+    def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
+        """The erased person's name and face count, None if nobody matched."""
+        from psycopg import sql
+
+        if self._bound() is None:
+            return None
         with self._write() as db:
             row = db.execute(
-                f"SELECT id, name FROM faceverify_people WHERE {column} = %s FOR UPDATE", (value,)
+                sql.SQL("SELECT id, name FROM faceverify_people WHERE {} = %s FOR UPDATE").format(
+                    sql.Identifier(column)
+                ),
+                (value,),
             ).fetchone()
             if row is None:
                 return None
             count = db.execute("DELETE FROM faceverify_faces WHERE person_id = %s", (row[0],)).rowcount
+            db.execute("DELETE FROM faceverify_requests WHERE person_id = %s", (row[0],))
             db.execute("DELETE FROM faceverify_people WHERE id = %s", (row[0],))
+            write_audit(db, change, "erase", int(row[0]), int(count))
         return str(row[1]), int(count)
 
+    def record(self, action: str, change: Change | None = None) -> None:
+        with self._write() as db:
+            write_audit(db, change, action)
+
+    def audit(self, *, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        with self.connection() as db:
+            return read_audit(db, int(after), int(limit))
+
     def people(self) -> list[PersonInfo]:
-        if self._dim is None:
+        if self._bound() is None:
             return []
-        with self._errors():
-            rows = self._db.execute(
+        with self.connection() as db:
+            rows = db.execute(
                 "SELECT p.id, p.name, COUNT(f.id), p.meta, p.created FROM faceverify_people p "
                 "LEFT JOIN faceverify_faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
             ).fetchall()
@@ -235,9 +343,9 @@ class PostgresStore(GalleryStore):
 
     def faces_of(self, name: str) -> list[tuple[str, str, np.ndarray]]:
         rows = []
-        if self._dim is not None:
-            with self._errors():
-                rows = self._db.execute(
+        if self._bound() is not None:
+            with self.connection() as db:
+                rows = db.execute(
                     "SELECT f.image_sha256, f.source, f.embedding FROM faceverify_faces f JOIN faceverify_people p "
                     "ON p.id = f.person_id WHERE p.name = %s ORDER BY f.id",
                     (name,),
@@ -247,21 +355,21 @@ class PostgresStore(GalleryStore):
         return [(r[0], r[1], _as_array(r[2])) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
-        if self._dim is None:
+        if self._bound() is None:
             return []
         q = np.asarray(query, dtype=np.float32)
-        with self._errors(), self._db.transaction():
+        with self._write() as db:  # a transaction, for the SET LOCAL search settings
             if match == "centroid":
                 # cosine ignores length, so the mean vector stands for the unit centroid
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT p.name, 1 - (AVG(f.embedding) <=> %s) AS score FROM faceverify_faces f "
                     "JOIN faceverify_people p ON p.id = f.person_id GROUP BY p.name ORDER BY score DESC LIMIT %s",
                     (q, top_k),
                 ).fetchall()
             else:
                 fetch = FACES_PER_PERSON * top_k
-                self._search_settings(fetch)
-                rows = self._db.execute(
+                self._search_settings(db, fetch)
+                rows = db.execute(
                     "SELECT p.name, MAX(c.score) AS score FROM (SELECT person_id, 1 - (embedding <=> %s) AS score "
                     "FROM faceverify_faces ORDER BY embedding <=> %s LIMIT %s) c "
                     "JOIN faceverify_people p ON p.id = c.person_id GROUP BY p.name ORDER BY score DESC LIMIT %s",
@@ -269,22 +377,39 @@ class PostgresStore(GalleryStore):
                 ).fetchall()
         return [Match(r[0], float(r[1])) for r in rows]
 
-    def _search_settings(self, fetch: int) -> None:
+    def _search_settings(self, db: Any, fetch: int) -> None:
         """The session settings of one search transaction (see the module docstring)."""
         breadth = min(PG_EF_SEARCH_MAX, max(PG_EF_SEARCH, fetch))
-        self._db.execute(f"SET LOCAL hnsw.ef_search = {breadth}")
+        db.execute(f"SET LOCAL hnsw.ef_search = {int(breadth)}")
         if self.pgvector_version >= ITERATIVE_SCAN_SINCE:
-            self._db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
 
     def drop(self) -> None:
-        """Delete every person, face and the model binding: an empty, unbound gallery."""
+        """Delete every person, face, the model binding, the audit log and the request keys:
+        an empty, unbound gallery with a new uuid."""
         with self._write() as db:
-            db.execute("DROP TABLE IF EXISTS faceverify_faces, faceverify_people, faceverify_meta")
-            self._create_meta()
-        self._dim = None
+            db.execute(f"DROP TABLE IF EXISTS {ALL_TABLES}")
+            uuid = create_base_tables(db)
+        self._dim, self.uuid = None, uuid
 
     def close(self) -> None:
-        self._db.close()
+        """Close the pool and its connections (a call after this is a :class:`GalleryError`)."""
+        self._pool.close()
+
+
+def _create_face_tables(db: Any, dim: int) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS faceverify_people (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+        "meta JSONB NOT NULL DEFAULT '{}', created TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS faceverify_faces (id BIGSERIAL PRIMARY KEY, "
+        "person_id BIGINT NOT NULL REFERENCES faceverify_people(id) ON DELETE CASCADE, "
+        f"image_sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL, embedding vector({int(dim)}) NOT NULL, "
+        "created TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS faceverify_faces_person ON faceverify_faces (person_id)")
+    db.execute(hnsw_index_sql())
 
 
 def _as_array(value: Any) -> np.ndarray:
@@ -296,13 +421,3 @@ def _as_array(value: Any) -> np.ndarray:
 def _version(text: str) -> tuple[int, ...]:
     """``'0.6.2'`` as ``(0, 6, 2)``; unparsable parts count as 0."""
     return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("//", 1)[-1]:
-        return url
-    scheme, _, credentials = head.partition("//")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}//{user}:***@{tail}"

@@ -35,13 +35,12 @@ import numpy as np
 from faceverify.errors import GalleryError
 from faceverify.gallery.base import (
     AddResult,
+    AuditEntry,
+    Change,
     Face,
     GalleryStore,
     Match,
     PersonInfo,
-    check_vectors,
-    encode_meta,
-    nothing_enrolled,
     same_model,
     unknown_person,
     unknown_person_id,
@@ -53,14 +52,26 @@ from faceverify.gallery.index import (
     Progress,
     check_kind,
     choose_kind,
+    scrub_saved,
     unit_centroids,
 )
 from faceverify.gallery.index import top_k as top_positions
-from faceverify.paths import timestamp
+from faceverify.gallery.sqlite_rows import (
+    add_faces,
+    create_schema,
+    pending_erasures,
+    read_audit,
+    read_uuid,
+    remove_person,
+    write_audit,
+)
+from faceverify.paths import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "gallery.db"
+#: How long closing a store waits for a background rebuild to stop at its next step.
+CLOSE_WAIT_S = 60.0
 BUSY_TIMEOUT_S = 30.0
 #: Reading or indexing at least this many faces shows a message and a progress bar.
 LOUD_BUILD_FACES = 20_000
@@ -68,25 +79,6 @@ LOUD_BUILD_FACES = 20_000
 RESAVE_GROWTH = 0.1
 #: Rows fetched from SQLite at a time when reading the whole gallery.
 READ_CHUNK = 20_000
-SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS people (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    meta TEXT NOT NULL DEFAULT '{}',
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the index relies on growing ids
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    image_sha256 TEXT NOT NULL UNIQUE,
-    source TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
-"""
 
 
 class SQLiteStore(GalleryStore):
@@ -131,7 +123,10 @@ class SQLiteStore(GalleryStore):
             raise GalleryError(
                 f"gallery '{self.folder}' is a file; a gallery is a folder (it holds {DB_NAME})"
             )
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
+        database = self.folder / DB_NAME
+        if not database.exists():  # owner-only from the start; SQLite gives its WAL the same mode
+            open_private(database).close()
         # One connection per thread: a connection's transaction belongs to whoever opened it,
         # so threads queue on SQLite's lock as processes do. The index cache is shared and
         # is brought up to date and searched under _index_lock.
@@ -147,11 +142,9 @@ class SQLiteStore(GalleryStore):
         self._rebuilder: threading.Thread | None = None
         self._rebuild_failed = False
         with self._errors(), _transaction(self._db):
-            # statement by statement: executescript() would commit our transaction first
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+            create_schema(self._db)
+            self.uuid = read_uuid(self._db)
+        self._finish_erasures()  # a removal cut short by a crash is finished before any read
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -176,6 +169,7 @@ class SQLiteStore(GalleryStore):
                 check_same_thread=False,
             )
             db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not just freed
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable against process crashes
         return db
@@ -224,69 +218,70 @@ class SQLiteStore(GalleryStore):
             else:
                 same_model(json.loads(row[0]), manifest)
 
-    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
+    def add(
+        self,
+        name: str,
+        faces: Iterable[Face],
+        meta: dict[str, Any] | None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
+    ) -> AddResult:
         manifest = self.manifest()
         if manifest is None:
             raise GalleryError("the gallery is not bound to a model yet; enrol through faceverify.Gallery")
-        dim = int(manifest["embedding_dim"])
-        result = AddResult()
+        dim, where = int(manifest["embedding_dim"]), f"'{self.folder}'"
         with self._write() as db:
-            person_id, created = self._person_for_write(db, name, meta)
-            for face in faces:
-                vector = check_vectors(face.vector, dim)[0]
-                owner = db.execute(
-                    "SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.image_sha256 = ?",
-                    (face.image_sha256,),
-                ).fetchone()
-                if owner is not None:
-                    whose = "" if owner[0] == name else f" as {owner[0]!r}"
-                    result.skipped.append(f"{face.source}: this image is already enrolled{whose}")
-                    continue
-                db.execute(
-                    "INSERT INTO faces (person_id, image_sha256, source, vector, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (person_id, face.image_sha256, face.source, vector.astype("<f4").tobytes(), timestamp()),
-                )
-                result.added += 1
-            if created and result.added == 0:
-                raise nothing_enrolled(name, result.skipped)
-        return result
+            return add_faces(db, name, faces, meta, dim=dim, create=create, change=change, location=where)
 
-    @staticmethod
-    def _person_for_write(db: sqlite3.Connection, name: str, meta: dict[str, Any] | None) -> tuple[int, bool]:
-        row = db.execute("SELECT id, meta FROM people WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            cursor = db.execute(
-                "INSERT INTO people (name, meta, created) VALUES (?, ?, ?)",
-                (name, encode_meta(meta), timestamp()),
-            )
-            return int(cursor.lastrowid or 0), True
-        if meta:
-            merged = {**json.loads(row[1]), **meta}
-            db.execute("UPDATE people SET meta = ? WHERE id = ?", (encode_meta(merged), row[0]))
-        return int(row[0]), False
-
-    def remove(self, name: str) -> int:
-        removed = self._remove("name", name)
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        removed = self._remove("name", name, change)
         if removed is None:
             raise unknown_person(name, f"'{self.folder}'")
         return removed[1]
 
-    def remove_id(self, person_id: int) -> tuple[str, int]:
-        removed = self._remove("id", person_id)
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        removed = self._remove("id", person_id, change)
         if removed is None:
             raise unknown_person_id(person_id, f"'{self.folder}'")
         return removed
 
-    def _remove(self, column: str, value: object) -> tuple[str, int] | None:
-        """The removed person's name and face count, None if nobody matched."""
+    def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
         with self._write() as db:
-            row = db.execute(f"SELECT id, name FROM people WHERE {column} = ?", (value,)).fetchone()
-            if row is None:
-                return None
-            count = db.execute("DELETE FROM faces WHERE person_id = ?", (row[0],)).rowcount
-            db.execute("DELETE FROM people WHERE id = ?", (row[0],))
-        return str(row[1]), int(count)
+            removed = remove_person(db, column, value, change)
+        if removed is not None:
+            self._finish_erasures()
+        return removed
+
+    def _finish_erasures(self) -> None:
+        """Erase removed faces from the saved index files and from this process's index,
+        then leave no old page in the write-ahead log. The faces to erase are noted in the
+        removal's own transaction, so a crash half-way is finished at the next open."""
+        with self._errors():
+            pending = pending_erasures(self._db)
+            if pending.size == 0:
+                return
+            with self._index_lock:
+                scrub_saved(self.folder, pending)
+                if self._index is not None:
+                    self._index.remove(pending)
+            with _transaction(self._db):
+                self._db.execute("DELETE FROM erasures")
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and empty it (removed rows' old pages go with it)."""
+        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:  # a reader keeps an old snapshot open: the next removal's checkpoint gets it
+            log.info("gallery %s: readers kept the WAL from being emptied; it will be later", self.folder)
+
+    def record(self, action: str, change: Change | None = None) -> None:
+        with self._write() as db:
+            write_audit(db, action, change)
+
+    def audit(self, *, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        with self._errors():
+            return read_audit(self._db, after, limit)
 
     def people(self) -> list[PersonInfo]:
         with self._errors():
@@ -431,7 +426,9 @@ class SQLiteStore(GalleryStore):
 
     def _rebuild_quietly(self, kind: str) -> None:
         try:
-            self._rebuild(kind, progress=False)
+            self._rebuild(kind, progress=self._still_open)
+        except _ClosedError:
+            return
         except Exception as exc:  # the current index still answers; say why once
             self._rebuild_failed = True
             if not self._closed:
@@ -489,7 +486,10 @@ class SQLiteStore(GalleryStore):
         older = self._count() - int(ids.size)
         if older != live:
             stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
-            index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
+            gone = np.setdiff1d(index.ids[index.alive], stored, assume_unique=True)
+            index.remove(gone)
+            # a save made from an older snapshot (a background rebuild) may still hold them
+            scrub_saved(self.folder, gone)
         return older + int(ids.size)
 
     def _read_faces(
@@ -514,14 +514,28 @@ class SQLiteStore(GalleryStore):
             self._centroids = (self._synced_generation, *unit_centroids(owners, vectors))
         return self._centroids[1], self._centroids[2]
 
+    def _still_open(self, stage: str, done: int, total: int) -> None:
+        """The background rebuild's progress callback: it stops there once the store closes."""
+        if self._closed:
+            raise _ClosedError
+
     def close(self) -> None:
         """Close every thread's connection; call it when no thread uses the store any more.
 
-        A background rebuild still running is abandoned (the saved index stays valid)."""
+        A background rebuild still running is stopped at its next step and waited for
+        first: closing a connection while another thread reads through it is undefined
+        behaviour in SQLite (a crash, not an error)."""
         self._closed = True
+        rebuilder = self._rebuilder
+        if rebuilder is not None and rebuilder is not threading.current_thread():
+            rebuilder.join(CLOSE_WAIT_S)
         with self._handles_lock:
             for handle in list(self._handles):
                 handle.db.close()
+
+
+class _ClosedError(Exception):
+    """Raised inside a background rebuild once its store is closed."""
 
 
 class _Handle:
