@@ -39,7 +39,11 @@ def test_keys_are_stored_hashed_private_and_checked(tmp_path: Path) -> None:
         store.revoke("nope")
     with pytest.raises(ConfigError, match="scope 'owner' is unknown; valid: read, enrol, write, admin"):
         store.create("owner")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["keys.json", "keys.json.lock"]  # no temp left
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "keys-audit.jsonl",
+        "keys.json",
+        "keys.json.lock",
+    ]
 
 
 def test_scopes_include_the_ones_below_them() -> None:
@@ -245,6 +249,9 @@ def test_admin_keys_manage_keys_over_the_api(keyed: dict, settings: ServiceSetti
     assert keyed["client"].get("/v1/galleries", headers={"X-API-Key": made["key"]}).status_code == 401
     status, body = _call(keyed, "admin", "DELETE", f"/v1/keys/{made['id']}")
     assert (status, body["error"]["code"]) == (404, "unknown_key")
+    admin_id = KeyStore(settings.keys_file).authenticate(keyed["admin"]).id  # type: ignore[union-attr]
+    changes = [(e["actor"], e["action"], e["key"]) for e in KeyStore(settings.keys_file).log()][-2:]
+    assert changes == [(f"key:{admin_id}", "create", made["id"]), (f"key:{admin_id}", "revoke", made["id"])]
 
 
 def test_keys_created_while_serving_take_effect(keyed: dict, settings: ServiceSettings) -> None:

@@ -14,9 +14,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from faceverify.service.errors import ForbiddenError, NotReadyError, UnauthorizedError
+from faceverify.gallery.base import Change
+from faceverify.service.errors import ForbiddenError, InvalidFieldError, NotReadyError, UnauthorizedError
 from faceverify.service.keys import ApiKey, KeyStore
-from faceverify.service.middleware import API_KEY_SCOPE
+from faceverify.service.middleware import API_KEY_SCOPE, WRITE_GATE_SCOPE, WriteGate
 from faceverify.service.state import ServiceState
 
 API_KEY = APIKeyHeader(
@@ -75,7 +76,33 @@ def admin_access(request: Request, presented: Presented = None) -> ApiKey | None
     return _authorize(request, presented, "admin")
 
 
+def get_gate(request: Request) -> WriteGate:
+    """The request's write gate (see :class:`~faceverify.service.middleware.WriteGate`)."""
+    gate: WriteGate | None = request.scope.get(WRITE_GATE_SCOPE)
+    return gate if gate is not None else WriteGate()
+
+
+#: The longest request key kept (UUIDs and ULIDs fit many times over).
+MAX_REQUEST_KEY = 200
+
+
+def actor(key: ApiKey | None) -> str:
+    """Who a request acts as, in audit logs: its key's id, or ``no-key`` (``--insecure``)."""
+    return f"key:{key.id}" if key is not None else "no-key"
+
+
+def change_of(request: Request, key: ApiKey | None, fingerprint: str = "") -> Change:
+    """The write's actor and, from the ``Idempotency-Key`` header, its request key."""
+    request_key = request.headers.get("idempotency-key")
+    if request_key is not None and not 0 < len(request_key) <= MAX_REQUEST_KEY:
+        raise InvalidFieldError(
+            f"Idempotency-Key must be 1 to {MAX_REQUEST_KEY} characters (e.g. a UUID)", code="invalid_header"
+        )
+    return Change(actor=actor(key), request_key=request_key, fingerprint=fingerprint)
+
+
 State = Annotated[ServiceState, Depends(get_state)]
+Gate = Annotated[WriteGate, Depends(get_gate)]
 Reader = Annotated[ApiKey | None, Depends(read_access)]
 Enroller = Annotated[ApiKey | None, Depends(enrol_access)]
 Writer = Annotated[ApiKey | None, Depends(write_access)]

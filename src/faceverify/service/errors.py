@@ -19,10 +19,12 @@ from faceverify.errors import (
     FaceVerifyError,
     GalleryError,
     GalleryExistsError,
+    IdempotencyError,
     ImageError,
     InputError,
     MissingDependencyError,
     ModelMismatchError,
+    PersonExistsError,
     UnknownGalleryError,
     UnknownPersonError,
     UnsupportedFormatError,
@@ -79,10 +81,6 @@ class FaceCountError(ServiceError):
     status = 422
 
 
-class PersonExistsError(ServiceError):
-    status, code = 409, "person_exists"
-
-
 class OverloadedError(ServiceError):
     status, code = 503, "overloaded"
 
@@ -110,6 +108,8 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (UnknownGalleryError, 404, "unknown_gallery"),
     (UnknownPersonError, 404, "unknown_person"),
     (GalleryExistsError, 409, "gallery_exists"),
+    (PersonExistsError, 409, "person_exists"),
+    (IdempotencyError, 409, "idempotency_conflict"),
     (ModelMismatchError, 409, "model_mismatch"),
     (GalleryError, 422, "gallery_error"),
     (UnsupportedFormatError, 415, "unsupported_format"),  # EPS, PSD, JPEG 2000...: never parsed

@@ -7,6 +7,9 @@ lacks a valid key, is answered without its upload being read or parsed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from faceverify.service.errors import (
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Where the authenticated key's record is put in the request scope.
 API_KEY_SCOPE = "faceverify.api_key"
+#: How long a timed-out request waits for its write under way, to say if it was committed.
+WRITE_WAIT_S = 10.0
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -70,6 +75,56 @@ class UploadTimeoutError(ServiceError):
     status, code = 408, "upload_timeout"
 
 
+#: Where a request's :class:`WriteGate` is put in the request scope.
+WRITE_GATE_SCOPE = "faceverify.write_gate"
+
+
+class WriteGate:
+    """Whether a request's write may still happen, so that its 504 tells the truth.
+
+    The route enters :meth:`writing` around its one write; the deadline calls
+    :meth:`close` when time is up. Whichever comes first wins: a write not yet started
+    never starts (it raises), and a write under way is waited for, so the answer can say
+    whether it was committed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "open"  # open -> writing -> committed, or open -> closed
+        self._done = threading.Event()
+        self._done.set()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._lock:
+            if self._state == "closed":
+                raise RequestTimeoutError("the request ran out of time before its write; nothing was written")
+            self._state = "writing"
+            self._done.clear()
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._state = "open"
+            raise
+        else:
+            with self._lock:
+                self._state = "committed"
+        finally:
+            self._done.set()
+
+    def close(self, wait_s: float) -> bool:
+        """No write may start from now on; returns whether one was committed (a write under
+        way is waited for, up to ``wait_s`` seconds)."""
+        with self._lock:
+            if self._state == "open":
+                self._state = "closed"
+                return False
+        self._done.wait(wait_s)
+        with self._lock:
+            return self._state == "committed"
+
+
 class Deadline:
     """Bounds a whole request: 408 if the upload is still arriving, 504 otherwise."""
 
@@ -94,17 +149,28 @@ class Deadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        gate = scope[WRITE_GATE_SCOPE] = WriteGate()
         try:
             await asyncio.wait_for(self.app(scope, watched_receive, watched_send), self.seconds)
         except asyncio.TimeoutError:
+            # the route's thread goes on; from here its write either never starts or is awaited
+            committed = await asyncio.to_thread(gate.close, WRITE_WAIT_S)
             if started:
                 raise  # too late for an error answer; the server closes the connection
-            error: ServiceError = (
-                UploadTimeoutError(f"the upload did not arrive within {self.seconds:g} s")
-                if receiving
-                else RequestTimeoutError(f"the request took longer than {self.seconds:g} s")
+            await self.errors.response(self._timeout(receiving, committed))(scope, receive, send)
+
+    def _timeout(self, receiving: bool, committed: bool) -> ServiceError:
+        if receiving:
+            return UploadTimeoutError(
+                f"the upload did not arrive within {self.seconds:g} s; nothing was written"
             )
-            await self.errors.response(error)(scope, receive, send)
+        if committed:
+            return RequestTimeoutError(
+                f"the request took longer than {self.seconds:g} s, but its write was committed; "
+                "repeat it with the same Idempotency-Key to get its answer",
+                code="timeout_after_write",
+            )
+        return RequestTimeoutError(f"the request took longer than {self.seconds:g} s; nothing was written")
 
 
 #: What answers without a key: the page and its files, health, metrics and the API's docs.

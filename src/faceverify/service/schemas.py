@@ -126,6 +126,15 @@ class VerifyIdOut(BaseModel):
     face: FaceOut
 
 
+class AuditOut(BaseModel):
+    seq: int
+    time: str
+    actor: str = Field(description="key:<id>, cli:<user>, no-key or library")
+    action: str = Field(description="create, enrol, add, erase or delete")
+    person_id: int | None
+    faces: int
+
+
 class KeyIn(BaseModel):
     scope: str = Field(description="read < enrol < write < admin (each includes the ones before)")
     gallery: str | None = Field(None, description="limit the key to this gallery")

@@ -1,10 +1,9 @@
 """What the service opens once, in its lifespan: the model, the batcher, the galleries.
 
-Galleries are opened on first use and kept open. A PostgreSQL store has one connection,
-not meant for several threads at once, so each gallery's store sits behind a lock held
-only for the database call itself (cheap for the embedded store, which is thread-safe
-anyway): embedding, the slow part, happens outside it, so concurrent identifications of
-one gallery still share forward passes.
+Galleries are opened on first use and kept open, shared by every request's thread: both
+stores take calls from many threads at once (the embedded one opens a connection per
+thread, PostgreSQL's draws from a pool). A gallery deleted meanwhile waits for the calls
+under way, then answers "unknown gallery" to the next ones.
 """
 
 from __future__ import annotations
@@ -20,12 +19,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from faceverify.errors import UnknownGalleryError
-from faceverify.gallery.base import AddResult, Face, GalleryStore, Match, PersonInfo
+from faceverify.gallery.base import AddResult, AuditEntry, Change, Face, GalleryStore, Match, PersonInfo
 from faceverify.gallery.catalog import GalleryCatalog, open_catalog
 from faceverify.gallery.gallery import Gallery
 from faceverify.photos import FaceOptions
 from faceverify.runtime.base import Embedder
 from faceverify.service.batcher import BatchedEmbedder, Batcher
+from faceverify.service.errors import OverloadedError
 from faceverify.service.keys import KeyStore
 from faceverify.service.metrics import Metrics
 from faceverify.service.settings import ServiceSettings
@@ -35,20 +35,29 @@ log = logging.getLogger("faceverify.service")
 T = TypeVar("T")
 
 
-class LockedStore(GalleryStore):
-    """A store whose calls run one at a time; after :meth:`close`, it is an unknown gallery."""
+class SharedStore(GalleryStore):
+    """A store shared by requests: calls run at once; :meth:`close` waits for those under
+    way (closing a store under a running call is a crash in SQLite), then it is an
+    unknown gallery."""
 
     def __init__(self, inner: GalleryStore, name: str) -> None:
         self.inner, self.name = inner, name
-        self.location = inner.location
-        self._lock = threading.Lock()
+        self.location, self.uuid = inner.location, inner.uuid
+        self._idle = threading.Condition()
+        self._running = 0
         self._closed = False
 
     def _call(self, method: Callable[..., T], *args: Any) -> T:
-        with self._lock:
+        with self._idle:
             if self._closed:
                 raise UnknownGalleryError(f"gallery {self.name!r} was deleted")
+            self._running += 1
+        try:
             return method(*args)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def manifest(self) -> dict[str, Any] | None:
         return self._call(self.inner.manifest)
@@ -56,14 +65,28 @@ class LockedStore(GalleryStore):
     def bind(self, manifest: dict[str, Any]) -> None:
         self._call(self.inner.bind, manifest)
 
-    def add(self, name: str, faces: Iterable[Face], meta: dict[str, Any] | None) -> AddResult:
-        return self._call(self.inner.add, name, list(faces), meta)
+    def add(
+        self,
+        name: str,
+        faces: Iterable[Face],
+        meta: dict[str, Any] | None,
+        *,
+        create: bool | None = None,
+        change: Change | None = None,
+    ) -> AddResult:
+        return self._call(lambda: self.inner.add(name, list(faces), meta, create=create, change=change))
 
-    def remove(self, name: str) -> int:
-        return self._call(self.inner.remove, name)
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        return self._call(lambda: self.inner.remove(name, change=change))
 
-    def remove_id(self, person_id: int) -> tuple[str, int]:
-        return self._call(self.inner.remove_id, person_id)
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        return self._call(lambda: self.inner.remove_id(person_id, change=change))
+
+    def record(self, action: str, change: Change | None = None) -> None:
+        self._call(self.inner.record, action, change)
+
+    def audit(self, *, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        return self._call(lambda: self.inner.audit(after=after, limit=limit))
 
     def people(self) -> list[PersonInfo]:
         return self._call(self.inner.people)
@@ -75,10 +98,12 @@ class LockedStore(GalleryStore):
         return self._call(self.inner.search, query, top_k, match)
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.inner.close()
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            self._idle.wait_for(lambda: self._running == 0)
+        self.inner.close()
 
 
 class Galleries:
@@ -91,8 +116,16 @@ class Galleries:
         faces: how faces are found in photos.
     """
 
-    def __init__(self, catalog: GalleryCatalog, model: Embedder, match: str, faces: FaceOptions) -> None:
+    def __init__(
+        self,
+        catalog: GalleryCatalog,
+        model: Embedder,
+        match: str,
+        faces: FaceOptions,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
         self.catalog, self.model, self.match, self.faces = catalog, model, match, faces
+        self.lock_timeout_s = lock_timeout_s
         self._open: dict[str, Gallery] = {}
         self._writers: dict[str, threading.Lock] = {}
         self._lock = threading.RLock()
@@ -101,24 +134,27 @@ class Galleries:
         with self._lock:
             return self.catalog.names()
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, *, change: Change | None = None) -> None:
         with self._lock:
-            self.catalog.create(name)
+            self.catalog.create(name, change=change)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, change: Change | None = None) -> None:
         with self._lock:
             self._forget(name)
-            self.catalog.delete(name)
+            self.catalog.delete(name, change=change)
 
     def get(self, name: str) -> Gallery:
-        """The gallery called ``name``; 404 if absent, 409 if built with another model."""
+        """The gallery called ``name``; 404 if absent, 409 if built with another model.
+
+        The one kept open is used while its uuid is the gallery's: a gallery deleted and
+        made again by another worker or the CLI is a new one, opened afresh."""
         with self._lock:
-            exists = self.catalog.exists(name)  # another worker process may have deleted it
+            current = self.catalog.uuid(name)
             gallery = self._open.get(name)
-            if gallery is not None and exists:
+            if gallery is not None and current is not None and current == gallery.store.uuid:
                 return gallery
             self._forget(name)
-            store = LockedStore(self.catalog.open(name), name)
+            store = SharedStore(self.catalog.open(name), name)
             try:
                 gallery = Gallery(store, self.model, match=self.match, faces=self.faces)
             except BaseException:
@@ -129,12 +165,19 @@ class Galleries:
 
     @contextlib.contextmanager
     def writing(self, name: str) -> Iterator[Gallery]:
-        """The gallery, with this process's other writers to it kept out meanwhile."""
+        """The gallery, with this process's other writers to it kept out meanwhile (for at
+        most ``lock_timeout_s``: then 503, rather than a request stuck behind another)."""
         gallery = self.get(name)
         with self._lock:
             writer = self._writers.setdefault(name, threading.Lock())
-        with writer:
+        if not writer.acquire(timeout=self.lock_timeout_s):
+            raise OverloadedError(
+                f"another write to gallery {name!r} has taken over {self.lock_timeout_s:g} s; retry later"
+            )
+        try:
             yield gallery
+        finally:
+            writer.release()
 
     def _forget(self, name: str) -> None:
         gallery = self._open.pop(name, None)
@@ -206,7 +249,7 @@ class ServiceState:
             catalog.location,
             f"up to {settings.batching.max_batch}" if settings.batching.enabled else "off",
         )
-        galleries = Galleries(catalog, model, settings.match, faces)
+        galleries = Galleries(catalog, model, settings.match, faces, lock_timeout_s=settings.limits.timeout_s)
         return cls(settings, model, batcher, galleries, keys, photos, metrics)
 
     def close(self) -> None:

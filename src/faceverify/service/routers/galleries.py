@@ -6,20 +6,23 @@ reads the uploads, checks names, and shapes the answers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 
 from faceverify.errors import GalleryError, ImageError, UnknownPersonError
 from faceverify.gallery.base import check_name
 from faceverify.gallery.catalog import check_gallery_name
-from faceverify.gallery.gallery import Gallery
-from faceverify.service.deps import Admin, Enroller, Reader, State, Writer, read_access
-from faceverify.service.errors import ForbiddenError, InvalidFieldError, PersonExistsError, ServiceError
+from faceverify.gallery.gallery import EnrollResult
+from faceverify.service.deps import Admin, Enroller, Gate, Reader, State, Writer, change_of, read_access
+from faceverify.service.errors import ForbiddenError, InvalidFieldError, ServiceError
+from faceverify.service.middleware import WriteGate
 from faceverify.service.routers.faces import Images, Threshold
 from faceverify.service.schemas import (
     ERRORS,
+    AuditOut,
     EnrollOut,
     GalleryIn,
     GalleryOut,
@@ -75,12 +78,31 @@ def _one_face_each(state: ServiceState, uploads: list[UploadFile]) -> list[Photo
     return photos
 
 
-def _is_enrolled(gallery: Gallery, person: str) -> bool:
-    try:
-        gallery.store.faces_of(person)
-    except UnknownPersonError:
-        return False
-    return True
+def _fingerprint(*parts: str, uploads: list[UploadFile]) -> str:
+    """What a write request held (its fields and every upload's bytes), as one hash: the
+    same Idempotency-Key with other content is refused, not replayed."""
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8"))
+    for upload in uploads:
+        upload.file.seek(0)
+        while chunk := upload.file.read(1 << 20):
+            digest.update(hashlib.sha256(chunk).digest())
+    return digest.hexdigest()
+
+
+def _enrolled(
+    state: ServiceState, gate: WriteGate, gallery: str, person: str, photos: list[Photo], **options: Any
+) -> EnrollResult:
+    """Store a person's photos: the one write of an enrolment, under the write gate."""
+    with state.galleries.writing(gallery) as opened, gate.writing():
+        result = opened.enroll(person, [photo.image for photo in photos], **options)
+    state.metrics.count_faces("enroll", result.added)
+    return result
+
+
+def _answer(result: EnrollResult, response: Response) -> dict[str, Any]:
+    if result.replayed:  # a retry with a known Idempotency-Key: nothing was written again
+        response.headers["Idempotent-Replayed"] = "true"
+    return result.to_dict()
 
 
 def _summary(state: ServiceState, name: str) -> dict[str, Any]:
@@ -96,11 +118,11 @@ def list_galleries(state: State, key: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("", response_model=GalleryOut, status_code=201, summary="Create an empty gallery")
-def create_gallery(state: State, key: Admin, body: GalleryIn) -> dict[str, Any]:
+def create_gallery(state: State, key: Admin, body: GalleryIn, request: Request) -> dict[str, Any]:
     name = check_gallery_name(body.name)
     if key is not None and not key.allows("admin", name):
         raise ForbiddenError("this API key is not valid for this gallery")
-    state.galleries.create(name)
+    state.galleries.create(name, change=change_of(request, key))
     return {"name": name, "people": 0, "model": None}
 
 
@@ -112,7 +134,8 @@ def get_gallery(state: State, _: Reader, gallery: GalleryName) -> dict[str, Any]
 @router.delete("/{gallery}", status_code=204, summary="Delete a gallery and everyone in it")
 def delete_gallery(
     state: State,
-    _: Admin,
+    key: Admin,
+    request: Request,
     gallery: GalleryName,
     force: Annotated[bool, Query(description="needed when people are enrolled in it")] = False,
 ) -> Response:
@@ -126,7 +149,7 @@ def delete_gallery(
                 f"gallery {name!r} holds {people} people; delete it with ?force=true, "
                 "or remove people with DELETE .../people?id="
             )
-    state.galleries.delete(name)
+    state.galleries.delete(name, change=change_of(request, key))
     return Response(status_code=204)
 
 
@@ -138,36 +161,44 @@ def list_people(state: State, _: Reader, gallery: GalleryName) -> list[dict[str,
 @router.post("/{gallery}/people", response_model=EnrollOut, status_code=201, summary="Enrol a new person")
 def enroll(
     state: State,
-    _: Enroller,
+    key: Enroller,
+    gate: Gate,
+    request: Request,
+    response: Response,
     gallery: GalleryName,
     name: Annotated[str, Form(description="the person's name (unique in the gallery)", max_length=400)],
     images: Images,
     meta: Annotated[str | None, Form(description='metadata as a JSON object, e.g. {"team": "blue"}')] = None,
 ) -> dict[str, Any]:
+    """A new person only: a name already enrolled is a 409, decided in the gallery's own
+    transaction (so two workers enrolling the same name at once make one person). Send an
+    ``Idempotency-Key`` header to make a retry safe: the same key returns the first answer."""
     person, extra = _person(name), _meta(meta)
     state.galleries.get(gallery)  # unknown gallery or model: say so before reading photos
+    change = change_of(request, key, _fingerprint("enrol", gallery, person, meta or "", uploads=images))
     photos = _one_face_each(state, images)
-    with state.galleries.writing(gallery) as opened:
-        if _is_enrolled(opened, person):
-            message = f"{person!r} is already enrolled; add photos with POST .../people/{{name}}/faces"
-            raise PersonExistsError(message)
-        result = opened.enroll(person, [photo.image for photo in photos], extra)
-    state.metrics.count_faces("enroll", result.added)
-    return result.to_dict()
+    result = _enrolled(state, gate, gallery, person, photos, meta=extra, create=True, change=change)
+    return _answer(result, response)
 
 
 @router.post("/{gallery}/people/{name}/faces", response_model=EnrollOut, summary="Add photos of a person")
 def add_faces(
-    state: State, _: Enroller, gallery: GalleryName, name: PersonName, images: Images
+    state: State,
+    key: Enroller,
+    gate: Gate,
+    request: Request,
+    response: Response,
+    gallery: GalleryName,
+    name: PersonName,
+    images: Images,
 ) -> dict[str, Any]:
+    """Photos of someone enrolled (404 otherwise: never a silent new enrolment)."""
     person = _person(name)
     state.galleries.get(gallery)
+    change = change_of(request, key, _fingerprint("add", gallery, person, uploads=images))
     photos = _one_face_each(state, images)
-    with state.galleries.writing(gallery) as opened:
-        opened.store.faces_of(person)  # unknown person: 404, never a silent new enrolment
-        result = opened.enroll(person, [photo.image for photo in photos])
-    state.metrics.count_faces("enroll", result.added)
-    return result.to_dict()
+    result = _enrolled(state, gate, gallery, person, photos, create=False, change=change)
+    return _answer(result, response)
 
 
 @router.get("/{gallery}/people/{name}", response_model=PersonOut, summary="One enrolled person")
@@ -182,10 +213,12 @@ def get_person(state: State, _: Reader, gallery: GalleryName, name: PersonName) 
 @router.delete(
     "/{gallery}/people/{name}", response_model=RemovedOut, summary="Remove a person and their faces"
 )
-def remove_person(state: State, _: Writer, gallery: GalleryName, name: PersonName) -> dict[str, Any]:
+def remove_person(
+    state: State, key: Writer, gate: Gate, request: Request, gallery: GalleryName, name: PersonName
+) -> dict[str, Any]:
     person = _person(name)
-    with state.galleries.writing(gallery) as opened:
-        faces = opened.remove(person)
+    with state.galleries.writing(gallery) as opened, gate.writing():
+        faces = opened.remove(person, change=change_of(request, key))
     return {"removed": person, "faces": faces}
 
 
@@ -196,13 +229,27 @@ def remove_person(state: State, _: Writer, gallery: GalleryName, name: PersonNam
 )
 def remove_person_by_id(
     state: State,
-    _: Writer,
+    key: Writer,
+    gate: Gate,
+    request: Request,
     gallery: GalleryName,
     person_id: Annotated[int, Query(alias="id", ge=1, description="the person's id, from the people list")],
 ) -> dict[str, Any]:
-    with state.galleries.writing(gallery) as opened:
-        name, faces = opened.remove_id(person_id)
+    with state.galleries.writing(gallery) as opened, gate.writing():
+        name, faces = opened.remove_id(person_id, change=change_of(request, key))
     return {"removed": name, "faces": faces}
+
+
+@router.get("/{gallery}/audit", response_model=list[AuditOut], summary="Who changed what, oldest first")
+def audit(
+    state: State,
+    _: Admin,
+    gallery: GalleryName,
+    after: Annotated[int, Query(ge=0, description="entries after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="entries at most")] = 1000,
+) -> list[dict[str, Any]]:
+    """The gallery's audit log: person ids, never names (an erased person stays unnamed)."""
+    return [entry.to_dict() for entry in state.galleries.get(gallery).store.audit(after=after, limit=limit)]
 
 
 @router.post("/{gallery}/identify", response_model=IdentifyOut, summary="Who is each face in a photo?")
