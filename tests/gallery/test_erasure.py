@@ -197,3 +197,75 @@ def test_a_request_key_makes_a_retry_safe(tmp_path: Path) -> None:
     replay = store.add("new", _faces(500, 2), None, create=True, change=change)
     assert not replay.replayed and replay.added == 2
     store.close()
+
+
+def test_an_index_saved_from_an_older_snapshot_drops_what_was_erased(tmp_path: Path) -> None:
+    """A background rebuild or another process may save an index built before a removal,
+    after the removal scrubbed the files: the save itself drops the erased faces."""
+    from faceverify.gallery.index import FaceIndex
+
+    folder = tmp_path / "gallery"
+    store = _fill_small(folder)
+    with store._snapshot():  # what a rebuild started before the removal reads
+        stale = FaceIndex.build(DIM, "pq", *store._read_faces("", ()))
+    store.remove(VICTIM)
+    assert _files_holding(folder, _traces(17)) == []
+    store._save(stale)  # the rebuild's save lands after the scrub
+    assert _files_holding(folder, _traces(17)) == []
+    assert store.search(_faces(17, 1)[0].vector, 1, "best")[0].name != VICTIM
+    store.close()
+
+
+def test_a_store_of_a_deleted_gallery_never_writes_into_its_successor(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "gallery"
+    old = _fill_small(folder)
+    old.search(_faces(3, 1)[0].vector, 1, "best")
+    shutil.rmtree(folder)  # deleted, and made again under the same name
+    new = SQLiteStore(folder, index="pq", background=False)
+    new.bind(MANIFEST)
+    for person in range(100, 130):
+        new.add(f"n{person}", _faces(person), None)
+    assert new.uuid != old.uuid
+    old._save(old._index)  # type: ignore[arg-type]  # e.g. a re-save after growth in another worker
+    assert _files_holding(folder, _traces(17)) == []
+    assert new.search(_faces(105, 1)[0].vector, 1, "best")[0].name == "n105"
+    old.remove_id(1)  # scrubbing by its own face ids must not touch the new gallery's index
+    assert new.search(_faces(100, 1)[0].vector, 1, "best")[0].name == "n100"
+    old.close()
+    new.close()
+
+
+def test_an_erasure_a_reader_held_up_is_finished_later(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = tmp_path / "gallery"
+    store = _fill_small(folder)
+    store.search(_faces(17, 1)[0].vector, 1, "best")
+    reader = sqlite3.connect(folder / "gallery.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM faces").fetchone()  # an old snapshot: the WAL cannot empty
+    store.remove(VICTIM)
+    pending = store._db.execute("SELECT COUNT(*) FROM erasures WHERE done = 0").fetchone()[0]
+    assert pending == FACES_EACH and (folder / "gallery.db-wal").stat().st_size > 0
+    reader.execute("COMMIT")
+    reader.close()
+    store.close()  # tries once more
+    reopened = SQLiteStore(folder, index="pq", background=False)
+    assert reopened._db.execute("SELECT COUNT(*) FROM erasures WHERE done = 0").fetchone()[0] == 0
+    assert _files_holding(folder, _traces(17)) == []
+    reopened.close()
+
+
+def test_a_kept_request_answer_never_names_another_person(tmp_path: Path) -> None:
+    store = _fill_small(tmp_path / "g")
+    victim_face = _faces(17, 1)[0]  # already enrolled as the victim
+    change = Change(request_key="req-9", fingerprint="f")
+    first = store.add("newcomer", [victim_face, *_faces(700, 1)], None, change=change)
+    assert any(VICTIM in line for line in first.skipped)  # the live answer may say whose
+    store.remove(VICTIM)
+    assert _files_holding(tmp_path / "g", [VICTIM.encode("utf-8")]) == []
+    replay = store.add("newcomer", [victim_face, *_faces(700, 1)], None, change=change)
+    assert replay.replayed and not any(VICTIM in line for line in replay.skipped)
+    store.close()

@@ -46,8 +46,8 @@ def test_each_kind_finds_the_exact_nearest_face_and_survives_a_reload(
     index = FaceIndex.build(DIM, kind, np.arange(1, PEOPLE + 1), np.arange(PEOPLE), vectors, shards=2)
     assert _recall(index, vectors, probes) >= floor
     index.remove(np.array([1, 2, 3]))
-    index.save(tmp_path)
-    loaded = FaceIndex.load(tmp_path, DIM)
+    index.save(tmp_path, "u1")
+    loaded = FaceIndex.load(tmp_path, DIM, "u1")
     if kind == "exact":  # rebuilt from SQLite, never saved
         assert loaded is None and not (tmp_path / INDEX_ARRAYS).exists()
         return
@@ -56,7 +56,8 @@ def test_each_kind_finds_the_exact_nearest_face_and_survives_a_reload(
         before, after = index.search(probe, 5), loaded.search(probe, 5)
         np.testing.assert_array_equal(before[0], after[0])
         assert not set(after[0]) & {0, 1, 2}  # tombstones are saved too
-    assert FaceIndex.load(tmp_path, DIM + 1) is None  # another model's index is not used
+    assert FaceIndex.load(tmp_path, DIM + 1, "u1") is None  # another model's index is not used
+    assert FaceIndex.load(tmp_path, DIM, "u2") is None  # nor another gallery's
 
 
 def test_ivf_takes_adds_and_removals_after_its_build_without_retraining(
@@ -99,8 +100,8 @@ def test_pq_rescores_exactly_and_takes_adds_and_removals_without_retraining(
     assert "removed" in (index.drift(PEOPLE, "pq") or "")
     assert [index.search(vectors[i], 1)[0][0] for i in (1500, 2999)] == [1500, 2999]
     # a reloaded index reads its vectors into a buffer with room for the next enrolments
-    index.save(tmp_path)
-    loaded = FaceIndex.load(tmp_path, DIM)
+    index.save(tmp_path, "u1")
+    loaded = FaceIndex.load(tmp_path, DIM, "u1")
     assert loaded is not None and len(loaded._rows._data) > loaded._rows.count == PEOPLE
     np.testing.assert_array_equal(loaded._rows.view, index._rows.view)
     assert sorted(tmp_path.glob("index-*")) == sorted(
@@ -133,3 +134,13 @@ def test_kinds_codes_and_list_counts_follow_the_gallery_size() -> None:
     assert rerank_candidates(50, 0.0, 100) == 100
     assert ivf_lists(1_000_000) == 1024 and ivf_lists(100_000) == 256
     assert ivf_lists(40) == 5 and ivf_lists(0) == 1
+
+
+@pytest.mark.parametrize("kind", ["exact", "pq", "ivf", "hnsw"])
+def test_faces_added_after_a_removal_keep_their_own_owner(gallery: tuple[np.ndarray, ...], kind: str) -> None:
+    vectors, _, _ = gallery
+    index = FaceIndex.build(DIM, kind, np.arange(1, 501), np.arange(500), vectors[:500], shards=2)
+    index.remove(np.array([7]))
+    index.add(np.array([501]), np.array([9999]), vectors[600:601])
+    owners, scores = index.search(vectors[600], 1)
+    assert (int(owners[0]), round(float(scores[0]), 4)) == (9999, 1.0)

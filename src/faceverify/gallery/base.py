@@ -9,6 +9,7 @@ the model recorded in the store's manifest.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -69,6 +70,9 @@ class Match:
     score: float
 
 
+_ALREADY_AS = re.compile(r"(already enrolled) as .*$", re.DOTALL)
+
+
 @dataclass
 class AddResult:
     """What an enrolment stored, and which faces it left out.
@@ -83,7 +87,10 @@ class AddResult:
     replayed: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"added": self.added, "skipped": self.skipped, "person_id": self.person_id})
+        """The answer as kept under a request key: without other people's names (an image
+        already enrolled "as 'X'"), which must not outlive X's erasure in this row."""
+        skipped = [_ALREADY_AS.sub(r"\1 (for another person)", line) for line in self.skipped]
+        return json.dumps({"added": self.added, "skipped": skipped, "person_id": self.person_id})
 
     @classmethod
     def from_json(cls, text: str) -> AddResult:

@@ -175,8 +175,8 @@ class FolderCatalog(GalleryCatalog):
         try:  # read-only and without a store: it runs for every request of the service
             with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
                 row = db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()
-        except sqlite3.Error:
-            return None
+        except sqlite3.Error as exc:  # busy, or a file half-written: say so, never "absent"
+            raise GalleryError(f"gallery {name!r} cannot be read just now ({exc})") from exc
         return None if row is None else str(row[0])
 
     def deleted_audit(self, name: str | None = None) -> list[dict[str, Any]]:

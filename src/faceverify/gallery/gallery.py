@@ -198,13 +198,18 @@ class Gallery:
                 even by another process at the same moment); False: only someone enrolled.
             change: who enrols (for the audit log) and a request key making a retry safe.
         """
+        person = check_name(name)
+        faces, skipped = self.embed_faces(images)
+        return self.store_faces(person, faces, skipped, meta, create=create, change=change)
+
+    def embed_faces(self, images: list[Any]) -> tuple[list[Face], list[str]]:
+        """The faces to store for these images, and the images left out (``"image: why"``):
+        the slow half of :meth:`enroll`, which writes nothing."""
         from faceverify.embed import embed_images
 
-        person = check_name(name)
         embedded = embed_images(self.model, images, normalize=True, faces=self.faces, fingerprint=True)
         # an image without a face is skipped like an unreadable one
-        skipped = [str(f) for f in embedded.failures]
-        return self.store_faces(person, embedded_faces(embedded), skipped, meta, create=create, change=change)
+        return embedded_faces(embedded), [str(f) for f in embedded.failures]
 
     def enroll_many(
         self,

@@ -192,9 +192,12 @@ class FaceIndex:
             first = self.ids.size
             for start in range(0, len(vectors), BUILD_CHUNK):
                 chunk = vectors[start : start + BUILD_CHUNK]
+                positions = np.arange(first + start, first + start + len(chunk))
                 if self._codes is not None:
-                    self._codes.add(chunk, np.arange(first + start, first + start + len(chunk)))
-                else:
+                    self._codes.add(chunk, positions)
+                elif self.kind == "ivf":  # labelled explicitly: removals lower ntotal
+                    self._ann.add_with_ids(chunk, positions)
+                else:  # an HNSW graph numbers faces itself, and never drops one
                     self._ann.add(chunk)
                 if progress is not None:
                     progress("indexing", min(start + BUILD_CHUNK, len(vectors)), len(vectors))
@@ -302,15 +305,25 @@ class FaceIndex:
         per_face = 4 * self.dim + 8 + 8 + 1 + extra
         return int(self.ids.size * per_face)
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, uuid: str, *, erased: Callable[[], np.ndarray | None] | None = None) -> None:
         """Persist a ``pq``, IVF or HNSW index atomically (exact ones rebuild from SQLite
-        faster than they load), owner-only. Raises OSError when the folder cannot be written."""
+        faster than they load), owner-only, marked with its gallery's ``uuid``. Raises
+        OSError when the folder cannot be written.
+
+        ``erased`` is asked, under the lock that removals scrub under, for every face id
+        removed from the gallery (None: the folder holds another gallery now, nothing is
+        saved): an index built from an older snapshot drops them before it is written, so
+        no save ever brings back what a removal scrubbed."""
         if self.kind == "exact":
             return
-        with file_lock(folder / INDEX_LOCK):  # never while another process scrubs the files
-            self._save(folder)
+        with file_lock(folder / INDEX_LOCK):
+            removed = erased() if erased is not None else np.empty(0, np.int64)
+            if removed is None:
+                return
+            self.remove(removed)
+            self._save(folder, uuid)
 
-    def _save(self, folder: Path) -> None:
+    def _save(self, folder: Path, uuid: str) -> None:
         import faiss
 
         token = secrets.token_hex(8)
@@ -334,6 +347,7 @@ class FaceIndex:
                 dim=np.array(self.dim),
                 trained_on=np.array(self.trained_on),
                 token=np.array(token),
+                uuid=np.array(uuid),
                 shards=np.array(self._codes.shards if self._codes is not None else 0),
             )
             os.replace(arrays, folder / INDEX_ARRAYS)  # the commit point
@@ -345,15 +359,17 @@ class FaceIndex:
         _drop_unreferenced(folder, keep=token)
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> FaceIndex | None:
-        """The saved index, or None when absent, unreadable or of another dimension."""
+    def load(cls, folder: Path, dim: int, uuid: str) -> FaceIndex | None:
+        """The saved index, or None when absent, unreadable, of another dimension or of
+        another gallery (one deleted and made again under the same name)."""
         try:
             with np.load(folder / INDEX_ARRAYS) as saved:
                 ids, owners, alive = saved["ids"], saved["owners"], saved["alive"]
                 kind, token = str(saved["kind"]), str(saved["token"])
                 saved_dim, trained_on = int(saved["dim"]), int(saved["trained_on"])
                 shards = int(saved["shards"]) if "shards" in saved else 0
-            if saved_dim != dim or kind not in KINDS[1:]:
+                same_gallery = "uuid" in saved and str(saved["uuid"]) == uuid
+            if saved_dim != dim or kind not in KINDS[1:] or not same_gallery:
                 return None
             index = cls(dim, kind, shards or None)
             if not index._read_data(folder / f"index-{token}", ids.size, int(np.count_nonzero(alive))):
@@ -435,7 +451,7 @@ def live_positions(ids: np.ndarray, alive: np.ndarray, wanted: np.ndarray) -> np
     return positions[alive[positions]]
 
 
-def scrub_saved(folder: Path, face_ids: np.ndarray) -> bool:
+def scrub_saved(folder: Path, face_ids: np.ndarray, uuid: str) -> bool:
     """Erase faces from the index saved in ``folder``: their rows of the ``pq`` vectors are
     zeroed in place, the code shards holding them written again without them, and the
     arrays mark them removed; a saved IVF or HNSW index is deleted instead (the next
@@ -448,11 +464,14 @@ def scrub_saved(folder: Path, face_ids: np.ndarray) -> bool:
             return False
         except (OSError, ValueError, EOFError) as exc:
             raise GalleryError(f"gallery '{folder}': its saved index cannot be read ({exc})") from exc
+        if "uuid" in arrays and str(arrays["uuid"]) != uuid:  # another gallery's: not our faces
+            return False
         positions = live_positions(arrays["ids"], arrays["alive"], face_ids)
         if positions.size == 0:
             return False
         stem = folder / f"index-{arrays['token']}"
-        if str(arrays["kind"]) != "pq":
+        if str(arrays["kind"]) != "pq" or "uuid" not in arrays:  # (no uuid: saved by an older
+            # version, which no load accepts any more)
             for path in (folder / INDEX_ARRAYS, *folder.glob(INDEX_GLOB)):
                 path.unlink(missing_ok=True)  # the arrays first: they are the commit point
             return True

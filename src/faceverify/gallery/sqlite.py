@@ -19,6 +19,7 @@ in under the lock. ``faceverify reindex`` (:meth:`SQLiteStore.reindex`) rebuilds
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -59,7 +60,8 @@ from faceverify.gallery.index import top_k as top_positions
 from faceverify.gallery.sqlite_rows import (
     add_faces,
     create_schema,
-    pending_erasures,
+    erased_faces,
+    mark_erased,
     read_audit,
     read_uuid,
     remove_person,
@@ -70,6 +72,8 @@ from faceverify.paths import open_private, private_dir
 log = logging.getLogger(__name__)
 
 DB_NAME = "gallery.db"
+#: How long emptying the WAL after a removal waits for readers (then it is left for later).
+CHECKPOINT_WAIT_S = 1.0
 #: How long closing a store waits for a background rebuild to stop at its next step.
 CLOSE_WAIT_S = 60.0
 BUSY_TIMEOUT_S = 30.0
@@ -255,25 +259,46 @@ class SQLiteStore(GalleryStore):
 
     def _finish_erasures(self) -> None:
         """Erase removed faces from the saved index files and from this process's index,
-        then leave no old page in the write-ahead log. The faces to erase are noted in the
-        removal's own transaction, so a crash half-way is finished at the next open."""
-        with self._errors():
-            pending = pending_erasures(self._db)
-            if pending.size == 0:
-                return
-            with self._index_lock:
-                scrub_saved(self.folder, pending)
-                if self._index is not None:
-                    self._index.remove(pending)
-            with _transaction(self._db):
-                self._db.execute("DELETE FROM erasures")
-            self._checkpoint()
+        then empty the write-ahead log of their old pages. The faces are noted in the
+        removal's own transaction and marked done only once all of that succeeded, so
+        what a crash or a busy log cut short is finished at the next removal, open or close.
+        Never raises: the removal itself is committed whatever happens here."""
+        try:
+            with self._errors():
+                pending = erased_faces(self._db, pending=True)
+                if pending.size == 0:
+                    return
+                with self._index_lock:
+                    scrub_saved(self.folder, pending, self.uuid)
+                    if self._index is not None:
+                        self._index.remove(pending)
+                if self._checkpoint():
+                    with _transaction(self._db):
+                        mark_erased(self._db, pending)
+        except (GalleryError, OSError) as exc:
+            log.warning("gallery %s: erasing removed faces from its files is pending (%s)", self.folder, exc)
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database and empty it (removed rows' old pages go with it)."""
-        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        if busy:  # a reader keeps an old snapshot open: the next removal's checkpoint gets it
-            log.info("gallery %s: readers kept the WAL from being emptied; it will be later", self.folder)
+    def _checkpoint(self) -> bool:
+        """Copy the WAL into the database and empty it (removed rows' old pages go with it);
+        False while a reader keeps an old snapshot open."""
+        # waits for readers a second at most: a removal must not stall behind a long rebuild
+        self._db.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return not busy
+
+    def _saved_state(self) -> np.ndarray | None:
+        """Read now, outside any snapshot: every removed face id, or None if this folder no
+        longer holds this gallery (deleted and made again: nothing of ours is saved there)."""
+        with contextlib.closing(
+            sqlite3.connect(f"{(self.folder / DB_NAME).as_uri()}?mode=ro", uri=True)
+        ) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()
+            if row is None or row[0] != self.uuid:
+                return None
+            return erased_faces(db, pending=False)
 
     def record(self, action: str, change: Change | None = None) -> None:
         with self._write() as db:
@@ -384,7 +409,7 @@ class SQLiteStore(GalleryStore):
 
     def _open_index(self, kind: str, count: int) -> FaceIndex:
         """The saved index (of whatever kind; a wrong kind is rebuilt later), or a new one."""
-        saved = FaceIndex.load(self.folder, self._dim()) if kind != "exact" else None
+        saved = FaceIndex.load(self.folder, self._dim(), self.uuid) if kind != "exact" else None
         if saved is not None:
             return saved
         if count >= LOUD_BUILD_FACES and kind != "exact":
@@ -406,7 +431,7 @@ class SQLiteStore(GalleryStore):
 
     def _save(self, index: FaceIndex) -> None:
         try:
-            index.save(self.folder)
+            index.save(self.folder, self.uuid, erased=self._saved_state)
         except OSError as exc:  # a read-only folder: still searchable, rebuilt by the next process
             log.warning("gallery %s: could not save its index (%s); searches still work", self.folder, exc)
 
@@ -486,10 +511,7 @@ class SQLiteStore(GalleryStore):
         older = self._count() - int(ids.size)
         if older != live:
             stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
-            gone = np.setdiff1d(index.ids[index.alive], stored, assume_unique=True)
-            index.remove(gone)
-            # a save made from an older snapshot (a background rebuild) may still hold them
-            scrub_saved(self.folder, gone)
+            index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
         return older + int(ids.size)
 
     def _read_faces(
@@ -524,7 +546,9 @@ class SQLiteStore(GalleryStore):
 
         A background rebuild still running is stopped at its next step and waited for
         first: closing a connection while another thread reads through it is undefined
-        behaviour in SQLite (a crash, not an error)."""
+        behaviour in SQLite (a crash, not an error). An erasure still pending is tried once more."""
+        if not self._closed:
+            self._finish_erasures()
         self._closed = True
         rebuilder = self._rebuilder
         if rebuilder is not None and rebuilder is not threading.current_thread():

@@ -65,8 +65,10 @@ CREATE TABLE IF NOT EXISTS requests (  -- idempotency keys (a person's go when t
     person_id INTEGER NOT NULL,
     created TEXT NOT NULL
 );
--- faces removed whose copies in the saved index files are not scrubbed yet
-CREATE TABLE IF NOT EXISTS erasures (face_id INTEGER PRIMARY KEY)
+-- ids of removed faces (numbers only): done = 1 once the saved index files and the WAL
+-- hold nothing of them. Kept after that, so that an index saved from an older snapshot
+-- (a background rebuild, another process) drops them before it is written.
+CREATE TABLE IF NOT EXISTS erasures (face_id INTEGER PRIMARY KEY, done INTEGER NOT NULL DEFAULT 0)
 """
 
 
@@ -166,7 +168,7 @@ def remove_person(
         return None
     person_id = int(row[0])
     face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
-    db.executemany("INSERT OR IGNORE INTO erasures VALUES (?)", ((i,) for i in face_ids))
+    db.executemany("INSERT OR IGNORE INTO erasures (face_id) VALUES (?)", ((i,) for i in face_ids))
     db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
     db.execute("DELETE FROM requests WHERE person_id = ?", (person_id,))  # their answers name files
     db.execute("DELETE FROM people WHERE id = ?", (person_id,))
@@ -174,8 +176,14 @@ def remove_person(
     return str(row[1]), len(face_ids)
 
 
-def pending_erasures(db: sqlite3.Connection) -> np.ndarray:
-    return np.fromiter((r[0] for r in db.execute("SELECT face_id FROM erasures")), dtype=np.int64)
+def erased_faces(db: sqlite3.Connection, *, pending: bool) -> np.ndarray:
+    """Ids of removed faces: those still to scrub from the files (``pending``), or all."""
+    query = "SELECT face_id FROM erasures" + (" WHERE done = 0" if pending else "")
+    return np.fromiter((r[0] for r in db.execute(query)), dtype=np.int64)
+
+
+def mark_erased(db: sqlite3.Connection, face_ids: np.ndarray) -> None:
+    db.executemany("UPDATE erasures SET done = 1 WHERE face_id = ?", ((int(i),) for i in face_ids))
 
 
 def write_audit(

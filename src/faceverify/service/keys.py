@@ -256,11 +256,16 @@ class KeyStore:
         if signature == self._seen:
             return
         with self._lock:
-            self._seen = signature
+            if signature == self._seen:  # another thread read it meanwhile
+                return
             try:
-                self._entries = self._read()
+                entries = self._read()
             except ConfigError as exc:  # e.g. hand-edited badly: keep the keys we had
                 log.warning("%s; still using the %d keys read before", exc, len(self._entries))
+                entries = self._entries
+            # the keys first, then the signature: no thread sees the new file with the old keys
+            self._entries = entries
+            self._seen = signature
 
     def _read(self) -> list[tuple[str, ApiKey]]:
         try:

@@ -113,16 +113,16 @@ class WriteGate:
         finally:
             self._done.set()
 
-    def close(self, wait_s: float) -> bool:
-        """No write may start from now on; returns whether one was committed (a write under
-        way is waited for, up to ``wait_s`` seconds)."""
+    def close(self, wait_s: float) -> str:
+        """No write may start from now on. Returns ``none`` (nothing was or will be written),
+        ``committed``, or ``unknown`` (a write still under way after ``wait_s`` seconds)."""
         with self._lock:
             if self._state == "open":
                 self._state = "closed"
-                return False
+                return "none"
         self._done.wait(wait_s)
         with self._lock:
-            return self._state == "committed"
+            return {"committed": "committed", "writing": "unknown"}.get(self._state, "none")
 
 
 class Deadline:
@@ -154,23 +154,28 @@ class Deadline:
             await asyncio.wait_for(self.app(scope, watched_receive, watched_send), self.seconds)
         except asyncio.TimeoutError:
             # the route's thread goes on; from here its write either never starts or is awaited
-            committed = await asyncio.to_thread(gate.close, WRITE_WAIT_S)
+            written = await asyncio.to_thread(gate.close, WRITE_WAIT_S)
             if started:
                 raise  # too late for an error answer; the server closes the connection
-            await self.errors.response(self._timeout(receiving, committed))(scope, receive, send)
+            await self.errors.response(self._timeout(receiving, written))(scope, receive, send)
 
-    def _timeout(self, receiving: bool, committed: bool) -> ServiceError:
+    def _timeout(self, receiving: bool, written: str) -> ServiceError:
+        late = f"the request took longer than {self.seconds:g} s"
         if receiving:
-            return UploadTimeoutError(
-                f"the upload did not arrive within {self.seconds:g} s; nothing was written"
-            )
-        if committed:
+            return UploadTimeoutError(f"the upload did not arrive within {self.seconds:g} s; nothing written")
+        if written == "committed":
             return RequestTimeoutError(
-                f"the request took longer than {self.seconds:g} s, but its write was committed; "
-                "repeat it with the same Idempotency-Key to get its answer",
+                f"{late}, but its write was committed (an enrolment repeated with the same "
+                "Idempotency-Key returns its answer)",
                 code="timeout_after_write",
             )
-        return RequestTimeoutError(f"the request took longer than {self.seconds:g} s; nothing was written")
+        if written == "unknown":
+            return RequestTimeoutError(
+                f"{late} and its write was still under way: it may have been committed; read the "
+                "gallery (or repeat an enrolment with the same Idempotency-Key) to know",
+                code="timeout_during_write",
+            )
+        return RequestTimeoutError(f"{late}; nothing was written")
 
 
 #: What answers without a key: the page and its files, health, metrics and the API's docs.

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from faceverify.errors import UnknownGalleryError
+from faceverify.errors import GalleryError, UnknownGalleryError
 from faceverify.gallery.base import AddResult, AuditEntry, Change, Face, GalleryStore, Match, PersonInfo
 from faceverify.gallery.catalog import GalleryCatalog, open_catalog
 from faceverify.gallery.gallery import Gallery
@@ -148,10 +148,13 @@ class Galleries:
 
         The one kept open is used while its uuid is the gallery's: a gallery deleted and
         made again by another worker or the CLI is a new one, opened afresh."""
+        try:  # read outside the lock: requests to other galleries never wait on it
+            current: str | None = self.catalog.uuid(name)
+        except GalleryError:  # unreadable for a moment (busy): no sign that it changed
+            current = "unchanged"
         with self._lock:
-            current = self.catalog.uuid(name)
             gallery = self._open.get(name)
-            if gallery is not None and current is not None and current == gallery.store.uuid:
+            if gallery is not None and current in ("unchanged", gallery.store.uuid):
                 return gallery
             self._forget(name)
             store = SharedStore(self.catalog.open(name), name)

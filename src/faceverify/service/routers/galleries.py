@@ -92,9 +92,11 @@ def _fingerprint(*parts: str, uploads: list[UploadFile]) -> str:
 def _enrolled(
     state: ServiceState, gate: WriteGate, gallery: str, person: str, photos: list[Photo], **options: Any
 ) -> EnrollResult:
-    """Store a person's photos: the one write of an enrolment, under the write gate."""
+    """Embed the photos, then store them: only the store is the write, under the gate."""
+    opened = state.galleries.get(gallery)
+    faces, skipped = opened.embed_faces([photo.image for photo in photos])
     with state.galleries.writing(gallery) as opened, gate.writing():
-        result = opened.enroll(person, [photo.image for photo in photos], **options)
+        result = opened.store_faces(person, faces, skipped, **options)
     state.metrics.count_faces("enroll", result.added)
     return result
 
@@ -118,11 +120,12 @@ def list_galleries(state: State, key: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("", response_model=GalleryOut, status_code=201, summary="Create an empty gallery")
-def create_gallery(state: State, key: Admin, body: GalleryIn, request: Request) -> dict[str, Any]:
+def create_gallery(state: State, key: Admin, gate: Gate, body: GalleryIn, request: Request) -> dict[str, Any]:
     name = check_gallery_name(body.name)
     if key is not None and not key.allows("admin", name):
         raise ForbiddenError("this API key is not valid for this gallery")
-    state.galleries.create(name, change=change_of(request, key))
+    with gate.writing():
+        state.galleries.create(name, change=change_of(request, key))
     return {"name": name, "people": 0, "model": None}
 
 
@@ -135,6 +138,7 @@ def get_gallery(state: State, _: Reader, gallery: GalleryName) -> dict[str, Any]
 def delete_gallery(
     state: State,
     key: Admin,
+    gate: Gate,
     request: Request,
     gallery: GalleryName,
     force: Annotated[bool, Query(description="needed when people are enrolled in it")] = False,
@@ -149,7 +153,8 @@ def delete_gallery(
                 f"gallery {name!r} holds {people} people; delete it with ?force=true, "
                 "or remove people with DELETE .../people?id="
             )
-    state.galleries.delete(name, change=change_of(request, key))
+    with gate.writing():
+        state.galleries.delete(name, change=change_of(request, key))
     return Response(status_code=204)
 
 
@@ -197,7 +202,7 @@ def add_faces(
     state.galleries.get(gallery)
     change = change_of(request, key, _fingerprint("add", gallery, person, uploads=images))
     photos = _one_face_each(state, images)
-    result = _enrolled(state, gate, gallery, person, photos, create=False, change=change)
+    result = _enrolled(state, gate, gallery, person, photos, meta=None, create=False, change=change)
     return _answer(result, response)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from faceverify.service.deps import Admin, State, actor, admin_access
+from faceverify.service.deps import Admin, Gate, State, actor, admin_access
 from faceverify.service.errors import ForbiddenError, ServiceError
 from faceverify.service.keys import ApiKey, KeyStore
 from faceverify.service.schemas import ERRORS, KeyIn, KeyOut, NewKeyOut
@@ -41,17 +41,20 @@ def list_keys(state: State, key: Admin) -> list[dict[str, Any]]:
 
 
 @router.post("", response_model=NewKeyOut, status_code=201, summary="Make a key (shown only in this answer)")
-def create_key(state: State, key: Admin, body: KeyIn) -> dict[str, Any]:
-    secret, record = _store(state, key).create(
-        body.scope, gallery=body.gallery, label=body.label, expires=body.expires, actor=actor(key)
-    )
+def create_key(state: State, key: Admin, gate: Gate, body: KeyIn) -> dict[str, Any]:
+    store = _store(state, key)
+    with gate.writing():
+        secret, record = store.create(
+            body.scope, gallery=body.gallery, label=body.label, expires=body.expires, actor=actor(key)
+        )
     return {"key": secret, **asdict(record)}
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke a key: it fails from the next request on")
-def revoke_key(state: State, key: Admin, key_id: str) -> Response:
+def revoke_key(state: State, key: Admin, gate: Gate, key_id: str) -> Response:
     store = _store(state, key)
     if key_id not in {record.id for record in store.records()}:
         raise UnknownKeyError(f"no API key with id {key_id!r}; GET /v1/keys lists them")
-    store.revoke(key_id, actor=actor(key))
+    with gate.writing():
+        store.revoke(key_id, actor=actor(key))
     return Response(status_code=204)
