@@ -43,10 +43,13 @@ leaves the old index or the new one, never a mix.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -526,3 +529,28 @@ def _drop_unreferenced(folder: Path, keep: str) -> None:
         # names are index-<token>.faiss, index-<token>.npy, index-<token>-<shard>.faiss
         if path.name[len("index-") :][:16] not in (keep, current):  # hnsw.* never matches
             path.unlink(missing_ok=True)
+
+
+@contextmanager
+def progress_bar(show: bool) -> Iterator[Progress | None]:
+    """A ``Progress`` callback drawing one tqdm bar per stage on stderr (None when hidden)."""
+    if not show or not logging.getLogger(__name__).isEnabledFor(logging.INFO):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total, desc=f"index: {stage}", unit="face", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()

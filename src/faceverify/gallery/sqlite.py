@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import sqlite3
-import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -53,6 +52,7 @@ from faceverify.gallery.index import (
     Progress,
     check_kind,
     choose_kind,
+    progress_bar,
     scrub_saved,
     unit_centroids,
 )
@@ -422,7 +422,7 @@ class SQLiteStore(GalleryStore):
 
     def _build(self, kind: str, count: int) -> FaceIndex:
         """A new index of every face in the current snapshot (progress bar on large galleries)."""
-        with _progress_bar(count >= LOUD_BUILD_FACES) as progress:
+        with progress_bar(count >= LOUD_BUILD_FACES) as progress:
             ids, owners, vectors = self._read_faces("", (), progress, count)
             index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, progress)
         if kind != "exact":
@@ -464,7 +464,7 @@ class SQLiteStore(GalleryStore):
         with what was written meanwhile and swap it in under the lock."""
         with self._errors(), self._snapshot():
             count = self._count()
-            with _progress_bar(progress is True) as bar:
+            with progress_bar(progress is True) as bar:
                 report = progress if callable(progress) else bar
                 ids, owners, vectors = self._read_faces("", (), report, count)
                 index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, report)
@@ -587,28 +587,3 @@ def _first_per_owner(owners: np.ndarray, scores: np.ndarray, top_k: int) -> tupl
     _, first = np.unique(owners, return_index=True)
     first = np.sort(first)[:top_k]
     return owners[first], scores[first]
-
-
-@contextmanager
-def _progress_bar(show: bool) -> Iterator[Progress | None]:
-    """A ``Progress`` callback drawing one tqdm bar per stage on stderr (None when hidden)."""
-    if not show or not log.isEnabledFor(logging.INFO):
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for other in bars.values():
-                other.close()
-            bar = bars[stage] = tqdm(total=total, desc=f"index: {stage}", unit="face", file=sys.stderr)
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars.values():
-            bar.close()
