@@ -8,6 +8,11 @@
 #
 # Logs of crashed runs are kept in $OUT (default: out/crash-loop); the last line says how
 # many of the runs crashed.
+#
+# 2026-12-05, AMD EPYC (Zen 4, AVX-512), 2 cores: 31 runs (269 tests each, ~2 min a run),
+# 0 crashed, after two native crashes were fixed: an SQLite connection closed under a
+# background index rebuild reading through it, and oneDNN's AVX-512 channels-last backward
+# of a 1x1 stride-2 conv on < 16 channels (in tests/data, outside this loop).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-30}
