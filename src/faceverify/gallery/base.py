@@ -229,6 +229,32 @@ class GalleryStore(ABC):
         self.close()
 
 
+class ErasingStore(GalleryStore):
+    """A store that erases a person by one column of its people table (``name`` or ``id``):
+    :meth:`remove` and :meth:`remove_id` are that one erasure, with its "nobody" error."""
+
+    @abstractmethod
+    def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
+        """Erase whoever has ``value`` in ``column``: their name and face count, or None."""
+
+    @property
+    def _where(self) -> str:
+        """The gallery as errors name it."""
+        return self.location
+
+    def remove(self, name: str, *, change: Change | None = None) -> int:
+        removed = self._remove("name", name, change)
+        if removed is None:
+            raise unknown_person(name, self._where)
+        return removed[1]
+
+    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
+        removed = self._remove("id", person_id, change)
+        if removed is None:
+            raise unknown_person_id(person_id, self._where)
+        return removed
+
+
 def nothing_enrolled(name: str, reasons: list[str]) -> NothingEnrolledError:
     """The error for an enrolment that would leave a new person without faces."""
     return NothingEnrolledError(

@@ -61,8 +61,8 @@ from faceverify.gallery.base import (
     AddResult,
     AuditEntry,
     Change,
+    ErasingStore,
     Face,
-    GalleryStore,
     Match,
     PersonInfo,
     check_vectors,
@@ -71,7 +71,6 @@ from faceverify.gallery.base import (
     person_exists,
     same_model,
     unknown_person,
-    unknown_person_id,
 )
 from faceverify.gallery.pg_session import LOCK_TIMEOUT_S, STATEMENT_TIMEOUT_S, PgConnector
 from faceverify.gallery.pg_tables import (
@@ -111,7 +110,7 @@ def hnsw_index_sql() -> str:
     )
 
 
-class PostgresStore(GalleryStore):
+class PostgresStore(ErasingStore):
     """A gallery in a PostgreSQL database with the pgvector extension; safe to share
     between threads (see the module docstring).
 
@@ -289,18 +288,6 @@ class PostgresStore(GalleryStore):
             (face.image_sha256,),
         ).fetchone()
         return "" if row is None or row[0] == name else f" as {row[0]!r}"
-
-    def remove(self, name: str, *, change: Change | None = None) -> int:
-        removed = self._remove("name", name, change)
-        if removed is None:
-            raise unknown_person(name, self.location)
-        return removed[1]
-
-    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
-        removed = self._remove("id", person_id, change)
-        if removed is None:
-            raise unknown_person_id(person_id, self.location)
-        return removed
 
     def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
         """The erased person's name and face count, None if nobody matched."""

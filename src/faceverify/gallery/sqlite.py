@@ -37,13 +37,12 @@ from faceverify.gallery.base import (
     AddResult,
     AuditEntry,
     Change,
+    ErasingStore,
     Face,
-    GalleryStore,
     Match,
     PersonInfo,
     same_model,
     unknown_person,
-    unknown_person_id,
 )
 from faceverify.gallery.index import (
     INDEX_MIN_FACES,
@@ -85,7 +84,7 @@ RESAVE_GROWTH = 0.1
 READ_CHUNK = 20_000
 
 
-class SQLiteStore(GalleryStore):
+class SQLiteStore(ErasingStore):
     """A gallery folder on this machine; nothing to install or configure.
 
     Args:
@@ -238,17 +237,9 @@ class SQLiteStore(GalleryStore):
         with self._write() as db:
             return add_faces(db, name, faces, meta, dim=dim, create=create, change=change, location=where)
 
-    def remove(self, name: str, *, change: Change | None = None) -> int:
-        removed = self._remove("name", name, change)
-        if removed is None:
-            raise unknown_person(name, f"'{self.folder}'")
-        return removed[1]
-
-    def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
-        removed = self._remove("id", person_id, change)
-        if removed is None:
-            raise unknown_person_id(person_id, f"'{self.folder}'")
-        return removed
+    @property
+    def _where(self) -> str:
+        return f"'{self.folder}'"
 
     def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
         with self._write() as db:
@@ -324,7 +315,7 @@ class SQLiteStore(GalleryStore):
                 (name,),
             ).fetchall()
         if not rows:
-            raise unknown_person(name, f"'{self.folder}'")
+            raise unknown_person(name, self._where)
         return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
