@@ -207,10 +207,10 @@ def test_an_index_saved_from_an_older_snapshot_drops_what_was_erased(tmp_path: P
     folder = tmp_path / "gallery"
     store = _fill_small(folder)
     with store._snapshot():  # what a rebuild started before the removal reads
-        stale = FaceIndex.build(DIM, "pq", *store._read_faces("", ()))
+        stale = FaceIndex.build(DIM, "pq", *store._cache.source.faces())
     store.remove(VICTIM)
     assert _files_holding(folder, _traces(17)) == []
-    store._save(stale)  # the rebuild's save lands after the scrub
+    store._cache.save(stale)  # the rebuild's save lands after the scrub
     assert _files_holding(folder, _traces(17)) == []
     assert store.search(_faces(17, 1)[0].vector, 1, "best")[0].name != VICTIM
     store.close()
@@ -228,7 +228,7 @@ def test_a_store_of_a_deleted_gallery_never_writes_into_its_successor(tmp_path: 
     for person in range(100, 130):
         new.add(f"n{person}", _faces(person), None)
     assert new.uuid != old.uuid
-    old._save(old._index)  # type: ignore[arg-type]  # e.g. a re-save after growth in another worker
+    old._cache.save(old._cache.index)  # type: ignore[arg-type]  # e.g. a re-save after growth in another worker
     assert _files_holding(folder, _traces(17)) == []
     assert new.search(_faces(105, 1)[0].vector, 1, "best")[0].name == "n105"
     old.remove_id(1)  # scrubbing by its own face ids must not touch the new gallery's index

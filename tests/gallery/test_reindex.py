@@ -36,12 +36,12 @@ def _store(folder: Path, people: range, **options: object) -> SQLiteStore:
 def test_a_growing_gallery_gets_its_pq_index_in_the_background_while_searches_go_on(tmp_path: Path) -> None:
     store = _store(tmp_path / "g", range(500))
     assert store.search(VECTORS[7], 1, "best")[0].name == "p7"
-    assert store._index is not None and store._index.kind == "exact"
+    assert store._cache.index is not None and store._cache.index.kind == "exact"
     _enrol(store, range(500, 1000))
     # answered at once by the caught-up exact index while the pq index builds
     assert store.search(VECTORS[900], 1, "best")[0].name == "p900"
     assert store.wait_for_index(timeout=60)
-    assert store._index.kind == "pq" and store._index.size == 1000
+    assert store._cache.index.kind == "pq" and store._cache.index.size == 1000
     assert (tmp_path / "g" / INDEX_ARRAYS).is_file()
     assert store.search(VECTORS[950], 1, "best")[0].name == "p950"
     store.close()
@@ -53,8 +53,8 @@ def test_without_background_the_search_that_notices_drift_rebuilds(tmp_path: Pat
     for p in range(300):  # 30% tombstones: past the rebuild share
         store.remove(f"p{p}")
     assert store.search(VECTORS[3], 1, "best")[0].name != "p3"
-    assert store._index is not None and store._index.tombstone_share == 0.0
-    assert store._rebuilder is None
+    assert store._cache.index is not None and store._cache.index.tombstone_share == 0.0
+    assert store._cache.rebuilder is None
     store.close()
 
 
@@ -92,7 +92,8 @@ def test_a_kill_during_a_rebuild_leaves_the_saved_index_working(tmp_path: Path) 
     assert sorted(p.name for p in (tmp_path / "g").glob("index*")) == saved
     after = SQLiteStore(tmp_path / "g", index_min_faces=600)
     assert [after.search(VECTORS[p], 1, "best")[0].name for p in (5, 700, 1499)] == ["p5", "p700", "p1499"]
-    assert after._index is not None and after._index.kind == "pq" and after._index.saved_size == 1500
+    index = after._cache.index
+    assert index is not None and index.kind == "pq" and index.saved_size == 1500
     after.close()
 
 
@@ -118,7 +119,7 @@ def test_enrolling_from_threads_while_the_index_is_rebuilt_loses_nobody(tmp_path
     assert failures == []
     assert rebuilt[0] >= 1000
     assert store.search(VECTORS[0], 1, "best")[0].name == "p0"
-    assert store._index is not None and store._index.size == 2000
+    assert store._cache.index is not None and store._cache.index.size == 2000
     found = [store.search(VECTORS[p], 1, "best")[0].name for p in range(1000, 2000, 50)]
     assert found == [f"p{p}" for p in range(1000, 2000, 50)]
     store.close()

@@ -2,17 +2,18 @@
 full, in one shard per core, then the best candidates re-ranked exactly.
 
 Why this design (measured with ``benchmarks/gallery_search.py`` on face-like vectors, see
-:mod:`faceverify.gallery.synthetic`): the probes of a face gallery are another photo of an
-enrolled person, close to one face and about equally far from all the others. Indexes that
-skip most of the gallery lose that face: an IVF index needed half of its lists for recall
-0.99, an HNSW graph found it for 78% of probes. Scanning every face is what keeps recall,
-so the scan is made cheap instead. A 320-dim face (1,280 bytes of float32) becomes 20 bytes
+:mod:`faceverify.gallery.synthetic`; figures in ``docs/benchmarks.md``): the probes of a
+face gallery are another photo of an enrolled person, close to one face and about equally
+far from all the others. Indexes that skip most of the gallery lose that face: an IVF
+index must scan about half of its lists to keep it, and an HNSW graph misses it for a
+large share of probes. Scanning every face is what keeps recall, so the scan is made
+cheap instead. A 320-dim face (1,280 bytes of float32) becomes 20 bytes
 of code, 4 bits for each group of 8 dimensions (smaller embeddings get more bits per
 dimension, see :data:`DIMS_PER_CODE`), scanned with faiss's SIMD "fast scan" kernels,
 which rank the true nearest face among the first few candidates; the top candidates are
 then scored exactly on the float32 vectors, so the scores returned are exact cosines.
-Codes train on a sample in seconds, so a million faces index in well under a minute; new
-faces are encoded with the same codebooks.
+Codes train on a sample of fixed size, so even a million faces index quickly; new faces
+are encoded with the same codebooks.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ import numpy as np
 
 from faceverify.paths import open_private
 
-#: Dimensions per 4-bit sub-quantiser. Face-like vectors of fewer dimensions are more
-#: crowded (their nearest stranger is closer), so they need more bits per dimension: at
-#: 1M × 320, 8 dimensions per code ranked the exact best face in the top 2 for all 300
-#: probes tested (10 let one fall to rank 587); at 1M × 128, 4 dimensions per code lost 2
-#: probes in 300 beyond rank 3,000 and 2 kept every one in the top 100.
+#: Dimensions per 4-bit sub-quantiser: the coarsest code that still ranks the exact best
+#: face among the first candidates. Face-like vectors of fewer dimensions are more crowded
+#: (their nearest stranger is closer), so they need more bits per dimension: at 128
+#: dimensions 4 per code lost probes far down the ranking that 2 per code kept.
 DIMS_PER_CODE, DIMS_PER_CODE_SMALL, SMALL_DIMS = 8, 2, 256
 #: Faces sampled to train the codebooks (16 centroids per sub-quantiser).
 TRAIN_SAMPLE = 65_536

@@ -10,23 +10,21 @@ searches. Threads of one process are as safe as processes: each has its own conn
 and the shared index cache is updated and searched under a lock.
 
 The index (see :mod:`faceverify.gallery.index`) is saved beside the database so the next
-process starts fast. It never blocks a command silently: a gallery whose saved index is
-missing is indexed in the foreground with a message and a progress bar on stderr; an
-index that has drifted (many removals, or codes trained on a far smaller gallery) is
-rebuilt in a background thread while searches go on with the current one, then swapped
-in under the lock. ``faceverify reindex`` (:meth:`SQLiteStore.reindex`) rebuilds on demand.
+process starts fast; :class:`~faceverify.gallery.index_cache.IndexCache` keeps it in step
+with the database, and rebuilds it when it drifts (in the background while searches go on)
+or on demand (``faceverify reindex``, :meth:`SQLiteStore.reindex`). This module holds the
+SQL: the store's side of that cache is :class:`_FacesTable`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +42,19 @@ from faceverify.gallery.base import (
     same_model,
     unknown_person,
 )
-from faceverify.gallery.index import (
-    INDEX_MIN_FACES,
-    IVF_PROBE_SHARE,
-    FaceIndex,
-    Progress,
-    check_kind,
-    choose_kind,
-    progress_bar,
-    scrub_saved,
-    unit_centroids,
-)
-from faceverify.gallery.index import top_k as top_positions
+from faceverify.gallery.index import INDEX_MIN_FACES, IVF_PROBE_SHARE, FaceIndex, Progress, scrub_saved
+from faceverify.gallery.index_cache import Faces, IndexCache, IndexOptions
 from faceverify.gallery.sqlite_rows import (
     add_faces,
+    count_faces,
     create_schema,
     erased_faces,
+    erased_faces_now,
+    face_ids,
     mark_erased,
     read_audit,
+    read_faces,
+    read_generation,
     read_uuid,
     remove_person,
     write_audit,
@@ -73,15 +66,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "gallery.db"
 #: How long emptying the WAL after a removal waits for readers (then it is left for later).
 CHECKPOINT_WAIT_S = 1.0
-#: How long closing a store waits for a background rebuild to stop at its next step.
-CLOSE_WAIT_S = 60.0
 BUSY_TIMEOUT_S = 30.0
-#: Reading or indexing at least this many faces shows a message and a progress bar.
-LOUD_BUILD_FACES = 20_000
-#: Save a grown index again once this share of its faces is newer than the saved copy.
-RESAVE_GROWTH = 0.1
-#: Rows fetched from SQLite at a time when reading the whole gallery.
-READ_CHUNK = 20_000
 
 
 class SQLiteStore(ErasingStore):
@@ -96,8 +81,8 @@ class SQLiteStore(ErasingStore):
         background: rebuild a drifted index in a background thread (True) or inside the
             search that notices it (False: simpler for short scripts, slower there).
         probe_share: ``ivf`` only: share of the lists each search scans: the default 0.5
-            found the exact best face for ≥ 0.99 of hard probes; 0.25 is about twice as
-            fast at ~0.96, 0.125 four times at ~0.9 (``benchmarks/gallery_search.py``).
+            finds the exact best face nearly always; scanning less is faster and misses
+            more (``docs/benchmarks.md``).
         busy_timeout: seconds a writer waits for another process's write to finish.
     """
 
@@ -111,13 +96,10 @@ class SQLiteStore(ErasingStore):
         probe_share: float = IVF_PROBE_SHARE,
         busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> None:
-        if not 0 < probe_share <= 1:
-            raise GalleryError(
-                f"probe_share {probe_share} must be above 0 and at most 1 (the default is 0.5)"
-            )
+        options = IndexOptions(index, index_min_faces, background, probe_share)
         self.folder = Path(folder).expanduser()
         self.location = str(self.folder)
-        self.index_kind = index if index == "auto" else check_kind(index)
+        self.index_kind = index
         self.index_min_faces = index_min_faces
         self.background = background
         self.probe_share = probe_share
@@ -131,22 +113,17 @@ class SQLiteStore(ErasingStore):
         if not database.exists():  # owner-only from the start; SQLite gives its WAL the same mode
             open_private(database).close()
         # One connection per thread: a connection's transaction belongs to whoever opened it,
-        # so threads queue on SQLite's lock as processes do. The index cache is shared and
-        # is brought up to date and searched under _index_lock.
+        # so threads queue on SQLite's lock as processes do. The index cache is shared: it
+        # is brought up to date and searched under its own lock.
         self._local = threading.local()
         self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._handles_lock = threading.Lock()
         self._closed = False
-        self._index_lock = threading.Lock()
-        self._index: FaceIndex | None = None
-        self._synced_generation = -1
         self._names: dict[int, str] = {}  # person id -> name, filled as people are returned
-        self._centroids: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._rebuilder: threading.Thread | None = None
-        self._rebuild_failed = False
         with self._errors(), _transaction(self._db):
             create_schema(self._db)
             self.uuid = read_uuid(self._db)
+        self._cache = IndexCache(_FacesTable(self), self.folder, self.uuid, options)
         self._finish_erasures()  # a removal cut short by a crash is finished before any read
 
     @property
@@ -259,10 +236,8 @@ class SQLiteStore(ErasingStore):
                 pending = erased_faces(self._db, pending=True)
                 if pending.size == 0:
                     return
-                with self._index_lock:
-                    scrub_saved(self.folder, pending, self.uuid)
-                    if self._index is not None:
-                        self._index.remove(pending)
+                scrub_saved(self.folder, pending, self.uuid)
+                self._cache.forget(pending)
                 if self._checkpoint():
                     with _transaction(self._db):
                         mark_erased(self._db, pending)
@@ -279,17 +254,6 @@ class SQLiteStore(ErasingStore):
         finally:
             self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return not busy
-
-    def _saved_state(self) -> np.ndarray | None:
-        """Read now, outside any snapshot: every removed face id, or None if this folder no
-        longer holds this gallery (deleted and made again: nothing of ours is saved there)."""
-        with contextlib.closing(
-            sqlite3.connect(f"{(self.folder / DB_NAME).as_uri()}?mode=ro", uri=True)
-        ) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()
-            if row is None or row[0] != self.uuid:
-                return None
-            return erased_faces(db, pending=False)
 
     def record(self, action: str, change: Change | None = None) -> None:
         with self._write() as db:
@@ -319,37 +283,25 @@ class SQLiteStore(ErasingStore):
         return [(r[0], r[1], np.frombuffer(r[2], dtype="<f4")) for r in rows]
 
     def search(self, query: np.ndarray, top_k: int, match: str) -> list[Match]:
-        # one snapshot for the sync and the search: the centroid path reads faces again
-        with self._index_lock, self._snapshot():
-            return self._search(self._sync(), query, top_k, match)
-
-    def _search(self, index: FaceIndex, query: np.ndarray, top_k: int, match: str) -> list[Match]:
-        if match == "centroid":
-            owners, centroids = self._centroid_matrix()
-            scores = centroids @ query if len(owners) else np.empty(0)
-            order = np.argsort(-scores)[:top_k]
-            return self._matches(owners[order], scores[order])
-        if index.kind != "exact":
-            index.probe_share = self.probe_share
-            owners, scores = index.search(query, max(10 * top_k, 50))
-            return self._matches(*_first_per_owner(owners, scores, top_k))
-        people, best = index.best_per_owner(query)
-        top = top_positions(best, top_k)
-        return self._matches(people[top], best[top])
+        # one snapshot for the index's catch-up, the centroids and the names
+        with self._cache.current() as index:
+            if match == "centroid":
+                owners, centroids = self._cache.centroids()
+                scores = centroids @ query if len(owners) else np.empty(0)
+                order = np.argsort(-scores)[:top_k]
+                return self._matches(owners[order], scores[order])
+            return self._matches(*index.best_owners(query, top_k))
 
     def _matches(self, people: np.ndarray, scores: np.ndarray) -> list[Match]:
-        """Name the people found. Names are read when first needed (a million of them take
-        2 s to read at start) and kept: person ids are never reused, names never change."""
+        """Name the people found. Names are read when first needed (reading them all would
+        slow every start of a large gallery) and kept: person ids are never reused, names
+        never change."""
         ids: list[int] = people.tolist()
         wanted = [p for p in ids if p not in self._names]
         if wanted:
             marks = ",".join("?" * len(wanted))
             self._names.update(self._db.execute(f"SELECT id, name FROM people WHERE id IN ({marks})", wanted))
         return [Match(self._names[p], float(v)) for p, v in zip(ids, scores.tolist(), strict=True)]
-
-    def _generation(self) -> int:
-        with self._errors():
-            return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -365,106 +317,8 @@ class SQLiteStore(ErasingStore):
             finally:
                 self._db.execute("COMMIT")
 
-    def _sync(self) -> FaceIndex:
-        """The index, brought up to date with the database if another write happened.
-
-        Called under ``_index_lock`` and inside one ``_snapshot``, like everything that reads
-        the index and its caches.
-        """
-        generation = self._generation()
-        if self._index is not None and generation == self._synced_generation:
-            return self._index
-        with self._errors():
-            index = self._index
-            if index is None:
-                count = self._count()
-                index = self._open_index(self._wanted_kind(count), count)
-            count = self._catch_up(index)
-        wanted = self._wanted_kind(count)
-        self._index, self._synced_generation, self._centroids = index, generation, None
-        reason = index.drift(count, wanted)
-        if reason is not None:
-            self._refresh(wanted, reason)
-        elif index.saved_size and index.ids.size > (1 + RESAVE_GROWTH) * index.saved_size:
-            self._save(index)  # later processes then read fewer new faces from SQLite
-        return self._index
-
-    def _count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-
     def _dim(self) -> int:
         return int((self.manifest() or {}).get("embedding_dim", 1))
-
-    def _wanted_kind(self, count: int) -> str:
-        return choose_kind(count, self.index_min_faces) if self.index_kind == "auto" else self.index_kind
-
-    def _open_index(self, kind: str, count: int) -> FaceIndex:
-        """The saved index (of whatever kind; a wrong kind is rebuilt later), or a new one."""
-        saved = FaceIndex.load(self.folder, self._dim(), self.uuid) if kind != "exact" else None
-        if saved is not None:
-            return saved
-        if count >= LOUD_BUILD_FACES and kind != "exact":
-            log.info(
-                "gallery %s has no saved index yet: indexing %s faces once (later runs load it)",
-                self.folder,
-                f"{count:,}",
-            )
-        return self._build(kind, count)
-
-    def _build(self, kind: str, count: int) -> FaceIndex:
-        """A new index of every face in the current snapshot (progress bar on large galleries)."""
-        with progress_bar(count >= LOUD_BUILD_FACES) as progress:
-            ids, owners, vectors = self._read_faces("", (), progress, count)
-            index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, progress)
-        if kind != "exact":
-            self._save(index)
-        return index
-
-    def _save(self, index: FaceIndex) -> None:
-        try:
-            index.save(self.folder, self.uuid, erased=self._saved_state)
-        except OSError as exc:  # a read-only folder: still searchable, rebuilt by the next process
-            log.warning("gallery %s: could not save its index (%s); searches still work", self.folder, exc)
-
-    def _refresh(self, kind: str, reason: str) -> None:
-        """Rebuild a drifted index: in the background (searches go on) or right here."""
-        if not self.background:
-            with self._errors():
-                self._index = self._build(kind, self._count())
-            return
-        if self._rebuild_failed or (self._rebuilder is not None and self._rebuilder.is_alive()):
-            return
-        log.info("gallery %s: rebuilding its index in the background (%s)", self.folder, reason)
-        self._rebuilder = threading.Thread(
-            target=self._rebuild_quietly, args=(kind,), name="faceverify-reindex", daemon=True
-        )
-        self._rebuilder.start()
-
-    def _rebuild_quietly(self, kind: str) -> None:
-        try:
-            self._rebuild(kind, progress=self._still_open)
-        except _ClosedError:
-            return
-        except Exception as exc:  # the current index still answers; say why once
-            self._rebuild_failed = True
-            if not self._closed:
-                log.warning("gallery %s: background index rebuild failed: %s", self.folder, exc)
-
-    def _rebuild(self, kind: str, *, progress: bool | Progress) -> FaceIndex:
-        """Build a new index from a snapshot without holding the lock, then catch it up
-        with what was written meanwhile and swap it in under the lock."""
-        with self._errors(), self._snapshot():
-            count = self._count()
-            with progress_bar(progress is True) as bar:
-                report = progress if callable(progress) else bar
-                ids, owners, vectors = self._read_faces("", (), report, count)
-                index = FaceIndex.build(self._dim(), kind, ids, owners, vectors, report)
-        del vectors
-        self._save(index)  # before anyone else can touch it: a consistent copy on disk
-        with self._index_lock, self._snapshot(), self._errors():
-            self._catch_up(index)
-            self._index, self._synced_generation, self._centroids = index, self._generation(), None
-        return index
 
     def reindex(self, *, progress: bool | Progress = False) -> FaceIndex:
         """Rebuild the index now, in this thread (of the kind the store's ``index`` option
@@ -477,60 +331,11 @@ class SQLiteStore(ErasingStore):
         Returns:
             The new index (``kind``, ``size``, ``memory_bytes()`` describe it).
         """
-        self.wait_for_index()
-        with self._errors(), self._snapshot():
-            wanted = self._wanted_kind(self._count())
-        return self._rebuild(wanted, progress=progress)
+        return self._cache.reindex(progress=progress)
 
     def wait_for_index(self, timeout: float | None = None) -> bool:
         """Wait for a background rebuild to finish; False if it still runs after ``timeout`` s."""
-        rebuilder = self._rebuilder
-        if rebuilder is not None:
-            rebuilder.join(timeout)
-            return not rebuilder.is_alive()
-        return True
-
-    def _catch_up(self, index: FaceIndex) -> int:
-        """Add faces newer than the index and tombstone removed ones; returns the number
-        of faces stored (so that a large gallery is counted once, not twice)."""
-        known, live = index.max_id, index.size
-        ids, owners, vectors = self._read_faces("WHERE id > ?", (known,))
-        index.add(ids, owners, vectors)
-        # ids are never reused, so nothing was removed when the older faces all remain.
-        # A plain COUNT(*) reads the small person index (5 ms at 1M faces); counting
-        # "id <= known" walks the table's vector pages instead (0.5-1.5 s at 1M).
-        older = self._count() - int(ids.size)
-        if older != live:
-            stored = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM faces")), dtype=np.int64)
-            index.remove(np.setdiff1d(index.ids[index.alive], stored, assume_unique=True))
-        return older + int(ids.size)
-
-    def _read_faces(
-        self, where: str, args: tuple[Any, ...], progress: Progress | None = None, total: int = 0
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cursor = self._db.execute(f"SELECT id, person_id, vector FROM faces {where} ORDER BY id", args)
-        dim = self._dim()
-        ids, owners, vectors = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty((0, dim), "<f4")]
-        while rows := cursor.fetchmany(READ_CHUNK):
-            ids.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-            owners.append(np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
-            vectors.append(np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim))
-            if progress is not None:
-                progress("reading", sum(map(len, ids)), total)
-        return np.concatenate(ids), np.concatenate(owners), np.concatenate(vectors)
-
-    def _centroid_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each person's unit mean vector (exact over people; cached per generation)."""
-        if self._centroids is None or self._centroids[0] != self._synced_generation:
-            with self._errors():
-                _, owners, vectors = self._read_faces("", ())
-            self._centroids = (self._synced_generation, *unit_centroids(owners, vectors))
-        return self._centroids[1], self._centroids[2]
-
-    def _still_open(self, stage: str, done: int, total: int) -> None:
-        """The background rebuild's progress callback: it stops there once the store closes."""
-        if self._closed:
-            raise _ClosedError
+        return self._cache.wait_for_index(timeout)
 
     def close(self) -> None:
         """Close every thread's connection; call it when no thread uses the store any more.
@@ -541,16 +346,40 @@ class SQLiteStore(ErasingStore):
         if not self._closed:
             self._finish_erasures()
         self._closed = True
-        rebuilder = self._rebuilder
-        if rebuilder is not None and rebuilder is not threading.current_thread():
-            rebuilder.join(CLOSE_WAIT_S)
+        self._cache.close()
         with self._handles_lock:
             for handle in list(self._handles):
                 handle.db.close()
 
 
-class _ClosedError(Exception):
-    """Raised inside a background rebuild once its store is closed."""
+class _FacesTable:
+    """The faces table as the store's :class:`IndexCache` reads it (its
+    :class:`~faceverify.gallery.index_cache.FaceSource`), through the calling thread's
+    connection."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        return self._store._snapshot()
+
+    def generation(self) -> int:
+        return read_generation(self._store._db)
+
+    def count(self) -> int:
+        return count_faces(self._store._db)
+
+    def dim(self) -> int:
+        return self._store._dim()
+
+    def faces(self, after: int = 0, progress: Progress | None = None, total: int = 0) -> Faces:
+        return read_faces(self._store._db, self.dim(), after, progress, total)
+
+    def face_ids(self) -> np.ndarray:
+        return face_ids(self._store._db)
+
+    def erased(self) -> np.ndarray | None:
+        return erased_faces_now(self._store.folder / DB_NAME, self._store.uuid)
 
 
 class _Handle:
@@ -571,10 +400,3 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _first_per_owner(owners: np.ndarray, scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each owner's first (best) face among faces sorted best first, for up to ``top_k`` owners."""
-    _, first = np.unique(owners, return_index=True)
-    first = np.sort(first)[:top_k]
-    return owners[first], scores[first]

@@ -1,7 +1,7 @@
 """What one transaction of the embedded gallery writes: people, faces, the audit log,
-request keys and pending erasures.
+request keys and pending erasures; and how its index reads the faces back.
 
-Each function takes the connection of a transaction already open (see
+Each writing function takes the connection of a transaction already open (see
 :class:`~faceverify.gallery.sqlite.SQLiteStore`), so a person, their faces, the audit entry
 and the request key commit together or not at all. The audit log holds person ids, never
 names, vectors or photo hashes: once someone is erased nothing in it identifies them.
@@ -9,10 +9,12 @@ names, vectors or photo hashes: once someone is erased nothing in it identifies 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,9 +32,12 @@ from faceverify.gallery.base import (
     replayed_or_conflict,
     unknown_person,
 )
+from faceverify.gallery.index import Progress
 from faceverify.paths import timestamp
 
 SCHEMA_VERSION = "1"
+#: Rows fetched at a time when reading the whole gallery.
+READ_CHUNK = 20_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
@@ -182,6 +187,16 @@ def erased_faces(db: sqlite3.Connection, *, pending: bool) -> np.ndarray:
     return np.fromiter((r[0] for r in db.execute(query)), dtype=np.int64)
 
 
+def erased_faces_now(database: Path, gallery_uuid: str) -> np.ndarray | None:
+    """Read now, outside any snapshot: every removed face id, or None if the file no
+    longer holds this gallery (deleted and made again: nothing of ours is saved there)."""
+    with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'uuid'").fetchone()
+        if row is None or row[0] != gallery_uuid:
+            return None
+        return erased_faces(db, pending=False)
+
+
 def mark_erased(db: sqlite3.Connection, face_ids: np.ndarray) -> None:
     db.executemany("UPDATE erasures SET done = 1 WHERE face_id = ?", ((int(i),) for i in face_ids))
 
@@ -202,3 +217,33 @@ def read_audit(db: sqlite3.Connection, after: int, limit: int) -> list[AuditEntr
         (after, limit),
     )
     return [AuditEntry(int(r[0]), r[1], r[2], r[3], r[4], int(r[5])) for r in rows]
+
+
+def read_generation(db: sqlite3.Connection) -> int:
+    """The counter every write transaction bumps."""
+    return int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+def count_faces(db: sqlite3.Connection) -> int:
+    # a plain COUNT(*) reads the small person index, not the table's vector pages
+    return int(db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+
+def face_ids(db: sqlite3.Connection) -> np.ndarray:
+    return np.fromiter((r[0] for r in db.execute("SELECT id FROM faces")), dtype=np.int64)
+
+
+def read_faces(
+    db: sqlite3.Connection, dim: int, after: int = 0, progress: Progress | None = None, total: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face ids, owners and vectors of every face whose id is above ``after``, by id,
+    read :data:`READ_CHUNK` rows at a time (``progress`` gets ``reading`` steps of ``total``)."""
+    cursor = db.execute("SELECT id, person_id, vector FROM faces WHERE id > ? ORDER BY id", (after,))
+    ids, owners, vectors = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty((0, dim), "<f4")]
+    while rows := cursor.fetchmany(READ_CHUNK):
+        ids.append(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+        owners.append(np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)))
+        vectors.append(np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), dim))
+        if progress is not None:
+            progress("reading", sum(map(len, ids)), total)
+    return np.concatenate(ids), np.concatenate(owners), np.concatenate(vectors)
