@@ -159,3 +159,15 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"PostgreSQL with pgvector could not start here: {type(exc).__name__}: {exc}")
     yield server.get_uri()
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def dat_file() -> Path:
+    """dlib's face network file from the installed face-recognition-models (skipped without)."""
+    from faceverify.errors import MissingDependencyError
+    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
+
+    try:
+        return dlib_model_path(RECOGNITION_NET)
+    except MissingDependencyError:
+        pytest.skip("face-recognition-models is not installed")

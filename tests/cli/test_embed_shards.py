@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
-from faceverify.cli.output import EmbeddingWriter, Shard, inputs_sha256, shard_path
 from faceverify.embed import embed_images
+from faceverify.embedding_files import Shard, inputs_sha256, shard_path, write_embeddings
 from tests.cli.test_cli import Capture, _one_line_error, run
 
 #: What differs between two runs of the same work: when it ran, and how many shards it had.
@@ -91,7 +91,7 @@ def _write_shards(model: Any, paths: list[str], out: Path, world_size: int) -> N
         positions = list(range(rank, len(paths), world_size))
         result = embed_images(model, [paths[i] for i in positions], normalize=True)
         shard = Shard(rank, world_size, positions, inputs_sha256(paths))
-        EmbeddingWriter(str(out))(result, model, normalized=True, shard=shard)
+        write_embeddings(out, result, model, normalized=True, shard=shard)
 
 
 def test_embed_merge_joins_shards_from_elsewhere_and_refuses_incomplete_sets(

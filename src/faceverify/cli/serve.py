@@ -7,12 +7,15 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, cli_actor, positive_int
+from faceverify.cli.common import EXIT_OK, cli_actor, model_spec_from_args, positive_int
 from faceverify.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faceverify.service.settings import ServiceSettings
 
 log = logging.getLogger("faceverify.cli")
 
@@ -53,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _announce_access(settings: Any, port: int) -> None:
+def _announce_access(settings: ServiceSettings, port: int) -> None:
     """Without ``--insecure``: create an admin key on the first start and show it once, on
     stderr (as Jupyter shows its token). With it: say who can reach the galleries."""
     from faceverify.service.keys import KeyStore
@@ -81,28 +84,28 @@ def _announce_access(settings: Any, port: int) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
+def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
+    """The service's settings: the model the shared model options describe (read as every
+    command reads them), with ``--threshold``, and the service's own options."""
     from faceverify.service.settings import Batching, Limits, ServiceSettings, default_galleries
 
-    name, weights = args.model, args.weights
-    if name is not None and weights is None and Path(name).exists():
-        name, weights = None, name  # a checkpoint names its own architecture, as in the other commands
+    if args.faces is not None:
+        raise ConfigError(
+            f"--faces {args.faces}: serve takes no --faces; each route keeps its job's default "
+            "(largest for verify, all for identify and detect, refuse for enrolment) and "
+            "/v1/embed takes ?faces="
+        )
+    spec = replace(model_spec_from_args(args), threshold=args.threshold)
     return ServiceSettings(
+        **spec.to_dict(),
         db=args.db or default_galleries(),
         keys_file=keys_path(args),
         insecure=args.insecure,
         host=args.host,
-        model=name,
-        weights=weights,
-        device=args.device,
-        input_size=args.input_size,
-        crop_pct=args.crop_pct,
-        backend=args.backend,
         detect=args.detect,
         detector=args.detector,
         upsample=args.upsample,
         min_face=args.min_face,
-        threshold=args.threshold,
         threads=args.threads,
         match=args.match,
         limits=Limits(
@@ -186,6 +189,7 @@ def keys_log(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
     """Add ``serve`` and ``keys`` to the main parser."""
+    from faceverify.gallery.base import MATCH_MODES
     from faceverify.service.keys import SCOPES
 
     keys_file = argparse.ArgumentParser(add_help=False)
@@ -214,7 +218,7 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "(on 127.0.0.1 web pages and other Host names are still refused)",
     )
     p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's, else 0.5)")
-    p.add_argument("--match", default="best", choices=("best", "centroid"), help="gallery matching (best)")
+    p.add_argument("--match", default="best", choices=MATCH_MODES, help="gallery matching (best)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")

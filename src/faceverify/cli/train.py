@@ -13,7 +13,7 @@ from faceverify.cli.common import EXIT_OK
 
 
 def synth(args: argparse.Namespace) -> int:
-    from faceverify.data.synthetic import generate
+    from faceverify.data.synthetic_faces import generate
 
     root = generate(
         args.out,

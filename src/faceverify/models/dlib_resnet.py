@@ -19,6 +19,13 @@ descriptors by 0.1–0.3 when done the torchvision way:
 The input contract: planar RGB ``(pixel - mean) / 256`` with dlib's channel means,
 which is timm-style ``mean = MEANS / 255`` and ``std = 256 / 255`` on pixels in [0, 1]
 (:data:`PREPROCESS`); chips are already 150×150, so no resize or crop applies.
+
+Importing this module registers ``dlib_resnet_v1`` (at its end): the architecture and its
+contract with timm, as :mod:`~faceverify.models.face_resnet` does, and its published weights
+(the ``.dat`` file of ``face-recognition-models``) and their reader with
+:func:`faceverify.models.custom_weights.register_custom_weights`. The chips it expects
+(``face_template``) and dlib's own decision rule (``cosine_threshold``) are attributes of
+the network, where :func:`~faceverify.models.factory.load_network` and ``build_model`` read them.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from faceverify.errors import InputError, ModelError
+from faceverify.models.custom_weights import CustomWeights, register_custom_weights
 from faceverify.models.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
 
 if TYPE_CHECKING:
@@ -66,6 +75,9 @@ PREPROCESS: dict[str, Any] = {
     "crop_pct": 1.0,
     "crop_mode": "center",
 }
+#: The same contract as timm's pretrained cfg holds it (``input_size`` with channels first):
+#: ``timm.data.resolve_model_data_config`` reads it off the network.
+PRETRAINED_CFG: dict[str, Any] = {**PREPROCESS, "input_size": (3, INPUT_SIZE, INPUT_SIZE)}
 
 # (channels, downsample) of the 14 residual blocks, input side first (alevel4 ... alevel0).
 _BLOCKS: tuple[tuple[int, bool], ...] = (
@@ -139,8 +151,13 @@ class DlibFaceResNet(nn.Module):
     face_template = "dlib150"  # the chips it was trained on (faceverify.faces.align)
     cosine_threshold = DLIB_COSINE_THRESHOLD  # dlib's own rule, see the constant
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 0, in_chans: int = 3) -> None:
         super().__init__()
+        if (num_classes, in_chans) != (0, 3):  # what timm passes by default: nothing to change
+            raise ModelError(
+                f"dlib's face network takes RGB chips and has no classifier; got in_chans={in_chans}, "
+                f"num_classes={num_classes} (faceverify adds heads of its own when training)"
+            )
         self.stem = _ConvUnit(3, 32, 7, 2)
         blocks: list[nn.Module] = []
         cin = 32
@@ -149,8 +166,8 @@ class DlibFaceResNet(nn.Module):
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(cin, NUM_FEATURES, bias=False)
-        # timm's form of the contract: timm.data.resolve_model_data_config reads it
-        self.pretrained_cfg: dict[str, Any] = {**PREPROCESS, "input_size": (3, INPUT_SIZE, INPUT_SIZE)}
+        # the contract where timm reads it (timm.create_model puts its registered cfg here)
+        self.pretrained_cfg: dict[str, Any] = dict(PRETRAINED_CFG)
         # oneDNN runs these small convolutions 1.3-4x faster in NHWC than torch's NCHW
         # fallback (measured at batch 1 and 32 on 2 cores); loading weights keeps it.
         self.to(memory_format=torch.channels_last)
@@ -307,30 +324,38 @@ def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
 
 
 # ----------------------------------------------------------------------------------------
-# The name faceverify users know: build_model("dlib_resnet_v1") and everything above it
+# The name faceverify users know: build_model("dlib_resnet_v1") and everything above it.
+# Registered as face_resnet is (timm's registry, with the contract in its pretrained cfg),
+# plus where its published weights are and how its own file format reads (faceverify's
+# CustomWeights): nothing else in the package tests this name.
 
 #: The model name in faceverify (build_model, the CLI, galleries, training).
 MODEL_NAME = "dlib_resnet_v1"
 
-
-def _register_with_timm() -> None:
-    from timm.models import register_model
-
-    if MODEL_NAME in _registered:
-        return
-
-    @register_model  # type: ignore[untyped-decorator,unused-ignore]
-    def dlib_resnet_v1(pretrained: bool = False, **kwargs: Any) -> DlibFaceResNet:
-        """dlib's face network; faceverify loads its weights (the ``.dat`` file) itself."""
-        kwargs.pop("num_classes", None)  # it has no classifier to remove
-        kwargs.pop("pretrained_cfg", None)
-        kwargs.pop("pretrained_cfg_overlay", None)
-        return DlibFaceResNet()
-
-    _registered.add(MODEL_NAME)
+default_cfgs = generate_default_cfgs(
+    {
+        MODEL_NAME: {
+            **PRETRAINED_CFG,
+            "num_classes": 0,  # a descriptor network: there is no classifier to remove
+            "custom_load": True,  # dlib's own file format, read by faceverify (below)
+            "description": "dlib_face_recognition_resnet_model_v1, 128-d face descriptors",
+        }
+    }
+)
 
 
-_registered: set[str] = set()
+@register_model
+def dlib_resnet_v1(pretrained: bool = False, **kwargs: Any) -> DlibFaceResNet:
+    """dlib's face network; faceverify loads its weights (dlib's ``.dat`` file) itself."""
+    model: DlibFaceResNet = build_model_with_cfg(DlibFaceResNet, MODEL_NAME, pretrained, **kwargs)
+    return model
+
+
+def packaged_weights() -> Path:
+    """dlib's own ``.dat`` file from the installed ``face-recognition-models`` (offline)."""
+    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
+
+    return dlib_model_path(RECOGNITION_NET)
 
 
 def dlib_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -338,5 +363,7 @@ def dlib_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return load_dlib_face_resnet(path).state_dict()
 
 
-def is_dlib_file(path: Path) -> bool:
-    return path.name.endswith((".dat", ".dat.bz2"))
+register_custom_weights(
+    MODEL_NAME,
+    CustomWeights(default_file=packaged_weights, read=dlib_state_dict, suffixes=(".dat", ".dat.bz2")),
+)

@@ -72,7 +72,7 @@ def load_network(
     plan = plan_weights(name or DEFAULT_MODEL, weights, name_given=name is not None, cache_dir=cache_dir)
     backbone = _create_backbone(plan, model_args or {})
     if plan.file is not None:
-        load_into(backbone, read_state_dict(plan.file), source=plan.source)
+        load_into(backbone, read_state_dict(plan.file, plan.model_name), source=plan.source)
     contract = PreprocessConfig.from_timm(timm.data.resolve_model_data_config(backbone))
     # face networks say which alignment their chips need (timm's config has no place for it)
     template = getattr(backbone, "face_template", None)

@@ -82,11 +82,10 @@ for _name, _family, _note in (
 
 
 def register_architectures() -> None:
-    """Make faceverify's own architectures known to timm (importing registers them)."""
+    """Make faceverify's own architectures known to timm, with their weights and contracts
+    (each module registers itself when imported)."""
+    import faceverify.models.dlib_resnet
     import faceverify.models.face_resnet  # noqa: F401
-    from faceverify.models.dlib_resnet import _register_with_timm
-
-    _register_with_timm()
 
 
 def curated_names() -> list[str]:

@@ -2,9 +2,13 @@
 
 Three sources, one loading path:
 
-* the Hugging Face hub (the default), through ``huggingface_hub`` and its standard
-  cache, so ``HF_HUB_OFFLINE=1`` works after one download;
-* a local ``.safetensors`` (or ``.pth``) file, used with the named architecture;
+* the published weights (the default): on the Hugging Face hub, through
+  ``huggingface_hub`` and its standard cache, so ``HF_HUB_OFFLINE=1`` works after one
+  download; or wherever an architecture registered as publishing its own
+  (:mod:`~faceverify.models.custom_weights`, e.g. dlib's network, whose file comes in the
+  ``face-recognition-models`` package);
+* a local ``.safetensors`` (or ``.pth``) file, used with the named architecture, or a file
+  in the architecture's own format when it registered a reader for one;
 * a local folder in the hub's timm layout (``config.json`` + ``model.safetensors``),
   whose config names the architecture and carries the preprocessing contract.
 
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from faceverify.errors import ModelError, WeightsNotFoundError
+from faceverify.models.custom_weights import CustomWeights, registered
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +39,16 @@ WeightsLike = Union[str, "os.PathLike[str]", None]
 RANDOM = "random"
 WEIGHT_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 HUB_DOCS = "https://huggingface.co/{repo}"
+
+
+def custom_weights(name: str) -> CustomWeights | None:
+    """What model ``name`` (with or without its tag) registered about its own weights."""
+    from timm.models import split_model_name_tag
+
+    from faceverify.models.registry import register_architectures
+
+    register_architectures()
+    return registered(split_model_name_tag(name)[0])
 
 
 @dataclass(frozen=True)
@@ -71,10 +86,8 @@ def plan_weights(
     if name.startswith("hf-hub:"):
         return _plan_hub_repo(name.partition(":")[2], weights, cache_dir)
     _check_known(name)
-    if weights is None and name == DLIB_MODEL:
-        return _plan_dlib_file()
     if weights is None:
-        return _plan_hub_name(name, cache_dir)
+        return _plan_published(name, cache_dir)
     if isinstance(weights, str) and weights == RANDOM:
         return WeightsPlan(model_name=name, pretrained_cfg=None)
     path = Path(weights).expanduser().resolve()  # artifacts record where weights really are
@@ -88,16 +101,13 @@ def plan_weights(
     return WeightsPlan(model_name=name, pretrained_cfg=None, file=path, source=str(path))
 
 
-#: dlib's network ships its weights in a PyPI package, not on the hub.
-DLIB_MODEL = "dlib_resnet_v1"
-
-
-def _plan_dlib_file() -> WeightsPlan:
-    """dlib's own ``.dat`` file from the installed ``face-recognition-models`` (offline)."""
-    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
-
-    path = dlib_model_path(RECOGNITION_NET)
-    return WeightsPlan(model_name=DLIB_MODEL, pretrained_cfg=None, file=path, source=str(path))
+def _plan_published(name: str, cache_dir: str | None) -> WeightsPlan:
+    """The weights ``name`` is published with: its own registered file, else the hub's."""
+    custom = custom_weights(name)
+    if custom is None:
+        return _plan_hub_name(name, cache_dir)
+    path = custom.default_file()
+    return WeightsPlan(model_name=name, pretrained_cfg=None, file=path, source=str(path))
 
 
 def _check_known(name: str) -> None:
@@ -212,14 +222,14 @@ def _offline_help(repo: str, filename: str, exc: BaseException, *, model: str) -
     )
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read tensors from a ``.safetensors`` file or a PyTorch checkpoint (safely)."""
+def read_state_dict(path: Path, model_name: str | None = None) -> dict[str, torch.Tensor]:
+    """Read tensors from a ``.safetensors`` file or a PyTorch checkpoint (safely), or from a
+    file in the format ``model_name`` registered as its own (:class:`CustomWeights`)."""
     import torch
 
-    from faceverify.models.dlib_resnet import dlib_state_dict, is_dlib_file
-
-    if is_dlib_file(path):  # dlib's own format; its reader names what is wrong with a file
-        return dlib_state_dict(path)
+    custom = custom_weights(model_name) if model_name is not None else None
+    if custom is not None and path.name.endswith(custom.suffixes):
+        return custom.read(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

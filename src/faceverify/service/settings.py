@@ -11,9 +11,10 @@ import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 from faceverify.errors import ConfigError
+from faceverify.models.spec import ModelSpec
 from faceverify.paths import data_dir
 
 if TYPE_CHECKING:
@@ -113,8 +114,15 @@ class Batching:
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
-    """Everything :func:`faceverify.service.app.create_app` needs.
+class ServiceSettings(ModelSpec):
+    """Everything :func:`faceverify.service.app.create_app` needs: the model to serve (the
+    :class:`~faceverify.models.spec.ModelSpec` fields, ``model``, ``weights``, ``device``,
+    ``input_size``, ``crop_pct``, ``threshold``, ``model_args``, ``backend``...) and how.
+
+    The model's fields are the spec's own, inherited rather than held in a field of their
+    own, so that the settings stay one flat record: keyword arguments and
+    ``dataclasses.replace`` take ``weights=...`` as before, and so does the JSON in
+    :data:`SETTINGS_ENV`. :attr:`spec` is the model part alone, what the service builds.
 
     Attributes:
         db: the galleries: a folder (one embedded gallery per sub-folder) or a
@@ -127,8 +135,6 @@ class ServiceSettings:
             ``Host`` names and refuses foreign ``Origin`` headers (other web sites and DNS
             rebinding); beyond loopback it trusts the whole network.
         host: the address the server listens on (for the ``insecure`` checks above).
-        model, weights, device, input_size, crop_pct, threshold, model_args, backend: as
-            for :func:`faceverify.build_model`.
         detect, detector, upsample, min_face: how faces are found in photos, as in
             :class:`faceverify.photos.FaceOptions` (``detect`` None: when the model needs
             aligned faces, e.g. ``dlib_resnet_v1``; False: uploads are face crops).
@@ -142,14 +148,6 @@ class ServiceSettings:
     keys_file: str = field(default_factory=default_keys_file)
     insecure: bool = False
     host: str = "127.0.0.1"
-    model: str | None = None
-    weights: str | None = None
-    device: str = "auto"
-    input_size: int | None = None
-    crop_pct: float | None = None
-    threshold: float | None = None
-    model_args: dict[str, Any] = field(default_factory=dict)
-    backend: str = "torch"
     detect: bool | None = None
     detector: str = "hog"
     upsample: int = 1
@@ -159,6 +157,13 @@ class ServiceSettings:
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)
     cors_origins: tuple[str, ...] = ()
+
+    _KIND: ClassVar[str] = "service setting"
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model to serve, as the plain spec the CLI builds from the same options."""
+        return ModelSpec(**self.to_dict())
 
     def face_options(self) -> FaceOptions:
         from faceverify.photos import FaceOptions
@@ -176,7 +181,7 @@ class ServiceSettings:
         raw["limits"] = Limits(**raw["limits"])
         raw["batching"] = Batching(**raw["batching"])
         raw["cors_origins"] = tuple(raw["cors_origins"])
-        return cls(**raw)
+        return cls.from_dict(raw)
 
     @classmethod
     def from_environment(cls) -> ServiceSettings:

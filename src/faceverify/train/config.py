@@ -40,6 +40,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The network to train: an architecture, the weights it starts from, and the neck.
+
+    Not a :class:`~faceverify.models.spec.ModelSpec`: a spec describes a ready embedder to
+    build (device, runtime, threshold, crop: what inference needs), this the trainable
+    network (``faceverify.models.factory.load_network`` plus a neck). The device is the
+    run's (``TrainConfig.device``); the trained checkpoint, as ``weights`` of a spec, is
+    what inference builds afterwards.
+    """
+
     # any timm name; face_resnet is the course's ResNet; dlib_resnet_v1 is dlib's face
     # network (with weights: null its real weights, 150 px aligned chips: finetune_dlib.yaml)
     name: str = "face_resnet"

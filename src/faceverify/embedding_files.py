@@ -1,69 +1,49 @@
-"""Writing embeddings: ``.npy`` or ``.jsonl`` files, or JSONL on stdout.
+"""Embeddings on disk: ``.npy`` or ``.jsonl`` files, the shards of a sharded run, their merge.
 
-A file output gets a ``<name>.meta.json`` beside it with the model, weights,
-preprocessing contract, row order and skipped inputs, so the numbers can always be
-traced back to what produced them (and a gallery can refuse vectors of another model).
+Every file gets a ``<name>.meta.json`` beside it with the model, weights, preprocessing
+contract, row order and skipped inputs, so the numbers can always be traced back to what
+produced them (and a gallery can refuse vectors of another model).
 
 Under ``torchrun`` each rank writes its share as a shard, ``<name>.rank-R-of-W<suffix>``
 with its own sidecar (the same fields, plus where each row stands in the whole input
 list); :func:`merge_shards` puts them back together exactly as one process would have
 written them.
+
+Every file is written through :func:`faceverify.paths.write_private`: whole or not at all
+(a reader, or the rank that merges, never sees half a file), and owner-only, since face
+embeddings identify people as the galleries' do.
+
+It stands where :mod:`faceverify.embed` does: it may import ``errors``, ``paths`` and, for
+types, ``embed``, ``faces`` and ``runtime.base``; the CLI and any other caller import it.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import io
 import json
 import re
-import sys
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from faceverify import __version__
 from faceverify.errors import ConfigError
-from faceverify.paths import timestamp
+from faceverify.paths import timestamp, write_private
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from faceverify.embed import EmbeddingResult
+    from faceverify.faces.detect import Face
     from faceverify.runtime.base import Embedder
 
 FORMATS = (".npy", ".jsonl")
 
-
-class EmbeddingWriter:
-    """Writes one :class:`EmbeddingResult` to the destination chosen by ``--out``."""
-
-    def __init__(self, out: str | None) -> None:
-        self.out = Path(out) if out else None
-        if self.out is not None:
-            if self.out.suffix not in FORMATS:
-                raise ConfigError(
-                    f"--out {out!r} has an unknown format; valid suffixes: {', '.join(FORMATS)}"
-                )
-            if not self.out.parent.is_dir():
-                raise ConfigError(f"--out {out!r}: folder '{self.out.parent}' does not exist")
-
-    def __call__(
-        self, result: EmbeddingResult, model: Embedder, *, normalized: bool, shard: Shard | None = None
-    ) -> None:
-        """Write ``result`` (with ``shard``: one rank's share, to that rank's shard file)."""
-        if self.out is None:
-            _write_jsonl(sys.stdout, result)
-            return
-        target = self.out if shard is None else shard_path(self.out, shard.rank, shard.world_size)
-        if target.suffix == ".npy":
-            import numpy as np
-
-            np.save(target, result.embeddings.numpy())
-        else:
-            with target.open("w", encoding="utf-8") as stream:
-                _write_jsonl(stream, result)
-        meta = metadata(model, result, normalized=normalized, file=target.name)
-        if shard is not None:
-            meta["shard"] = shard.to_dict(result)
-        _write_meta(target, meta)
+#: Fields that differ between shards of one run; every other field must agree.
+_PER_SHARD = ("created", "file", "count", "paths", "faces", "skipped", "shard")
 
 
 @dataclass(frozen=True)
@@ -91,26 +71,69 @@ class Shard:
         }
 
 
+def check_destination(out: str | Path) -> Path:
+    """``out`` as a path, once it is clear that embeddings can be written there.
+
+    Raises:
+        ConfigError: an unknown suffix (see :data:`FORMATS`), or a folder that does not exist.
+    """
+    path = Path(out)
+    if path.suffix not in FORMATS:
+        raise ConfigError(f"{str(out)!r} has an unknown format; valid suffixes: {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {str(out)!r}: folder '{path.parent}' does not exist")
+    return path
+
+
+def write_embeddings(
+    out: Path, result: EmbeddingResult, model: Embedder, *, normalized: bool, shard: Shard | None = None
+) -> Path:
+    """Write ``result`` to ``out`` and its sidecar (with ``shard``: to that rank's shard file).
+
+    Returns:
+        the file written.
+    """
+    target = out if shard is None else shard_path(out, shard.rank, shard.world_size)
+    if target.suffix == ".npy":
+        write_private(target, _npy_bytes(result.embeddings.numpy()))
+    else:
+        write_private(target, "".join(jsonl_lines(result)))
+    meta = metadata(model, result, normalized=normalized, file=target.name)
+    if shard is not None:
+        meta["shard"] = shard.to_dict(result)
+    _write_meta(target, meta)
+    return target
+
+
+def write_jsonl(stream: TextIO, result: EmbeddingResult) -> None:
+    """The rows of ``result`` as JSON lines on ``stream`` (e.g. stdout), flushed."""
+    for line in jsonl_lines(result):
+        stream.write(line)
+    stream.flush()
+
+
+def jsonl_lines(result: EmbeddingResult) -> Iterator[str]:
+    """One JSON line (ending in a newline) per row: its input, its face, its embedding."""
+    for source, face, row in zip(result.sources, result.faces, result.embeddings.tolist()):
+        face_field = {"face": face_json(face)} if face is not None else {}
+        yield json.dumps({"path": source, **face_field, "embedding": row}) + "\n"
+
+
 def shard_path(out: Path, rank: int, world_size: int) -> Path:
     """Where rank ``rank`` writes its share of ``out``: ``emb.npy`` -> ``emb.rank-0-of-2.npy``."""
     return out.with_name(f"{out.stem}.rank-{rank}-of-{world_size}{out.suffix}")
 
 
 def inputs_sha256(paths: list[str]) -> str:
-    import hashlib
-
+    """The identity of a run's whole input list, recorded in each of its shards."""
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
-
-
-#: Fields that differ between shards of one run; every other field must agree.
-_PER_SHARD = ("created", "file", "count", "paths", "faces", "skipped", "shard")
 
 
 def merge_shards(out: str | Path, *, world_size: int | None = None, remove: bool = False) -> dict[str, Any]:
     """Join the shards of ``out`` into ``out`` itself, as one process would have written it.
 
     Args:
-        out: the ``--out`` the shards were written for (``.npy`` or ``.jsonl``).
+        out: the file the shards were written for (``.npy`` or ``.jsonl``).
         world_size: merge the shards of a run of this many ranks; None takes the only
             run whose shards lie beside ``out``.
         remove: delete the shards once the merged file is written.
@@ -126,20 +149,19 @@ def merge_shards(out: str | Path, *, world_size: int | None = None, remove: bool
     metas = [json.loads(p.with_suffix(".meta.json").read_text(encoding="utf-8")) for p in shards]
     _check_one_run(target, shards, metas)
     # each input went to exactly one rank, so its position orders the rows of all shards
-    rows = [
+    rows = sorted(
         (position, s, r) for s, meta in enumerate(metas) for r, position in enumerate(meta["shard"]["rows"])
-    ]
-    rows.sort()
+    )
     if target.suffix == ".npy":
         import numpy as np
 
         parts = [np.load(p) for p in shards]
         offsets = np.cumsum([0] + [len(part) for part in parts])
         order = np.array([offsets[s] + r for _, s, r in rows], dtype=np.int64)
-        np.save(target, np.concatenate(parts)[order])
+        write_private(target, _npy_bytes(np.concatenate(parts)[order]))
     else:
         lines = [p.read_text(encoding="utf-8").splitlines(keepends=True) for p in shards]
-        target.write_text("".join(lines[s][r] for _, s, r in rows), encoding="utf-8")
+        write_private(target, "".join(lines[s][r] for _, s, r in rows))
     skipped = sorted(
         (position, item)
         for meta in metas
@@ -205,9 +227,16 @@ def _check_one_run(target: Path, shards: list[Path], metas: list[dict[str, Any]]
             raise ConfigError(f"shard '{path}' differs from '{shards[0]}' in {', '.join(differs)}; rerun")
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def _write_meta(target: Path, meta: dict[str, Any]) -> None:
-    meta_path = target.with_suffix(".meta.json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_private(target.with_suffix(".meta.json"), json.dumps(meta, indent=2) + "\n")
 
 
 def metadata(model: Embedder, result: EmbeddingResult, *, normalized: bool, file: str) -> dict[str, Any]:
@@ -225,24 +254,7 @@ def metadata(model: Embedder, result: EmbeddingResult, *, normalized: bool, file
     }
 
 
-def face_json(face: Any) -> dict[str, Any] | None:
-    """A detected face as JSON: its box and landmarks in the photo's pixels."""
-    if face is None:
-        return None
-    return {
-        "box": [round(v, 1) for v in face.box],
-        "score": round(face.score, 3),
-        "landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks.tolist()],
-    }
-
-
-def _write_jsonl(stream: TextIO, result: EmbeddingResult) -> None:
-    lines: Iterable[str] = (
-        json.dumps(
-            {"path": source, **({"face": face_json(face)} if face is not None else {}), "embedding": row}
-        )
-        for source, face, row in zip(result.sources, result.faces, result.embeddings.tolist())
-    )
-    for line in lines:
-        stream.write(line + "\n")
-    stream.flush()
+def face_json(face: Face | None) -> dict[str, Any] | None:
+    """A detected face in the one JSON shape faces have (:meth:`Face.to_dict`); None for an
+    input embedded without detection."""
+    return face.to_dict() if face is not None else None
