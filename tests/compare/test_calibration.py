@@ -47,9 +47,11 @@ def test_calibrate_store_and_use_by_default(weights: Path, identity_data: Path) 
     assert stored["weights"] == str(weights)
     assert stored["pairs_file"] == str((identity_data / "pairs.txt").resolve())
     reloaded = build_model(weights=weights, device="cpu")
-    assert reloaded.threshold == pytest.approx(calibration.threshold)
+    assert reloaded.threshold.value == pytest.approx(calibration.threshold)
+    assert reloaded.threshold.source == "calibrated"
     assert verify([1.0, 0.0], [1.0, 0.0], model=reloaded).threshold == pytest.approx(calibration.threshold)
-    assert build_model(weights=weights, threshold=0.2, device="cpu").threshold == 0.2  # explicit wins
+    explicit = build_model(weights=weights, threshold=0.2, device="cpu").threshold
+    assert (explicit.value, explicit.source) == (0.2, "given")  # explicit wins
 
 
 def test_eer_calibration_separates_the_generated_people(weights: Path, identity_data: Path) -> None:
@@ -65,12 +67,12 @@ def test_calibration_is_ignored_when_preprocessing_or_weights_change(
     model = build_model(weights=weights, device="cpu")
     save_calibration(model, calibrate(model, read_pairs(identity_data / "pairs.txt", identity_data))[0])
     with caplog.at_level(logging.WARNING, logger="faceverify"):
-        assert build_model(weights=weights, input_size=112, device="cpu").threshold is None
+        assert build_model(weights=weights, input_size=112, device="cpu").threshold.source == "default"
     assert "measured with other preprocessing" in caplog.text
     changed = {k: v + 0.01 if v.is_floating_point() else v for k, v in atto_state.items()}
     save_file(changed, str(weights))
     with caplog.at_level(logging.WARNING, logger="faceverify"):
-        assert build_model(weights=weights, device="cpu").threshold is None
+        assert build_model(weights=weights, device="cpu").threshold.source == "default"
     assert "the weights have changed" in caplog.text
 
 
@@ -104,7 +106,7 @@ def test_a_corrupt_sidecar_is_ignored(
 ) -> None:
     weights.with_name("model.safetensors.threshold.json").write_text("{broken")
     with caplog.at_level(logging.WARNING, logger="faceverify"):
-        assert build_model(weights=weights, device="cpu").threshold is None
+        assert build_model(weights=weights, device="cpu").threshold.source == "default"
     assert "unreadable calibration" in caplog.text
 
 

@@ -11,6 +11,7 @@ import torch
 
 from faceverify import DEFAULT_THRESHOLD, cosine_similarity, similarity_matrix, verify
 from faceverify.errors import ConfigError, InputError
+from faceverify.runtime.threshold import Threshold, ThresholdSource
 
 
 def _reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,15 +56,18 @@ def test_zero_vectors_score_zero_and_mismatches_are_refused() -> None:
 def test_threshold_precedence_explicit_then_model_then_default(atto_model: Any) -> None:
     a, b = np.array([1.0, 0.0]), np.array([0.6, 0.8])  # cosine 0.6
     assert verify(a, b).threshold == DEFAULT_THRESHOLD == 0.5
+    assert verify(a, b).threshold_source == "default"
     assert verify(a, b).same
     assert not verify(a, b, threshold=0.7).same
-    atto_model.threshold = 0.65
+    assert verify(a, b, threshold=0.7).threshold_source == "given"
+    own = atto_model.threshold
+    atto_model.threshold = Threshold(0.65, ThresholdSource.CALIBRATED)
     try:
         outcome = verify(a, b, model=atto_model)
-        assert (outcome.threshold, outcome.same) == (0.65, False)
+        assert (outcome.threshold, outcome.threshold_source, outcome.same) == (0.65, "calibrated", False)
         assert verify(a, b, 0.6, model=atto_model).same  # at the threshold counts as the same
     finally:
-        atto_model.threshold = None
+        atto_model.threshold = own
     with pytest.raises(ConfigError, match="use a value in"):
         verify(a, b, threshold=1.5)
 
@@ -74,7 +78,7 @@ def test_verify_images_with_a_model(atto_model: Any, face_dir: Path) -> None:
     assert same.same
     other = verify(face_dir / "face0.png", face_dir / "face1.png", model=atto_model)
     assert other.score < 1.0
-    assert other.to_dict().keys() == {"score", "threshold", "same"}
+    assert other.to_dict().keys() == {"score", "threshold", "threshold_source", "same"}
     as_lists = verify([1.0, 0.0], [0.6, 0.8])  # embeddings read back from JSONL
     assert as_lists.score == pytest.approx(0.6)
     with pytest.raises(InputError, match="pass model= to verify images"):

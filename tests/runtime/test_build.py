@@ -145,6 +145,7 @@ def test_bad_devices_and_thresholds_are_refused() -> None:
 def test_input_size_override_and_threshold_are_carried() -> None:
     model = build_model(weights="random", input_size=112, crop_pct=1.0, threshold=0.31, device="cpu")
     assert model.preprocess.input_size == (112, 112)
-    assert model.default_threshold == 0.31
-    assert model.describe()["threshold_calibrated"] is True
-    assert build_model(weights="random", device="cpu").default_threshold == 0.5
+    assert (model.threshold.value, model.threshold.source) == (0.31, "given")
+    assert model.describe()["threshold_source"] == "given"
+    default = build_model(weights="random", device="cpu").threshold
+    assert (default.value, default.source) == (0.5, "default")

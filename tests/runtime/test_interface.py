@@ -24,6 +24,7 @@ from faceverify.gallery.gallery import Gallery, model_manifest
 from faceverify.gallery.sqlite import SQLiteStore
 from faceverify.preprocess import PreprocessConfig
 from faceverify.runtime.base import Embedder
+from faceverify.runtime.threshold import Threshold, ThresholdSource
 
 CONTRACT = PreprocessConfig(
     input_size=(32, 32), interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0
@@ -40,7 +41,7 @@ class NumpyEmbedder(Embedder):
         self.preprocess = CONTRACT
         self.weights_source = str(weights)
         self.weights_file = weights
-        self.threshold = 0.4
+        self.threshold = Threshold(0.4, ThresholdSource.CALIBRATED)
 
     @property
     def device(self) -> torch.device:
@@ -91,7 +92,7 @@ def test_gallery_and_evaluation_run_on_another_runtime(
         assert gallery.identify(identity_data / "probes" / "p9" / "0.png").name is None
         assert store.manifest() == model_manifest(embedder)
     gallery_dir, probes = identity_data / "gallery", identity_data / "probes"
-    metrics = identification_metrics(embedder, gallery_dir, probes, threshold=embedder.default_threshold)
+    metrics = identification_metrics(embedder, gallery_dir, probes, threshold=embedder.threshold.value)
     assert metrics["rank_accuracy"]["rank_1"] == 1.0
     scored = score_pairs(embedder, read_pairs(identity_data / "pairs.txt", identity_data), progress=False)
     genuine, impostor = scored.scores[scored.labels == 1], scored.scores[scored.labels == 0]

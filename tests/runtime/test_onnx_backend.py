@@ -40,7 +40,7 @@ def resnet_file(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One epoch of real training: a course ResNet with an embedding neck (a Linear + BN)."""
-    from faceverify.data.synthetic import generate
+    from faceverify.data.synthetic_faces import generate
     from faceverify.train.config import load_config
     from faceverify.train.loop import train
 
@@ -167,5 +167,5 @@ def test_dlib_face_network_runs_in_onnxruntime() -> None:
         pytest.skip(f"dlib's model files are not installed: {exc}")
     onnx_model = fv.build_model("dlib_resnet_v1", device="cpu", backend="onnxruntime")
     assert onnx_model.preprocess.face_template == "dlib150"
-    assert onnx_model.default_threshold == torch_model.default_threshold
+    assert onnx_model.threshold == torch_model.threshold
     assert _agree(torch_model, onnx_model, (150, 150)) <= FP32_TOLERANCE

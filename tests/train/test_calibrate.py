@@ -66,9 +66,10 @@ def test_the_built_model_carries_the_threshold_its_checkpoint_stores(run: Path) 
     stored = load_checkpoint(run / "best.pt")["calibration"]
     assert stored["target"] == f"far={FAR:g}" and stored["impostor"] == 1000 and stored["genuine"] == 225
     model = fv.build_model(weights=run / "best.pt", device="cpu")
-    assert model.threshold == stored["threshold"] != 0.5
+    assert model.threshold.value == stored["threshold"] != 0.5
+    assert model.threshold.source == "checkpoint"  # not "calibrated": no sidecar was written
     onnx = fv.build_model(weights=run / "best.pt", device="cpu", backend="onnxruntime")
-    assert onnx.threshold == stored["threshold"]
+    assert onnx.threshold == model.threshold
     last = load_checkpoint(run / "last.pt")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["threshold"] == last["calibration"]["threshold"]
@@ -83,7 +84,7 @@ def test_verify_with_the_stored_threshold_tells_held_out_people_apart(run: Path,
     alike than 90% of such pairs is SAME."""
     model = fv.build_model(weights=run / "best.pt", device="cpu")
     scores, labels, images = _held_out_scores(run, model)
-    accepted = scores >= model.default_threshold
+    accepted = scores >= model.threshold.value
     assert accepted[labels == 0].mean() <= FAR + 1e-3  # one borderline pair of float noise
     first, second = np.triu_indices(len(images), k=1)
 
@@ -101,7 +102,7 @@ def test_verify_with_the_stored_threshold_tells_held_out_people_apart(run: Path,
     )
     verdict = done.stdout.split("\t")
     assert verdict[1] == "DIFFERENT", (score, done.stdout)
-    assert verdict[2].strip() == f"(threshold {model.threshold:g})"
+    assert verdict[2].strip() == f"(threshold {model.threshold.value:g}, checkpoint)"
     gallery = fv.open_gallery(tmp_path / "gallery", model)
     gallery.enroll("a", [a])
     found = gallery.identify(b)
@@ -136,14 +137,15 @@ def test_a_calibrate_sidecar_outranks_the_checkpoint_and_an_explicit_threshold_b
     shutil.copy(run / "best.pt", weights)
     model = fv.build_model(weights=weights, device="cpu")
     carried = model.threshold
-    assert fv.build_model(weights=weights, device="cpu", input_size=40).threshold is None
+    assert fv.build_model(weights=weights, device="cpu", input_size=40).threshold.source == "default"
     entry = load_checkpoint(weights)["calibration"]
     mine = Calibration(
         **{**entry, "threshold": 0.25, "weights_sha256": model.weights_sha256(), "target": "eer"}
     )
     save_calibration(model, mine)
-    assert fv.build_model(weights=weights, device="cpu").threshold == 0.25 != carried
-    assert fv.build_model(weights=weights, device="cpu", threshold=0.6).threshold == 0.6
+    sidecar = fv.build_model(weights=weights, device="cpu").threshold
+    assert (sidecar.value, sidecar.source) == (0.25, "calibrated") and sidecar != carried
+    assert fv.build_model(weights=weights, device="cpu", threshold=0.6).threshold.value == 0.6
 
 
 def test_too_few_impostor_pairs_for_the_target_far_calibrate_at_the_eer(

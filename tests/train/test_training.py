@@ -194,7 +194,7 @@ def test_ddp_with_two_gloo_processes_trains_checkpoints_once_and_stops_early_tog
     assert len(state["class_names"]) == 25  # 5 of the 30 identities held out
     model = fv.build_model(weights=out / "best.pt", device="cpu")
     assert model.embedding_dim == 128
-    assert model.threshold == load_checkpoint(out / "best.pt")["calibration"]["threshold"]
+    assert model.threshold.value == load_checkpoint(out / "best.pt")["calibration"]["threshold"]
 
 
 @pytest.mark.parametrize("weight", [0.01, 1.0])

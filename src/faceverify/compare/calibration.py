@@ -33,6 +33,8 @@ from faceverify.compare.roc import (
 )
 from faceverify.errors import ConfigError, MetricsError
 from faceverify.paths import atomic_write_text, data_dir, timestamp
+from faceverify.runtime.identity import ModelIdentity
+from faceverify.runtime.threshold import Threshold, ThresholdSource
 
 if TYPE_CHECKING:
     from faceverify.runtime.base import Embedder
@@ -61,6 +63,16 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model this threshold was measured for (its embedding size is not recorded)."""
+        return ModelIdentity.from_dict(self.to_dict())
+
+    def as_threshold(self, source: ThresholdSource) -> Threshold:
+        """This calibration as the threshold a model carries (from a sidecar: calibrated;
+        carried by a training checkpoint: checkpoint)."""
+        return Threshold(self.threshold, source, f"{self.target} on {self.pairs_file} ({self.created})")
 
     def describe(self) -> str:
         return (
@@ -143,7 +155,7 @@ def save_calibration(model: Embedder, calibration: Calibration) -> Path:
     """Store the calibration with the model and make it the model's threshold now."""
     path = calibration_path(model)
     atomic_write_text(path, json.dumps(calibration.to_dict(), indent=2) + "\n")
-    model.threshold = calibration.threshold
+    model.threshold = calibration.as_threshold(ThresholdSource.CALIBRATED)
     return path
 
 
@@ -160,7 +172,7 @@ def carried_calibration(model: Embedder, entry: dict[str, Any] | None) -> Calibr
     except TypeError as exc:
         log.warning("ignoring the checkpoint's unreadable calibration (%s); run faceverify calibrate", exc)
         return None
-    if calibration.preprocess_fingerprint != model.preprocess.fingerprint():
+    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint",)):
         log.warning(
             "ignoring the threshold calibrated in training: it was measured with the checkpoint's own "
             "preprocessing (input size, crop...), not this one; run faceverify calibrate with these settings"
@@ -181,14 +193,15 @@ def load_calibration(model: Embedder) -> Calibration | None:
     except (OSError, ValueError, TypeError) as exc:
         log.warning("ignoring unreadable calibration %s (%s); run faceverify calibrate again", path, exc)
         return None
-    if calibration.preprocess_fingerprint != model.preprocess.fingerprint():
+    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint",)):
         log.warning(
             "ignoring calibrated threshold in %s: it was measured with other preprocessing (input size, "
             "crop...); calibrate again with these settings",
             path,
         )
         return None
-    if calibration.weights_sha256 != model.weights_sha256(refresh=True):
+    model.weights_sha256(refresh=True)  # the file may have been rewritten since it was hashed
+    if not calibration.identity.matches(model.identity(), only=("weights_sha256",)):
         log.warning(
             "ignoring calibrated threshold in %s: the weights have changed since; calibrate again", path
         )

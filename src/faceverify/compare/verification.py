@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 
-from faceverify.checks import check_threshold
 from faceverify.errors import InputError
-from faceverify.runtime.base import DEFAULT_THRESHOLD
+from faceverify.runtime.threshold import DEFAULT, Threshold, resolve_threshold
 
 if TYPE_CHECKING:
     import torch
@@ -27,16 +26,28 @@ class Verification:
 
     Attributes:
         score: cosine similarity of the two embeddings, in [-1, 1].
-        threshold: the threshold the decision used.
+        threshold: the threshold value the decision used.
         same: whether ``score >= threshold`` (the faces are judged the same person).
+        threshold_source: where the threshold came from (``given``, ``calibrated``,
+            ``checkpoint``, ``published`` or ``default``).
     """
 
     score: float
     threshold: float
     same: bool
+    threshold_source: str = DEFAULT.source.value
+
+    @classmethod
+    def decide(cls, score: float, threshold: Threshold) -> Verification:
+        return cls(score, threshold.value, score >= threshold.value, threshold.source.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "score": self.score,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "same": self.same,
+        }
 
 
 def cosine_similarity(a: ArrayT, b: ArrayT) -> ArrayT:
@@ -97,24 +108,19 @@ def verify(
             :func:`faceverify.compute_embedding` accepts.
         b: the same for the other face.
         threshold: the cosine similarity at or above which faces match. Leave it None to
-            use the model's calibrated threshold (``faceverify calibrate``'s, or the one a
-            model trained by faceverify carries), or 0.5 when it has none. Higher
-            thresholds mean fewer false accepts and more false rejects.
-        model: needed when ``a`` or ``b`` are images, and to use its calibrated threshold.
+            use the model's own (calibrated by ``faceverify calibrate``, carried by a model
+            trained with faceverify, or the network's published rule; 0.5 otherwise: see
+            :mod:`faceverify.runtime.threshold`). Higher thresholds mean fewer false
+            accepts and more false rejects.
+        model: needed when ``a`` or ``b`` are images (a photo with several faces gives
+            its largest, with a warning), and to use its threshold.
 
     Returns:
         A :class:`Verification` with the score, the threshold used and the decision.
     """
+    chosen = resolve_threshold(threshold, model)  # a bad threshold fails before any image is read
     ea, eb = _as_embedding(a, model, "a"), _as_embedding(b, model, "b")
-    chosen = _resolve_threshold(threshold, model)
-    score = float(cosine_similarity(ea, eb))
-    return Verification(score=score, threshold=chosen, same=score >= chosen)
-
-
-def _resolve_threshold(threshold: float | None, model: Embedder | None) -> float:
-    if threshold is None:
-        return model.default_threshold if model is not None else DEFAULT_THRESHOLD
-    return check_threshold(threshold)
+    return Verification.decide(float(cosine_similarity(ea, eb)), chosen)
 
 
 def _as_embedding(value: Any, model: Embedder | None, which: str) -> np.ndarray:

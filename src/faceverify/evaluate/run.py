@@ -13,6 +13,7 @@ from faceverify.evaluate.metrics import verification_metrics
 from faceverify.evaluate.pairs import PairSet, read_pairs
 from faceverify.evaluate.scoring import ScoredPairs, score_pairs
 from faceverify.paths import timestamp
+from faceverify.runtime.threshold import resolve_threshold
 
 if TYPE_CHECKING:
     from faceverify.photos import FaceOptions
@@ -34,7 +35,7 @@ def evaluate(
 
     Args:
         threshold: the operating threshold to report FAR/FRR and open-set rates at;
-            None uses the model's (calibrated, else 0.5).
+            None uses the model's own; the report names its source.
         faces: how faces are found in the images (:class:`~faceverify.photos.FaceOptions`);
             the default detects and aligns exactly when the model needs aligned faces.
 
@@ -43,15 +44,13 @@ def evaluate(
     """
     if pairs is None and (gallery is None or probes is None):
         raise ConfigError("nothing to evaluate: give a pairs file, or both a gallery and a probes folder")
-    chosen = model.default_threshold if threshold is None else threshold
-    source = (
-        "given" if threshold is not None else "calibrated" if model.threshold is not None else "default 0.5"
-    )
+    operating = resolve_threshold(threshold, model)
+    chosen = operating.value
     report: dict[str, Any] = {
         "faceverify_version": __version__,
         "created": timestamp(),
         "model": model.describe(),
-        "threshold": {"value": chosen, "source": source},
+        "threshold": operating.to_dict(),
         "problems": [],
     }
     scored = None

@@ -2,9 +2,10 @@
 
 ``base`` holds :class:`~faceverify.runtime.base.Embedder`, the interface that ``embed``,
 ``compare``, ``gallery`` and ``evaluate`` use; ``torch_backend`` runs a network eagerly
-in PyTorch (``EmbeddingModel``); ``build`` holds ``build_model``, which loads a network
-from :mod:`faceverify.models` and puts it in a runtime on a device. Another runtime (an
-ONNX Runtime session, a model with its own face detector) is one more module here.
+in PyTorch (``EmbeddingModel``); ``onnx_backend`` runs its exported graph in ONNX Runtime;
+``build`` holds ``build_model``, which loads a network from :mod:`faceverify.models` and
+puts it in a runtime on a device; ``threshold`` decides which threshold a model decides
+with, and ``identity`` what makes two models' vectors interchangeable.
 
 May import: ``errors``, ``checks``, ``paths``, ``device``, ``decode``, ``preprocess``,
 ``models``; and, in ``build`` only, ``compare.calibration``, to give a model the threshold

@@ -4,9 +4,9 @@ An :class:`Embedder` turns model-ready input into embeddings and says what it is
 preprocessing contract, its embedding size, the identity of its weights, its threshold
 and its device. ``faceverify.embed`` decodes images and drives batches through
 :meth:`Embedder.prepare` and :meth:`Embedder.embed`; galleries and calibrations record
-:meth:`Embedder.weights_sha256` and the contract's fingerprint. Nothing there knows
-which runtime computes the numbers, so another one (an ONNX Runtime session, or a model
-that detects and aligns faces itself) is a new subclass here, not a change there.
+:meth:`Embedder.identity`. Nothing there knows which runtime computes the numbers
+(PyTorch, ONNX Runtime), so another one (a model that detects and aligns faces itself) is
+a new subclass, not a change there.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from faceverify.preprocess import PreprocessConfig
-
-#: The course's fixed threshold, used only when an embedder carries no calibrated one.
-DEFAULT_THRESHOLD = 0.5
+    from faceverify.runtime.identity import ModelIdentity
+    from faceverify.runtime.threshold import Threshold
 
 
 class Embedder(ABC):
@@ -35,7 +34,9 @@ class Embedder(ABC):
         preprocess: the contract that makes an RGB image model-ready input.
         weights_source: where the weights came from (hub repo, path, or ``random``).
         weights_file: the file the weights were read from; None for random weights.
-        threshold: a calibrated cosine threshold, or None to use :data:`DEFAULT_THRESHOLD`.
+        threshold: the cosine threshold it decides with, and its source (calibrated,
+            from a checkpoint, the network's published rule, or the default 0.5); see
+            :mod:`faceverify.runtime.threshold`.
     """
 
     name: str
@@ -43,7 +44,7 @@ class Embedder(ABC):
     preprocess: PreprocessConfig
     weights_source: str
     weights_file: Path | None
-    threshold: float | None
+    threshold: Threshold
 
     @abstractmethod
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
@@ -92,19 +93,17 @@ class Embedder(ABC):
             self._weights_sha256 = cached
         return cached
 
-    @property
-    def default_threshold(self) -> float:
-        """The calibrated threshold when there is one, else the course's 0.5."""
-        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+    def identity(self) -> ModelIdentity:
+        """What galleries, calibrations and caches compare to accept this model's vectors."""
+        from faceverify.runtime.identity import ModelIdentity
+
+        return ModelIdentity.of(self)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts saved next to every artifact this embedder produces."""
         return {
-            "model": self.name,
+            **self.identity().to_dict(),
             "weights": self.weights_source,
-            "embedding_dim": self.embedding_dim,
             "preprocess": self.preprocess.to_dict(),
-            "preprocess_fingerprint": self.preprocess.fingerprint(),
-            "threshold": self.default_threshold,
-            "threshold_calibrated": self.threshold is not None,
+            **self.threshold.to_fields(),
         }

@@ -1,7 +1,8 @@
 """``build_model``: from a name and a weights source to a ready embedder on a device.
 
-The network comes from :mod:`faceverify.models`; here it is put in a runtime (PyTorch,
-today), moved to its device, and given the threshold calibrated for it, if any.
+The network comes from :mod:`faceverify.models`; here it is put in a runtime (PyTorch or
+ONNX Runtime), moved to its device, and given its threshold
+(:mod:`faceverify.runtime.threshold` says which one wins).
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from faceverify.checks import check_choice, check_threshold
+from faceverify.checks import check_choice
 from faceverify.device import DeviceLike, resolve_device
 from faceverify.errors import ModelError
 from faceverify.models.factory import LoadedNetwork, load_network
 from faceverify.models.weights import WeightsLike
 from faceverify.runtime import BACKENDS
 from faceverify.runtime.base import Embedder
+from faceverify.runtime.threshold import Threshold, ThresholdSource, given, model_threshold
 from faceverify.runtime.torch_backend import EmbeddingModel
+
+if TYPE_CHECKING:
+    from faceverify.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ def build_model(
         model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
         backend: ``"torch"`` runs the network in PyTorch (any device; a trainable
             ``nn.Module``). ``"onnxruntime"`` exports it once to ONNX (cached on disk) and
-            runs it in ONNX Runtime on the CPU, about twice as fast as PyTorch there; needs
+            runs it in ONNX Runtime on the CPU, faster than PyTorch there; needs
             ``pip install 'faceverify[onnx]'``. ``"auto"`` (what the CLI uses) picks ONNX
             Runtime on a CPU when it is installed and the network exports cleanly, PyTorch
             otherwise and on GPUs. A ``.onnx`` file written by faceverify (for example by
@@ -92,21 +97,19 @@ def build_model(
     target = resolve_device(device)
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
     contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
-    model = embedder_for(
-        replace(loaded, contract=contract),
-        threshold=None if threshold is None else check_threshold(threshold),
-        channels_last=channels_last,
-    )
-    if threshold is None:
-        _load_calibrated_threshold(model, loaded.calibration)
-    if model.threshold is None:
-        # a network published with its own rule (dlib's) carries it; others get 0.5
-        model.threshold = getattr(loaded.network, "cosine_threshold", None)
+    model = embedder_for(replace(loaded, contract=contract), channels_last=channels_last)
+    model.threshold = given(threshold) if threshold is not None else _own_threshold(model, loaded)
     model.eval().to(target)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
     return _in_runtime(model, backend)
+
+
+def build_from_spec(spec: ModelSpec) -> Embedder:
+    """The embedder ``spec`` describes: :func:`build_model` with the spec's fields."""
+    options = spec.to_dict()
+    return build_model(options.pop("model"), **options)
 
 
 def _in_runtime(model: EmbeddingModel, backend: str) -> Embedder:
@@ -147,12 +150,12 @@ def _onnx_file_embedder(weights: WeightsLike, device: DeviceLike, threshold: flo
         raise ModelError(f"ONNX graph {path} not found")
     model = load_onnx_embedder(path)
     if threshold is not None:
-        model.threshold = check_threshold(threshold)
+        model.threshold = given(threshold)
     return model
 
 
 def embedder_for(
-    loaded: LoadedNetwork, *, threshold: float | None = None, channels_last: bool = True
+    loaded: LoadedNetwork, *, threshold: Threshold | None = None, channels_last: bool = True
 ) -> EmbeddingModel:
     """The PyTorch embedder running ``loaded.network`` where it is and as it is.
 
@@ -161,7 +164,7 @@ def embedder_for(
 
     Args:
         loaded: the network and what the embedder reports about it (name, contract, weights).
-        threshold: a calibrated threshold to carry.
+        threshold: the threshold to carry (None: the default until one is resolved).
         channels_last: feed the network channels-last tensors.
     """
     return EmbeddingModel(
@@ -175,11 +178,18 @@ def embedder_for(
     )
 
 
-def _load_calibrated_threshold(model: EmbeddingModel, carried: dict[str, Any] | None) -> None:
-    """A ``faceverify calibrate`` sidecar for these weights, else the checkpoint's own."""
+def _own_threshold(model: EmbeddingModel, loaded: LoadedNetwork) -> Threshold:
+    """The model's threshold by :func:`~faceverify.runtime.threshold.model_threshold`'s
+    precedence: a calibration for these weights, the checkpoint's, the published rule."""
     from faceverify.compare.calibration import carried_calibration, load_calibration
 
-    calibration = load_calibration(model) or carried_calibration(model, carried)
-    if calibration is not None:
-        model.threshold = calibration.threshold
-        log.info("using the calibrated %s", calibration.describe())
+    sidecar = load_calibration(model)
+    carried = carried_calibration(model, loaded.calibration)
+    chosen = model_threshold(
+        calibrated=sidecar.as_threshold(ThresholdSource.CALIBRATED) if sidecar else None,
+        checkpoint=carried.as_threshold(ThresholdSource.CHECKPOINT) if carried else None,
+        published=getattr(loaded.network, "cosine_threshold", None),
+    )
+    if chosen.source in (ThresholdSource.CALIBRATED, ThresholdSource.CHECKPOINT):
+        log.info("using the threshold %s", chosen.describe())
+    return chosen

@@ -1,7 +1,8 @@
 """The ONNX Runtime runtime: the same network, exported once, run at the CPU's fp32 limit.
 
-On CPUs ONNX Runtime runs the exported graph of a network about twice as fast as PyTorch
-eager (fused kernels, no dispatcher overhead at batch 1). The graph is exported from the
+On CPUs ONNX Runtime runs the exported graph of a network faster than PyTorch eager
+(fused kernels, no dispatcher overhead at batch 1; docs/benchmarks.md has the figures). The
+graph is exported from the
 PyTorch embedder, checked against it on a probe batch, and cached on disk under a key made
 of everything that changes its numbers: the weights, the architecture, the preprocessing
 contract, the opset and the exporter's torch version. A changed key builds a new graph; a
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from faceverify.errors import InputError, MissingDependencyError, ModelError
-from faceverify.paths import cache_dir
+from faceverify.errors import FaceVerifyError, InputError, MissingDependencyError, ModelError
+from faceverify.paths import atomic_path, cache_dir
 from faceverify.runtime.base import Embedder
+from faceverify.runtime.threshold import DEFAULT, Threshold, ThresholdSource
 
 if TYPE_CHECKING:
     from faceverify.runtime.torch_backend import EmbeddingModel
@@ -91,7 +92,7 @@ class OnnxEmbedder(Embedder):
         # where calibrations are stored: beside the source weights (None for random ones),
         # or beside a graph file loaded on its own
         self.weights_file = weights_file
-        self.threshold = facts.get("threshold")
+        self.threshold = threshold_of(facts)
         self.precision = str(facts.get("precision", "fp32"))
         self._weights_sha256 = source_sha256 or str(facts.get("weights_sha256", ""))
         self.threads = threads or default_threads()
@@ -143,7 +144,7 @@ def graph_facts(model: Embedder, *, precision: str = "fp32") -> dict[str, Any]:
     """What an exported graph records about itself (ONNX metadata), to rebuild its embedder."""
     return {
         **model.describe(),
-        "threshold": model.threshold,
+        "threshold": model.threshold.to_dict(),
         "weights_sha256": model.weights_sha256(),
         "precision": precision,
         "format": EXPORT_FORMAT,
@@ -189,15 +190,17 @@ def _checked_facts(facts: object, graph_file: Path) -> dict[str, Any]:
         )
     check_architecture(facts.get("model"), source=graph_file)
     check_contract(facts.get("preprocess"), source=graph_file)
-    dim, threshold = facts.get("embedding_dim"), facts.get("threshold")
+    dim = facts.get("embedding_dim")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ModelError(f"{graph_file}: 'embedding_dim' must be a positive integer, not {dim!r:.100}")
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0
-    ):
+    try:
+        threshold_of(facts)
+    except (FaceVerifyError, TypeError, ValueError, KeyError):
+        sources = ", ".join(source.value for source in ThresholdSource)
         raise ModelError(
-            f"{graph_file}: 'threshold' must be a number in [-1, 1] or null, not {threshold!r:.100}"
-        )
+            f"{graph_file}: 'threshold' must be a number in [-1, 1], null, or "
+            f'{{"value": ..., "source": one of {sources}}}; not {facts["threshold"]!r:.100}'
+        ) from None
     precision = facts.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ModelError(
@@ -207,6 +210,19 @@ def _checked_facts(facts: object, graph_file: Path) -> dict[str, Any]:
         if not isinstance(facts.get(key, ""), str):
             raise ModelError(f"{graph_file}: {key!r} must be a string, not {facts[key]!r:.100}")
     return facts
+
+
+def threshold_of(facts: dict[str, Any]) -> Threshold:
+    """The threshold a graph records: ``{"value", "source"}``; a bare number (a graph
+    written before sources were recorded) counts as given; none is the default."""
+    recorded = facts.get("threshold")
+    if recorded is None:
+        return DEFAULT
+    if isinstance(recorded, dict):
+        return Threshold.from_dict(recorded)
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        raise TypeError(recorded)
+    return Threshold(float(recorded), ThresholdSource.GIVEN, "recorded in the graph file")
 
 
 def load_onnx_embedder(graph_file: Path, *, threads: int | None = None) -> OnnxEmbedder:
@@ -238,10 +254,11 @@ def onnx_embedder_for(model: EmbeddingModel, *, threads: int | None = None) -> O
 
 def cached_graph_path(model: EmbeddingModel) -> Path:
     """Where the graph of this exact network, contract and opset is cached."""
+    identity = model.identity()
     key = {
-        "weights": model.weights_sha256() or _state_digest(model),
+        **identity.to_dict(),
+        "weights_sha256": identity.weights_sha256 or _state_digest(model),
         "architecture": hashlib.sha256(repr(model.backbone).encode()).hexdigest(),
-        "preprocess": model.preprocess.fingerprint(),
         "opset": OPSET,
         "format": EXPORT_FORMAT,
         "torch": torch.__version__,
@@ -292,25 +309,21 @@ def export_graph(model: EmbeddingModel, path: Path, *, precision: str = "fp32") 
     """
     import onnx
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     probe = _probe_batch(model)
     network = _Backbone(model.backbone).eval().cpu()
     try:
-        _torch_export(network, probe, temporary)
-        graph = onnx.load(str(temporary))
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(graph_facts(model, precision=precision))
-        onnx.save(graph, str(temporary))
-        _check_agreement(temporary, network, probe)
-        temporary.replace(path)
+        with atomic_path(path) as temporary:
+            _torch_export(network, probe, temporary)
+            graph = onnx.load(str(temporary))
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = METADATA_KEY, json.dumps(graph_facts(model, precision=precision))
+            onnx.save(graph, str(temporary))
+            _check_agreement(temporary, network, probe)
     except ModelError:
         raise
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{model.name} does not export to ONNX: {detail}") from exc
-    finally:
-        temporary.unlink(missing_ok=True)
     from faceverify.paths import atomic_write_text
 
     atomic_write_text(_sidecar(path), _file_sha256(path) + "\n")

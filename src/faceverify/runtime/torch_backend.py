@@ -11,6 +11,7 @@ from faceverify.errors import DeviceMemoryError, InputError
 from faceverify.models.neck import feature_width
 from faceverify.preprocess import PreprocessConfig
 from faceverify.runtime.base import Embedder
+from faceverify.runtime.threshold import DEFAULT, Threshold
 
 
 class EmbeddingModel(Embedder, nn.Module):
@@ -33,7 +34,7 @@ class EmbeddingModel(Embedder, nn.Module):
         preprocess: PreprocessConfig,
         weights_source: str,
         weights_file: Path | None = None,
-        threshold: float | None = None,
+        threshold: Threshold | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -42,7 +43,7 @@ class EmbeddingModel(Embedder, nn.Module):
         self.preprocess = preprocess
         self.weights_source = weights_source
         self.weights_file = weights_file
-        self.threshold = threshold
+        self.threshold = threshold or DEFAULT
         self.channels_last = channels_last
         self.embedding_dim = feature_width(backbone)
 
