@@ -29,7 +29,7 @@ LAYERS = (
     ("faceverify.preprocess",),
     ("faceverify.models",),
     ("faceverify.runtime",),
-    ("faceverify.photos", "faceverify.embed"),
+    ("faceverify.photos", "faceverify.embed", "faceverify.embedding_files"),
     ("faceverify.compare",),
     ("faceverify.gallery",),
     ("faceverify.evaluate",),
@@ -97,10 +97,65 @@ def test_cli_commands_share_common_and_never_import_main() -> None:
     for module, imported in cli.items():
         if module != "faceverify.cli.main":
             siblings = {m for m in imported if m.startswith("faceverify.cli.")}
-            assert siblings <= {"faceverify.cli.common", "faceverify.cli.output"}, module
+            assert siblings <= {"faceverify.cli.common"}, module
 
 
 def test_every_package_says_what_it_may_import() -> None:
     for init in sorted(SRC.glob("*/__init__.py")):
         docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
         assert "May import" in docstring, f"{init}: say what lives here and what it may import"
+
+
+#: The face detector is reached through the photo step only, so every job finds the same faces.
+DETECTOR_CALLS = ("detect_faces", "get_detector")
+DETECTOR_HOMES = ("faceverify.photos", "faceverify.faces")
+
+
+def test_only_the_photo_step_calls_the_face_detector() -> None:
+    callers = []
+    for module, path in _modules().items():
+        if module in DETECTOR_HOMES or module.startswith("faceverify.faces."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) else set()
+            called = node.attr if isinstance(node, ast.Attribute) else None
+            if named & set(DETECTOR_CALLS) or called in DETECTOR_CALLS:
+                callers.append(module)
+    assert callers == []
+
+
+def _runtime_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The faceverify modules ``path`` imports when it runs (type-checking imports aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            imported.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+    return {name for name in imported if name in modules and name != "faceverify"}
+
+
+def test_no_import_cycle() -> None:
+    modules = _modules()
+    graph = {module: _runtime_imports(path, modules) - {module} for module, path in modules.items()}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append([*trail[trail.index(module) :], module])
+            return
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, ())):
+            visit(imported, [*trail, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []

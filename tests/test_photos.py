@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import faceverify as fv
+from faceverify.errors import FailureKind
 from faceverify.photos import FaceOptions
 
 pytest.importorskip("dlib")
@@ -29,7 +30,8 @@ def test_the_contract_asks_for_aligned_chips_and_dlibs_threshold(dlib_model: Any
     assert dlib_model.preprocess.face_template == "dlib150"
     assert dlib_model.preprocess.input_size == (150, 150)
     assert dlib_model.embedding_dim == 128
-    assert dlib_model.default_threshold == pytest.approx(0.91)
+    assert dlib_model.threshold.value == pytest.approx(0.91)
+    assert dlib_model.threshold.source == "published"  # dlib's rule, not a calibration
     assert dlib_model.weights_sha256()  # galleries can pin it
 
 
@@ -57,6 +59,7 @@ def test_bad_photos_are_reported_and_the_good_ones_kept(
         result = fv.embed_images(dlib_model, inputs)
     assert result.indices == [0, 3, 4]
     assert [(f.index, f.reason) for f in result.failures] == [(1, "no face found"), (2, "file not found")]
+    assert [f.kind for f in result.failures] == [FailureKind.NO_FACE, FailureKind.UNREADABLE]
     assert result.faces_found == [1, 3, 1]
     assert "obama_and_biden.jpg: 3 faces found; using the largest" in caplog.text
     boxes = [face.box for face in result.faces if face is not None]
@@ -65,7 +68,7 @@ def test_bad_photos_are_reported_and_the_good_ones_kept(
 
 def test_every_face_of_a_group_photo_and_crops_as_given(dlib_model: Any, shared_faces: Path) -> None:
     group = shared_faces / "probes/kit_with_rose.jpg"
-    every = fv.embed_images(dlib_model, [group], faces=FaceOptions(all_faces=True))
+    every = fv.embed_images(dlib_model, [group], faces=FaceOptions(several="all"))
     assert every.indices == [0, 0] and every.faces_found == [2, 2]
     widths = [f.width for f in every.faces if f is not None]
     assert widths == sorted(widths, reverse=True)  # largest first
@@ -84,3 +87,53 @@ def test_a_crop_model_can_be_asked_to_detect(atto_model: Any, shared_faces: Path
     detected = fv.embed_images(atto_model, [photo], faces=FaceOptions(detect=True, upsample=0))
     assert plain.faces == [None] and detected.faces[0] is not None
     assert not np.allclose(plain.embeddings.numpy(), detected.embeddings.numpy())
+
+
+def test_one_policy_for_several_faces_with_a_default_per_job(
+    dlib_model: Any, shared_faces: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = shared_faces / "probes/obama_and_biden.jpg"  # three faces
+    with caplog.at_level(logging.WARNING, logger="faceverify.photos"):
+        largest = fv.embed_images(dlib_model, [group])  # embedding's default
+    assert largest.indices == [0] and "3 faces found; using the largest" in caplog.text
+    every = fv.embed_images(dlib_model, [group], faces=FaceOptions().for_job("identify"))
+    assert every.indices == [0, 0, 0]
+    np.testing.assert_allclose(every.embeddings[0].numpy(), largest.embeddings[0].numpy(), atol=1e-6)
+    for policy in ("refuse", "skip"):
+        left_out = fv.embed_images(dlib_model, [group], faces=FaceOptions(several=policy))
+        [failure] = left_out.failures
+        assert failure.kind is FailureKind.SEVERAL_FACES and not left_out.indices
+        assert isinstance(failure.as_error(), fv.SeveralFacesError)
+        assert len(failure.as_error().boxes) == 3 and "3 faces found where one is needed" in failure.reason
+    with pytest.raises(
+        fv.SeveralFacesError, match=r"obama_and_biden.jpg: 3 faces found .*\(\d+,\d+,\d+,\d+\)"
+    ):
+        fv.compute_embedding(dlib_model, group, faces=FaceOptions().for_job("enroll"))
+    assert FaceOptions().for_job("enroll").policy == "refuse"
+    assert FaceOptions(several="all").for_job("enroll").policy == "all"  # a choice beats the default
+
+
+def test_faces_found_already_are_embedded_without_detecting_again(
+    dlib_model: Any, shared_faces: Path
+) -> None:
+    from faceverify.faces import detect_faces
+
+    group = shared_faces / "probes/obama_and_biden.jpg"
+    pixels = np.asarray(fv.load_image(group))
+    faces = detect_faces(pixels)
+    every = fv.embed_images(dlib_model, [group], faces=FaceOptions(several="all"))
+    # the second face alone, as a user who picked it would pass it
+    picked = fv.embed_images(dlib_model, [group, group], found=[[faces[1]], None])
+    assert picked.faces[0] is faces[1] and picked.faces_found == [1, 3]
+    np.testing.assert_allclose(picked.embeddings[0].numpy(), every.embeddings[1].numpy(), atol=1e-6)
+    with pytest.raises(fv.InputError, match="one per image"):
+        fv.embed_images(dlib_model, [group], found=[])
+
+
+def test_bad_face_options_are_refused_naming_the_choices() -> None:
+    with pytest.raises(fv.ConfigError, match=r"several-faces policy 'most'.*largest, all, refuse, skip"):
+        FaceOptions(several="most")
+    with pytest.raises(fv.ConfigError, match="unknown face detector 'yolo'; valid names: cnn, hog"):
+        FaceOptions(detector="yolo")
+    with pytest.raises(fv.ConfigError, match="job 'clean'"):
+        FaceOptions().for_job("clean")

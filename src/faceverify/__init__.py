@@ -24,6 +24,8 @@ from faceverify.errors import (
     ImageError,
     InputError,
     ModelError,
+    NoFaceError,
+    SeveralFacesError,
     WeightsNotFoundError,
 )
 
@@ -34,7 +36,9 @@ _LAZY = {
     "build_model": "faceverify.runtime.build",
     "DEFAULT_MODEL": "faceverify.models.registry",
     "EmbeddingModel": "faceverify.runtime.torch_backend",
-    "DEFAULT_THRESHOLD": "faceverify.runtime.base",
+    "DEFAULT_THRESHOLD": "faceverify.runtime.threshold",
+    "Threshold": "faceverify.runtime.threshold",
+    "FaceOptions": "faceverify.photos",
     "list_models": "faceverify.models.registry",
     "compute_embedding": "faceverify.embed",
     "embed_images": "faceverify.embed",
@@ -58,6 +62,8 @@ __all__ = [
     "ImageError",
     "InputError",
     "ModelError",
+    "NoFaceError",
+    "SeveralFacesError",
     "WeightsNotFoundError",
     "__version__",
     *_LAZY,
@@ -70,9 +76,10 @@ if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult, compute_embedding, embed_images
     from faceverify.gallery.gallery import Gallery, open_gallery
     from faceverify.models.registry import DEFAULT_MODEL, list_models
+    from faceverify.photos import FaceOptions
     from faceverify.preprocess import PreprocessConfig
-    from faceverify.runtime.base import DEFAULT_THRESHOLD
     from faceverify.runtime.build import build_model
+    from faceverify.runtime.threshold import DEFAULT_THRESHOLD, Threshold
     from faceverify.runtime.torch_backend import EmbeddingModel
 
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from faceverify.decode import describe_source, load_image
-from faceverify.errors import BatchImageError, ConfigError, ImageError, InputError
+from faceverify.errors import BatchImageError, ConfigError, FailureKind, ImageError, InputError
 from faceverify.photos import FaceOptions, PreparedFace, prepare_photo
 
 if TYPE_CHECKING:
@@ -40,11 +40,28 @@ DEFAULT_BATCH_SIZE = 32
 
 @dataclass(frozen=True)
 class Failure:
-    """One input that could not be embedded, with its position in the input."""
+    """One input that could not be embedded: its position, its name, why, and the error.
+
+    Attributes:
+        kind: what went wrong, for code to branch on (``unreadable``, ``no_face``,
+            ``several_faces``); ``reason`` is the sentence for people.
+        error: the error itself (a :class:`~faceverify.errors.SeveralFacesError` holds
+            the boxes of the faces found), to raise where one bad input fails the job.
+    """
 
     index: int
     source: str
     reason: str
+    kind: FailureKind = FailureKind.UNREADABLE
+    error: ImageError | None = None
+
+    @classmethod
+    def of(cls, index: int, error: ImageError) -> Failure:
+        return cls(index, error.source, error.reason, error.kind, error)
+
+    def as_error(self) -> ImageError:
+        """The error to raise for this input."""
+        return self.error.renamed(self.source) if self.error else ImageError(self.source, self.reason)
 
     def __str__(self) -> str:
         return f"{self.source}: {self.reason}"
@@ -56,7 +73,7 @@ class EmbeddingResult:
 
     Attributes:
         embeddings: float32 ``[M, D]`` on the CPU, one row per good input (one per face
-            with ``FaceOptions(all_faces=True)``), in input order.
+            with ``FaceOptions(several="all")``), in input order.
         indices: for each row, the position of its input in what was passed.
         sources: for each row, a printable name of its input (the path for files).
         faces: for each row, the detected face it embeds (box, landmarks), or None when
@@ -105,7 +122,9 @@ def compute_embedding(
         progress: show a progress bar on stderr; None shows it on a terminal only.
         faces: how faces are found in photos (:class:`~faceverify.photos.FaceOptions`).
             The default detects and aligns exactly when the model needs aligned faces
-            (dlib's network); ``FaceOptions(detect=False)`` takes images as given crops.
+            (dlib's network) and embeds the largest face of a photo with several (with
+            a warning); ``FaceOptions(several="all")`` embeds every face, and
+            ``FaceOptions(detect=False)`` takes images as given crops.
 
     Returns:
         float32 ``[N, D]`` on the CPU; a single image gives ``[1, D]``.
@@ -120,10 +139,9 @@ def compute_embedding(
     )
     total = len(result.indices) + len(result.failures)
     if len(result.failures) == 1 and total == 1:
-        failure = result.failures[0]
-        raise ImageError(failure.source, failure.reason)
+        raise result.failures[0].as_error()
     if result.failures:
-        raise BatchImageError([ImageError(f.source, f.reason) for f in result.failures], total)
+        raise BatchImageError([f.as_error() for f in result.failures], total)
     return result.embeddings
 
 
@@ -137,14 +155,17 @@ def embed_images(
     workers: int | None = None,
     faces: FaceOptions | None = None,
     fingerprint: bool = False,
+    found: Sequence[list[Face] | None] | None = None,
 ) -> EmbeddingResult:
     """Embed what can be embedded and report the rest; bad inputs never lose good ones.
 
     Takes the same inputs and options as :func:`compute_embedding`. ``workers`` sets the
     decoding threads (default: up to 4). ``fingerprint`` also hashes each decoded image
     (``result.image_sha256``) in those threads, so the same photo is recognised whatever
-    file it came in. Tensor-shape errors still raise, since they concern the whole input
-    rather than one image.
+    file it came in. ``found`` gives, per image, the faces already found in it (e.g. by
+    :func:`faceverify.faces.detect_faces`, then chosen by the user), so the detector does
+    not run again; None in it detects that image as usual. Tensor-shape errors still
+    raise, since they concern the whole input rather than one image.
     """
     if batch_size < 1:
         raise ConfigError(f"batch size {batch_size!r} must be at least 1")
@@ -154,7 +175,9 @@ def embed_images(
             raise InputError("preprocessed float tensors have no image to fingerprint; pass the images")
         result = _embed_ready(model, ready, batch_size)
     else:
-        options = _Options(faces or FaceOptions(), fingerprint)
+        if found is not None and len(found) != len(items):
+            raise InputError(f"found= holds {len(found)} entries for {len(items)} images; give one per image")
+        options = _Options(faces or FaceOptions(), fingerprint, list(found) if found is not None else None)
         result = _embed_items(model, items, batch_size, progress, workers, options)
     if normalize and len(result.embeddings):
         result.embeddings = F.normalize(result.embeddings, dim=1)
@@ -267,6 +290,7 @@ class _Options:
 
     faces: FaceOptions
     fingerprint: bool
+    found: list[list[Face] | None] | None = None
 
 
 #: An input's position, its model-ready faces (or why it has none) and its fingerprint.
@@ -298,6 +322,7 @@ def _prepare(index: int, item: Any, model: Embedder, options: _Options) -> Prepa
     try:
         image = load_image(item)
         digest = image_sha256(image) if options.fingerprint else None
-        return index, prepare_photo(model, image, options.faces, describe_source(item)), digest
+        known = options.found[index] if options.found is not None else None
+        return index, prepare_photo(model, image, options.faces, describe_source(item), found=known), digest
     except ImageError as exc:  # from decoding or from the embedder, which cannot name the input
-        return index, Failure(index=index, source=describe_source(item), reason=exc.reason), None
+        return index, Failure.of(index, exc.renamed(describe_source(item))), None

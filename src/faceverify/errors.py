@@ -7,6 +7,32 @@ message as one line on stderr and exits non-zero, so messages must stand alone.
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """A named choice that is its own string: compares equal to, prints as and serialises
+    to its value, so JSON, CLI flags and messages need no conversion."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class FailureKind(Choice):
+    """Why one input of a batch was left out; code branches on these, never on messages.
+
+    ``unreadable``: not an image faceverify decodes (missing, corrupt, unsupported,
+    too small or too big); ``no_face``: detection found no face; ``several_faces``: the
+    photo shows several faces where one was needed; ``duplicate``: the image is enrolled
+    already; ``no_person``: a bulk enrolment found it outside every person's folder.
+    """
+
+    UNREADABLE = "unreadable"
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    DUPLICATE = "duplicate"
+    NO_PERSON = "no_person"
+
 
 class FaceVerifyError(Exception):
     """Base class of every error faceverify raises on purpose."""
@@ -28,10 +54,51 @@ class ImageError(FaceVerifyError):
         reason: why it was rejected, without the source.
     """
 
+    kind = FailureKind.UNREADABLE
+
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+    def renamed(self, source: str) -> ImageError:
+        """The same error (class, kind, details) for an input known by another name,
+        e.g. an upload's form field rather than ``<PIL image>``."""
+        other = type(self).__new__(type(self))  # no __init__: subclasses take other arguments
+        other.__dict__.update(self.__dict__)
+        other.source = source
+        other.args = (f"{source}: {self.reason}",)
+        return other
+
+
+class NoFaceError(ImageError):
+    """Face detection found no face in the image."""
+
+    kind = FailureKind.NO_FACE
+
+    def __init__(self, source: str, reason: str = "no face found") -> None:
+        super().__init__(source, reason)
+
+
+class SeveralFacesError(ImageError):
+    """The image shows several faces where one was needed (enrolment, by default).
+
+    Attributes:
+        boxes: every face's ``(left, top, right, bottom)``, largest first.
+    """
+
+    kind = FailureKind.SEVERAL_FACES
+
+    def __init__(self, source: str, boxes: list[tuple[float, float, float, float]]) -> None:
+        shown = ", ".join("(" + ",".join(f"{v:.0f}" for v in box) + ")" for box in boxes[:4])
+        more = f" and {len(boxes) - 4} more" if len(boxes) > 4 else ""
+        super().__init__(
+            source,
+            f"{len(boxes)} faces found where one is needed, at {shown}{more} (left,top,right,bottom); "
+            "use a photo of this person alone or crop it, or choose another policy for several "
+            "faces (largest, all, skip)",
+        )
+        self.boxes = list(boxes)
 
 
 class UnsupportedFormatError(ImageError):
@@ -90,12 +157,15 @@ class GalleryError(FaceVerifyError):
 class NothingEnrolledError(GalleryError):
     """Enrolment would leave a new person without faces (every image bad or already enrolled).
 
-    ``reasons`` holds one ``"image: why"`` line per image left out.
+    Attributes:
+        left_out: the report of each image left out (with ``source`` and ``reason``).
+        reasons: the same as ``"image: why"`` lines.
     """
 
-    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+    def __init__(self, message: str, left_out: list[object] | None = None) -> None:
         super().__init__(message)
-        self.reasons = list(reasons or [])
+        self.left_out = list(left_out or [])
+        self.reasons = [str(item) for item in self.left_out]
 
 
 class UnknownPersonError(GalleryError):
@@ -127,3 +197,85 @@ class MissingDependencyError(FaceVerifyError, ImportError):
 
     The message names the ``pip install`` command that provides it.
     """
+
+
+# ----------------------------------------------------------------------------------------
+# The HTTP service's own errors: the transport (keys, limits, load), each with its status.
+# Library errors reach HTTP through faceverify.service.errors' one table instead.
+
+
+class ServiceError(FaceVerifyError):
+    """An error of the transport (keys, limits, load), carrying its HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class UnauthorizedError(ServiceError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a valid API key is required in the X-API-Key header",
+            headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'},
+        )
+
+
+class ForbiddenError(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class InvalidFieldError(ServiceError):
+    """A form or JSON field the library never sees is malformed (metadata, a name in a URL)."""
+
+    status, code = 422, "invalid_field"
+
+
+class PayloadTooLargeError(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class OverloadedError(ServiceError):
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class DecodeBudgetError(OverloadedError):
+    """Decoded images of the requests in flight fill the memory budget; its own code tells
+    operators to look at ``--max-decoded-mb`` rather than at the model's queue."""
+
+    code = "decode_budget_full"
+
+
+class NotReadyError(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class RequestTimeoutError(ServiceError):
+    status, code = 504, "timeout"
+
+
+class GalleryNotEmptyError(ServiceError):
+    """A gallery that still holds people was to be deleted without ``?force=true``."""
+
+    status, code = 409, "gallery_not_empty"
+
+
+class NoKeysError(ServiceError):
+    status, code = 409, "no_keys"
+
+
+class UnknownKeyError(ServiceError):
+    status, code = 404, "unknown_key"
+
+
+class UploadTimeoutError(ServiceError):
+    status, code = 408, "upload_timeout"

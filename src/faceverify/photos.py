@@ -1,28 +1,39 @@
-"""From ordinary photos to model-ready faces: detect, align, then the model's contract.
+"""From ordinary photos to model-ready faces: the one place that decides which faces count.
 
 A model whose contract names a face template (dlib's network: ``dlib150``) is fed aligned
-chips: every photo is searched for faces, the chosen faces are cut out aligned to the
-template, and only then does the contract (normalisation) apply. Models that take plain
-crops skip all of this unless detection is asked for; they then get dlib-style chips at
-their own input size.
+chips: every photo is searched for faces, the policy for several faces chooses among them,
+the chosen faces are cut out aligned to the template, and only then does the contract
+(normalisation) apply. Models that take plain crops skip all of this unless detection is
+asked for; they then get dlib-style chips at their own input size.
 
-One face per photo is the rule (the largest, and a warning when there were several);
-``FaceOptions(all_faces=True)`` keeps every face, as identification of a group photo
-needs. A photo without a face is an :class:`~faceverify.errors.ImageError` ("no face
-found"), so a batch reports it and goes on.
+What a photo with several faces means depends on the job, so each job has its default
+policy (:data:`JOB_DEFAULTS`), the same in the library, the CLI (``--faces``) and the
+service:
+
+* ``largest`` for embedding and verification: the largest face, with a warning (a
+  bystander in the background should not make a selfie unusable);
+* ``all`` for identification, detection and clustering: every face answers for itself;
+* ``refuse`` for enrolment: enrolling the wrong face poisons a gallery, so the photo is
+  refused, naming the faces found (:class:`~faceverify.errors.SeveralFacesError`);
+* ``skip``: the photo is left out and reported like a photo without a face, and the
+  job goes on with the others (bulk enrolment of folders nobody checked; the default
+  when preparing a training set).
+
+A photo without a face is a :class:`~faceverify.errors.NoFaceError`, so a batch reports it
+(``Failure.kind == FailureKind.NO_FACE``) and goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from faceverify.errors import ImageError
+from faceverify.checks import check_choice
+from faceverify.errors import Choice, ConfigError, NoFaceError, SeveralFacesError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -32,24 +43,45 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DETECTORS = ("hog", "cnn")
-#: The reason an image is refused when detection finds no face in it.
-NO_FACE = "no face found"
+
+class SeveralFaces(Choice):
+    """What to do with a photo that holds more than one face (see the module docstring)."""
+
+    LARGEST = "largest"
+    ALL = "all"
+    REFUSE = "refuse"
+    SKIP = "skip"
+
+
+#: The policy for several faces each kind of job takes when none is given.
+JOB_DEFAULTS: dict[str, SeveralFaces] = {
+    "embed": SeveralFaces.LARGEST,
+    "verify": SeveralFaces.LARGEST,
+    "identify": SeveralFaces.ALL,
+    "detect": SeveralFaces.ALL,
+    "cluster": SeveralFaces.ALL,
+    "enroll": SeveralFaces.REFUSE,
+    "prepare": SeveralFaces.SKIP,  # a training set: the photo is left out and reported
+}
+POLICIES = tuple(p.value for p in SeveralFaces)
 
 
 @dataclass(frozen=True)
 class FaceOptions:
-    """How faces are found in photos.
+    """How faces are found in photos, and which of them count.
 
     Attributes:
         detect: True searches every image for faces, False takes images as they are
             (already aligned chips or crops), None (default) detects exactly when the
             model's contract names a face template (dlib's network does).
-        detector: ``hog`` (fast on CPUs) or ``cnn`` (finds turned faces; slow on CPUs).
+        detector: ``hog`` (fast on CPUs), ``cnn`` (finds turned faces; slow on CPUs), or
+            any detector registered with :func:`faceverify.faces.register_detector` or
+            installed as a plugin.
         upsample: 0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px (slower).
         min_size: ignore faces narrower than this many pixels.
         score_threshold: the detector's cut; lower finds more (and more false) faces.
-        all_faces: keep every face of a photo instead of the largest.
+        several: ``largest``, ``all``, ``refuse`` or ``skip`` for photos with several
+            faces; None (default) takes the job's own default (:data:`JOB_DEFAULTS`).
     """
 
     detect: bool | None = None
@@ -57,10 +89,30 @@ class FaceOptions:
     upsample: int = 1
     min_size: float = 0.0
     score_threshold: float = 0.0
-    all_faces: bool = False
+    several: SeveralFaces | str | None = None
+
+    def __post_init__(self) -> None:
+        from faceverify.faces.detect import check_detector
+
+        check_detector(self.detector)
+        if self.upsample < 0:
+            raise ConfigError(f"upsample {self.upsample!r} must be 0 or more (0: faces of 80 px and up)")
+        if self.several is not None:
+            policy = check_choice("several-faces policy", str(self.several), POLICIES)
+            object.__setattr__(self, "several", SeveralFaces(policy))
 
     def applies_to(self, model: Embedder) -> bool:
         return model.preprocess.face_template is not None if self.detect is None else self.detect
+
+    def for_job(self, job: str) -> FaceOptions:
+        """These options with the job's policy for several faces, unless one was chosen."""
+        check_choice("job", job, tuple(JOB_DEFAULTS))
+        return self if self.several is not None else replace(self, several=JOB_DEFAULTS[job])
+
+    @property
+    def policy(self) -> SeveralFaces:
+        """The policy in force (``largest``, embedding's default, when none was chosen)."""
+        return SeveralFaces(self.several) if self.several is not None else SeveralFaces.LARGEST
 
 
 @dataclass(frozen=True)
@@ -79,26 +131,33 @@ class PreparedFace:
 
 
 def prepare_photo(
-    model: Embedder, image: Image.Image, options: FaceOptions, source: str
+    model: Embedder,
+    image: Image.Image,
+    options: FaceOptions,
+    source: str,
+    *,
+    found: list[Face] | None = None,
 ) -> list[PreparedFace]:
     """The model-ready inputs of one decoded photo (one, or one per face).
 
+    Args:
+        found: the photo's faces when they were found already (largest first); the
+            detector then does not run again.
+
     Raises:
-        ImageError: no face was found (with detection on).
+        NoFaceError: no face was found (with detection on).
+        SeveralFacesError: several faces, and the policy is ``refuse`` or ``skip``.
     """
     if not options.applies_to(model):
         return [PreparedFace(model.prepare(image))]
+    import numpy as np
     from PIL import Image as PILImage
 
     from faceverify.faces import align_faces
 
     pixels = np.asarray(image)
-    faces = find_faces(pixels, options)
-    if not faces:
-        raise ImageError(source, NO_FACE)
-    chosen = faces if options.all_faces else faces[:1]
-    if len(faces) > 1 and not options.all_faces:
-        log.warning("%s: %d faces found; using the largest", source, len(faces))
+    faces = find_faces(pixels, options) if found is None else found
+    chosen = choose_faces(faces, options.policy, source)
     chips = align_faces(pixels, chosen, face_template(model))
     return [
         PreparedFace(model.prepare(PILImage.fromarray(chip)), face, len(faces))
@@ -106,8 +165,29 @@ def prepare_photo(
     ]
 
 
+def choose_faces(faces: list[Face], policy: SeveralFaces, source: str) -> list[Face]:
+    """The faces of a photo that count under ``policy`` (``faces`` largest first).
+
+    Raises:
+        NoFaceError: there is none.
+        SeveralFacesError: several, and the policy is ``refuse`` or ``skip``.
+    """
+    if not faces:
+        raise NoFaceError(source)
+    if len(faces) == 1 or policy is SeveralFaces.ALL:
+        return faces
+    if policy is SeveralFaces.LARGEST:
+        log.warning("%s: %d faces found; using the largest", source, len(faces))
+        return faces[:1]
+    raise SeveralFacesError(source, [face.box for face in faces])
+
+
 def find_faces(pixels: np.ndarray, options: FaceOptions) -> list[Face]:
-    """Every face in ``[H, W, 3]`` uint8 RGB pixels, largest first, as ``options`` say."""
+    """Every face in ``[H, W, 3]`` uint8 RGB pixels, largest first, as ``options`` say.
+
+    The only caller of the detector besides :mod:`faceverify.faces` itself: every job
+    finds faces through here, so every job finds the same faces.
+    """
     from faceverify.faces import detect_faces
 
     return detect_faces(
@@ -117,6 +197,17 @@ def find_faces(pixels: np.ndarray, options: FaceOptions) -> list[Face]:
         min_size=options.min_size,
         score_threshold=options.score_threshold,
     )
+
+
+def face_record(face: Face | None, size: tuple[int, int]) -> dict[str, Any]:
+    """A face as JSON (:meth:`Face.to_dict`); without detection the face is the whole
+    ``(width, height)`` image, with no score or landmarks."""
+    if face is not None:
+        return face.to_dict()
+    from faceverify.faces.detect import box_dict
+
+    whole = (0.0, 0.0, float(size[0]), float(size[1]))
+    return {"box": box_dict(whole), "score": None, "landmarks": None}
 
 
 def face_template(model: Embedder) -> Template | str:

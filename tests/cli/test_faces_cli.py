@@ -125,3 +125,26 @@ def test_predict_honours_the_face_options(
     assert code == EXIT_OK
     rows = [line.split(",") for line in out.splitlines()[1:]]
     assert [row[1] for row in rows] == ["johnsnow_test1.jpg", "blank.png"]
+
+
+def test_one_faces_flag_with_a_default_per_command(
+    capsys: pytest.CaptureFixture[str], enrolled: Path, shared_root: Path, tmp_path: Path
+) -> None:
+    group = str(shared_root / "probes/obama_and_biden.jpg")
+    obama = str(shared_root / "gallery/obama/obama.jpg")
+    db = str(tmp_path / "db")
+    code, out, err = _run(capsys, "enroll", "obama", obama, group, "--db", db, *MODEL)
+    assert code == 1 and out == ""  # enrolment refuses, in one line
+    assert "obama_and_biden.jpg: 3 faces found where one is needed" in err.strip().splitlines()[-1]
+    code, out, err = _run(capsys, "enroll", "obama", obama, group, "--db", db, "--faces", "skip", *MODEL)
+    assert (code, out) == (EXIT_PARTIAL, "obama\tadded 1\n") and "3 faces found" in err
+    code, out, _ = _run(capsys, "embed", group, *MODEL)  # embedding: the largest, with a warning
+    assert code == EXIT_OK and len(out.splitlines()) == 1
+    code, out, _ = _run(capsys, "embed", group, "--faces", "all", *MODEL)
+    assert len(out.splitlines()) == 3 and all("box" in json.loads(line)["face"] for line in out.splitlines())
+    code, out, _ = _run(
+        capsys, "identify", group, "--db", str(enrolled), "--faces", "largest", "--json", *MODEL
+    )
+    assert [face["name"] for face in json.loads(out)["faces"]] == ["obama"]
+    code, _, err = _run(capsys, "embed", group, "--detector", "yolo", *MODEL)
+    assert code != EXIT_OK and "unknown face detector 'yolo'; valid names: cnn, hog" in err

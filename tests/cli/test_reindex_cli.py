@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from faceverify.cli.common import EXIT_OK
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.sqlite import SQLiteStore
-from faceverify.gallery.synthetic import FaceSpace
+from faceverify.gallery.synthetic_vectors import FaceSpace
 from tests.cli.test_cli import Capture, run
 from tests.gallery.conftest import DIM, MANIFEST
 
@@ -18,7 +18,7 @@ def test_reindex_reports_the_index_it_built(capsys: Capture, tmp_path: Path) -> 
     with SQLiteStore(tmp_path / "g") as store:
         store.bind(MANIFEST)
         for i, vector in enumerate(vectors):
-            store.add(f"p{i}", [Face(vector, f"h{i}", "x")], None)
+            store.add(f"p{i}", [StoredFace(vector, f"h{i}", "x")], None)
     code, out, err = run(capsys, "reindex", "--db", str(tmp_path / "g"), "--json")
     assert code == EXIT_OK, err
     report = json.loads(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,8 @@ def test_bad_photos_are_reported_and_the_good_ones_kept(prepared: tuple[Path, Pr
     assert records["rose_leslie/noise.png"]["status"] == "no_face"
     assert records["biden/broken.jpg"]["status"] == "unreadable"
     assert records["obama/group/two_people.jpg"]["status"] == "several_faces"
-    assert "--largest" in records["obama/group/two_people.jpg"]["reason"]
+    assert "faces found where one is needed" in records["obama/group/two_people.jpg"]["reason"]
+    assert records["obama/group/two_people.jpg"]["faces_found"] == 2
     assert records["loose.jpg"]["status"] == "no_person"
     assert records["alex_lacamoire/img1.jpg"]["status"] == "too_few_photos"
     assert "min_photos 2" in records["alex_lacamoire/img1.jpg"]["reason"]
@@ -195,7 +197,7 @@ def test_refuses_a_foreign_folder_and_force_rebuilds_the_same_set(
 
 def test_new_crop_options_crop_again_and_a_failed_run_is_resumed(copy: Path, tree: Path) -> None:
     """150 px grey crops with the largest face; a run whose split fails keeps its faces for the next."""
-    options = CropOptions(size=150, grayscale=True, largest=True, faces=FAST.faces)
+    options = CropOptions(size=150, grayscale=True, faces=replace(FAST.faces, several="largest"))
     with pytest.raises(ConfigError, match="lower --min-photos"):
         prepare_photos(tree, copy, crop=options, split=SplitOptions(min_photos=5), progress=False)
     failed = _manifest(copy)

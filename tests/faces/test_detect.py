@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from faceverify.errors import ConfigError, InputError, MissingDependencyError
 from faceverify.faces import detect_faces
@@ -174,3 +176,57 @@ def test_threads_share_one_detector_safely(dlib_ready: None, pixels: Callable[[s
     assert all(len(r) == 1 and r[0].box == results[0][0].box for r in results)
     assert np.array_equal(results[0][0].landmarks, results[3][0].landmarks)
     assert get_detector("hog") is get_detector("hog")
+
+
+PLUGIN = '''
+import numpy as np
+from faceverify.faces.detect import RawDetection
+
+
+class WholeImage:
+    """A detector that finds one face filling the photo (a stand-in for a plugin's network)."""
+
+    name = "whole"
+    landmark_scheme = "dlib5"
+
+    def detect(self, image, *, upsample, score_threshold):
+        height, width = image.shape[:2]
+        return [RawDetection((0.0, 0.0, width - 1.0, height - 1.0), 1.0)]
+
+    def landmarks(self, image, boxes):
+        marks = [[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]]
+        return np.array([[[l + x * (r - l), t + y * (b - t)] for x, y in marks] for l, t, r, b in boxes])
+'''
+
+
+def test_a_detector_installed_as_a_plugin_is_chosen_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A package declaring a ``faceverify.detectors`` entry point is usable everywhere by its
+    name, the CLI included, without faceverify knowing it."""
+    from faceverify.cli.main import main
+    from faceverify.faces import detect
+    from faceverify.photos import FaceOptions
+
+    (tmp_path / "fv_whole.py").write_text(PLUGIN)
+    info = tmp_path / "fv_whole-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fv-whole\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[faceverify.detectors]\nwhole = fv_whole:WholeImage\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(detect, "_FACTORIES", dict(detect._FACTORIES))
+    monkeypatch.setattr(detect, "_INSTANCES", {})
+    monkeypatch.setattr(detect, "_plugins_loaded", False)
+    assert "whole" in detect.available_detectors()
+    assert FaceOptions(detector="whole").detector == "whole"
+    [face] = detect.detect_faces(np.zeros((60, 80, 3), np.uint8), detector="whole")
+    assert face.box == (0.0, 0.0, 79.0, 59.0) and face.detector == "whole"
+    photo = tmp_path / "grey.png"
+    Image.fromarray(np.full((60, 80, 3), 128, np.uint8)).save(photo)
+    assert main(["detect", str(photo), "--detector", "whole", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["box"] == {
+        "left": 0.0,
+        "top": 0.0,
+        "right": 79.0,
+        "bottom": 59.0,
+    }

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from faceverify.gallery.base import Face, GalleryStore
+from faceverify.gallery.base import GalleryStore, StoredFace
 
 DIM = 16
 MANIFEST = {"model": "test", "embedding_dim": DIM, "preprocess_fingerprint": "f", "weights_sha256": "w"}
@@ -57,10 +57,10 @@ def store(backend: str, location: Any) -> Iterator[GalleryStore]:
         yield opened
 
 
-def faces(count: int, seed: int, prefix: str) -> list[Face]:
+def faces(count: int, seed: int, prefix: str) -> list[StoredFace]:
     rng = np.random.default_rng(seed)
     return [
-        Face(rng.normal(size=DIM).astype(np.float32), f"{prefix}-{i}", f"{prefix}/{i}.jpg")
+        StoredFace(rng.normal(size=DIM).astype(np.float32), f"{prefix}-{i}", f"{prefix}/{i}.jpg")
         for i in range(count)
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,25 +134,34 @@ def test_bad_arguments_name_the_valid_choices(tmp_path: Path, atto_model: Any, p
             gallery.enroll_many(tmp_path / "missing")
 
 
-def test_real_photos_skip_faceless_and_group_photos(
+def test_real_photos_a_group_photo_fails_its_person_unless_told_what_to_do(
     tmp_path: Path, atto_model: Any, shared_faces: Path
 ) -> None:
     root = tmp_path / "people"
     for person in ("obama", "biden"):
         shutil.copytree(shared_faces / "gallery" / person, root / person)
-    shutil.copy(shared_faces / "probes" / "obama_and_biden.jpg", root / "obama")  # two faces
+    shutil.copy(shared_faces / "probes" / "obama_and_biden.jpg", root / "obama")  # three faces
     noise = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
     Image.fromarray(noise).save(root / "biden" / "noise.png")  # no face
+    photos = {p.name: len(list((shared_faces / "gallery" / p.name).iterdir())) for p in root.iterdir()}
+    found = FaceOptions(detect=True, upsample=0)
     with open_backend("sqlite", tmp_path / "g") as store:
-        gallery = Gallery(store, atto_model, faces=FaceOptions(detect=True, upsample=0))
-        result = gallery.enroll_many(root)
-        photos = {p.name: len(list((shared_faces / "gallery" / p.name).iterdir())) for p in root.iterdir()}
-        assert {p.name: p.faces for p in gallery.people()} == photos
-        assert {(Path(s.source).name, s.kind) for s in result.skipped} == {
+        refused = Gallery(store, atto_model, faces=found).enroll_many(root)  # enrolment's default: refuse
+        assert {(p.name, p.status) for p in refused.people} == {("obama", "failed"), ("biden", "enrolled")}
+        [failed] = [p for p in refused.people if p.status == "failed"]
+        assert "obama_and_biden.jpg: 3 faces found where one is needed" in failed.reason
+        assert {(Path(s.source).name, s.kind) for s in refused.skipped} == {
             ("obama_and_biden.jpg", "several_faces"),
             ("noise.png", "no_face"),
         }
-        kept = gallery.enroll_many(
-            {"obama": [root / "obama" / "obama_and_biden.jpg"]}, existing="add", several_faces="largest"
-        )
+        gallery = Gallery(store, atto_model, faces=replace(found, several="skip"))
+        skipped = gallery.enroll_many(root)
+        assert {p.name: p.faces for p in gallery.people()} == photos
+        assert [(Path(s.source).name, s.kind) for s in skipped.skipped] == [
+            ("obama_and_biden.jpg", "several_faces")
+        ]
+        largest = Gallery(store, atto_model, faces=replace(found, several="largest"))
+        kept = largest.enroll_many({"obama": [root / "obama" / "obama_and_biden.jpg"]}, existing="add")
         assert kept.faces_added == 1
+        with pytest.raises(ConfigError, match="one face per photo"):
+            Gallery(store, atto_model, faces=replace(found, several="all")).enroll_many(root)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faceverify.errors import GalleryError, ModelMismatchError, UnknownPersonError
-from faceverify.gallery.base import Face, GalleryStore
+from faceverify.gallery.base import GalleryStore, StoredFace
 from tests.gallery.conftest import DIM, MANIFEST, faces, open_backend
 
 
@@ -38,10 +38,11 @@ def test_the_same_image_is_never_enrolled_twice(store: GalleryStore) -> None:
     store.add("alice", faces(2, 1, "a"), None)
     again = store.add("alice", faces(3, 1, "a"), None)  # a-0 and a-1 again, a-2 new
     assert again.added == 1
-    assert again.skipped == [
+    assert [str(d) for d in again.skipped] == [
         "a/0.jpg: this image is already enrolled",
         "a/1.jpg: this image is already enrolled",
     ]
+    assert [d.source for d in again.skipped] == ["a/0.jpg", "a/1.jpg"]
     with pytest.raises(
         GalleryError, match=r"nothing enrolled for 'bob': a/0\.jpg: this image is already enrolled as 'alice'"
     ):
@@ -51,13 +52,13 @@ def test_the_same_image_is_never_enrolled_twice(store: GalleryStore) -> None:
 
 def test_a_failing_enrolment_stores_nothing(store: GalleryStore) -> None:
     good = faces(2, 5, "g")
-    bad = Face(np.ones(DIM + 1, dtype=np.float32), "bad", "bad.jpg")
+    bad = StoredFace(np.ones(DIM + 1, dtype=np.float32), "bad", "bad.jpg")
     with pytest.raises(ModelMismatchError, match=f"do not fit this gallery's {DIM}-dim embeddings"):
         store.add("carol", [*good, bad], None)
     assert store.people() == []
     store.add("dave", faces(1, 6, "d"), None)
     with pytest.raises(GalleryError, match="finite and non-zero"):
-        store.add("dave", [*faces(1, 7, "e"), Face(np.zeros(DIM, np.float32), "z", "z.jpg")], None)
+        store.add("dave", [*faces(1, 7, "e"), StoredFace(np.zeros(DIM, np.float32), "z", "z.jpg")], None)
     assert store.people()[0].faces == 1
 
 
@@ -66,7 +67,7 @@ def test_top1_equals_brute_force(store: GalleryStore) -> None:
     vectors = rng.normal(size=(400, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for p in range(200):
-        store.add(f"p{p:03d}", [Face(vectors[2 * p + k], f"h{p}-{k}", "x") for k in range(2)], None)
+        store.add(f"p{p:03d}", [StoredFace(vectors[2 * p + k], f"h{p}-{k}", "x") for k in range(2)], None)
     queries = rng.normal(size=(40, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     owners = np.repeat(np.arange(200), 2)

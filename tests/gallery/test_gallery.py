@@ -97,3 +97,36 @@ def test_the_facade_opens_embedded_galleries(tmp_path: Path, atto_model: Any, id
         assert [p.name for p in gallery.people()] == ["p4"]
     with pytest.raises(GalleryError, match="match mode 'median' is unknown; valid: best, centroid"):
         fv.open_gallery(tmp_path / "g", atto_model, match="median")
+
+
+def test_a_gallery_is_a_context_manager_that_knows_who_is_enrolled(
+    tmp_path: Path, atto_model: Any, identity_data: Path
+) -> None:
+    import faceverify as fv
+
+    with fv.open_gallery(tmp_path / "g", atto_model) as gallery:
+        gallery.enroll("p4", sorted((identity_data / "gallery" / "p4").glob("*.png")))
+        assert gallery.has_person("p4") and not gallery.has_person("p5")
+    with fv.open_gallery(tmp_path / "g", atto_model) as again:  # the first one closed its store
+        assert [p.name for p in again.people()] == ["p4"]
+
+
+def test_enrolling_a_group_photo_is_refused_naming_its_faces(
+    tmp_path: Path, atto_model: Any, shared_faces: Path
+) -> None:
+    import faceverify as fv
+    from faceverify.photos import FaceOptions
+
+    obama = shared_faces / "gallery" / "obama" / "obama.jpg"
+    group = shared_faces / "probes" / "obama_and_biden.jpg"
+    found = FaceOptions(detect=True, upsample=0)
+    with fv.open_gallery(tmp_path / "g", atto_model, faces=found) as gallery:
+        with pytest.raises(fv.SeveralFacesError, match=r"obama_and_biden.jpg: 3 faces found") as refused:
+            gallery.enroll("obama", [obama, group])
+        assert len(refused.value.boxes) == 3 and gallery.people() == []  # nothing stored
+    skip = FaceOptions(detect=True, upsample=0, several="skip")
+    with fv.open_gallery(tmp_path / "g", atto_model, faces=skip) as gallery:
+        result = gallery.enroll("obama", [obama, group])
+        assert result.added == 1 and "3 faces found" in result.skipped[0]
+        # identification answers for every face of the group photo, whatever enrolment's policy
+        assert len(gallery.identify_faces(group, threshold=0.99)) == 3

@@ -10,7 +10,7 @@ import pytest
 
 from faceverify.gallery.codes import Rows, shard_count, subquantizers
 from faceverify.gallery.index import INDEX_ARRAYS, FaceIndex, choose_kind, ivf_lists, rerank_candidates
-from faceverify.gallery.synthetic import FaceSpace
+from faceverify.gallery.synthetic_vectors import FaceSpace
 
 DIM, PEOPLE = 32, 3000
 

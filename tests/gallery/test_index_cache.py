@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from faceverify.errors import GalleryError
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.index import FaceIndex
 from faceverify.gallery.sqlite import SQLiteStore
 from tests.gallery.conftest import DIM, MANIFEST
@@ -21,7 +21,7 @@ VECTORS /= np.linalg.norm(VECTORS, axis=1, keepdims=True)
 
 def _enrol(store: SQLiteStore, people: range) -> None:
     for p in people:
-        store.add(f"p{p}", [Face(VECTORS[p], f"h{p}", "x")], None)
+        store.add(f"p{p}", [StoredFace(VECTORS[p], f"h{p}", "x")], None)
 
 
 def _names(store: SQLiteStore, people: tuple[int, ...], match: str = "best") -> list[str]:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faceverify.errors import GalleryError, UnknownPersonError
-from faceverify.gallery.base import Face, check_name
+from faceverify.gallery.base import StoredFace, check_name
 from faceverify.gallery.sqlite import SQLiteStore
 
 
@@ -74,9 +74,9 @@ def test_every_accepted_name_is_one_url_path_segment(name: str) -> None:
     assert cleaned.strip() == cleaned and cleaned not in (".", "..")
 
 
-def _face(seed: int, dim: int = 8) -> Face:
+def _face(seed: int, dim: int = 8) -> StoredFace:
     vector = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
-    return Face(vector / np.linalg.norm(vector), f"{seed:064x}", f"photo{seed}.jpg")
+    return StoredFace(vector / np.linalg.norm(vector), f"{seed:064x}", f"photo{seed}.jpg")
 
 
 def test_a_person_is_removed_by_id_whatever_the_stored_name(tmp_path: Path) -> None:

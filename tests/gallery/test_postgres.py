@@ -56,9 +56,9 @@ def test_search_settings_fit_the_installed_pgvector_and_find_the_nearest_face(pg
     """ef_search is raised, and iterative scans are only asked of pgvector versions that have them."""
     import numpy as np
 
-    from faceverify.gallery.base import Face
+    from faceverify.gallery.base import StoredFace
     from faceverify.gallery.postgres import ITERATIVE_SCAN_SINCE
-    from faceverify.gallery.synthetic import FaceSpace
+    from faceverify.gallery.synthetic_vectors import FaceSpace
 
     space = FaceSpace(16)
     centres = space.identities(300, seed=1)
@@ -69,7 +69,7 @@ def test_search_settings_fit_the_installed_pgvector_and_find_the_nearest_face(pg
         try:
             assert store.pgvector_version >= (0, 5, 0)
             for i, vector in enumerate(vectors):
-                store.add(f"p{i}", [Face(vector, f"h{i}", "x")], None)
+                store.add(f"p{i}", [StoredFace(vector, f"h{i}", "x")], None)
             truth = [f"p{i}" for i in np.argmax(probes @ vectors.T, axis=1)]
             assert [store.search(p, 1, "best")[0].name for p in probes] == truth
             with store.connection() as db:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from faceverify.errors import GalleryError
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.index import INDEX_ARRAYS
 from faceverify.gallery.sqlite import SQLiteStore
-from faceverify.gallery.synthetic import FaceSpace
+from faceverify.gallery.synthetic_vectors import FaceSpace
 from tests.gallery.conftest import DIM, MANIFEST
 
 VECTORS = FaceSpace(DIM).photos(FaceSpace(DIM).identities(2000, seed=1), seed=2)
@@ -23,7 +23,7 @@ VECTORS = FaceSpace(DIM).photos(FaceSpace(DIM).identities(2000, seed=1), seed=2)
 
 def _enrol(store: SQLiteStore, people: range) -> None:
     for p in people:
-        store.add(f"p{p}", [Face(VECTORS[p], f"h{p}", "x")], None)
+        store.add(f"p{p}", [StoredFace(VECTORS[p], f"h{p}", "x")], None)
 
 
 def _store(folder: Path, people: range, **options: object) -> SQLiteStore:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from faceverify.errors import GalleryError
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.index import INDEX_ARRAYS
 from faceverify.gallery.sqlite import SQLiteStore
 from tests.gallery.conftest import DIM, MANIFEST
@@ -21,7 +21,7 @@ def _random_gallery(folder: Path, people: int, index_min_faces: int) -> tuple[SQ
     vectors = np.random.default_rng(0).normal(size=(people, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for p in range(people):
-        store.add(f"p{p}", [Face(vectors[p], f"h{p}", "x")], None)
+        store.add(f"p{p}", [StoredFace(vectors[p], f"h{p}", "x")], None)
     return store, vectors
 
 
@@ -67,11 +67,11 @@ def test_corrupt_locked_and_misplaced_databases_give_clear_errors(tmp_path: Path
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(GalleryError, match=r"stayed locked by another process for 0\.2 s"):
-            store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None)
+            store.add("x", [StoredFace(np.ones(DIM, np.float32), "h", "x")], None)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None).added == 1
+    assert store.add("x", [StoredFace(np.ones(DIM, np.float32), "h", "x")], None).added == 1
 
 
 def test_a_refused_write_is_reported_as_refused_not_as_corruption(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_refused_write_is_reported_as_refused_not_as_corruption(tmp_path: Path
     with sqlite3.connect(tmp_path / "g" / "gallery.db") as db:  # a rule the store does not know
         db.execute("CREATE TRIGGER frozen BEFORE INSERT ON faces BEGIN SELECT RAISE(ABORT, 'frozen'); END")
     with pytest.raises(GalleryError, match="refused a change that breaks its rules") as info:
-        store.add("x", [Face(np.ones(DIM, np.float32), "h", "x")], None)
+        store.add("x", [StoredFace(np.ones(DIM, np.float32), "h", "x")], None)
     assert "corrupt" not in str(info.value)
     assert store.people() == []
     store.close()

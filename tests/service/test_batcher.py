@@ -13,8 +13,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from faceverify.errors import OverloadedError
 from faceverify.service.batcher import Batcher
-from faceverify.service.errors import OverloadedError
 from faceverify.service.settings import Batching, ServiceSettings
 from tests.service.helpers import error_of, png
 

@@ -60,13 +60,21 @@ def test_verify_compares_the_faces_found(faces_client: TestClient, shared_faces:
     assert verify("gallery/obama/obama.jpg", "gallery/biden/biden.jpg")["same"] is False
 
 
-def test_photos_without_one_face_are_refused_where_one_is_needed(
+def test_one_policy_for_several_faces_and_photos_without_a_face_are_refused(
     faces_client: TestClient, shared_faces: Path
 ) -> None:
     obama = _file(shared_faces, "gallery/obama/obama.jpg", "a")
+    # verification takes the largest face of a photo with a bystander, as the library does
     several = faces_client.post("/v1/verify", files=[obama, _file(shared_faces, GROUP, "b")])
-    assert (several.status_code, error_of(several)["code"]) == (422, "several_faces")
-    assert "b ('obama_and_biden.jpg'): 3 faces found" in error_of(several)["message"]
+    assert several.status_code == 200, several.text
+    assert several.json()["b"]["faces_found"] == 3 and several.json()["a"]["faces_found"] == 1
+    largest = faces_client.post("/v1/embed", files=[_file(shared_faces, GROUP)]).json()
+    every = faces_client.post("/v1/embed?faces=all", files=[_file(shared_faces, GROUP)]).json()
+    assert [len(body["images"][0]["faces"]) for body in (largest, every)] == [1, 3]
+    assert largest["images"][0]["faces"][0]["box"] == every["images"][0]["faces"][0]["box"]
+    refused = faces_client.post("/v1/embed?faces=refuse", files=[_file(shared_faces, GROUP)])
+    assert (refused.status_code, error_of(refused)["code"]) == (422, "several_faces")
+    assert "images[0] ('obama_and_biden.jpg'): 3 faces found" in error_of(refused)["message"]
     none = faces_client.post("/v1/verify", files=[obama, ("b", ("noise.png", png(2, (200, 200))))])
     assert (none.status_code, error_of(none)) == (
         422,
@@ -76,7 +84,8 @@ def test_photos_without_one_face_are_refused_where_one_is_needed(
     group = faces_client.post(
         "/v1/galleries/refusals/people", data={"name": "x"}, files=[_file(shared_faces, GROUP)]
     )
-    assert (group.status_code, error_of(group)["code"]) == (422, "several_faces")
+    assert (group.status_code, error_of(group)["code"]) == (422, "several_faces")  # enrolment refuses
+    assert "3 faces found where one is needed, at (" in error_of(group)["message"]
     assert faces_client.get("/v1/galleries/refusals/people").json() == []
     blank = faces_client.post(
         "/v1/galleries/refusals/identify", files={"image": ("n.png", png(3, (200, 200)))}
@@ -100,8 +109,14 @@ def test_a_group_photo_is_identified_face_by_face(faces_client: TestClient, shar
         "/v1/galleries/leaders/verify/biden", files=[_file(shared_faces, "gallery/biden/biden2.jpg", "image")]
     ).json()
     assert claim["same"] is True and claim["face"]["landmarks"] is not None
+    assert claim["threshold_source"] == "published" and found["threshold_source"] == "published"
+    bystanders = faces_client.post(
+        "/v1/galleries/leaders/verify/biden", files=[_file(shared_faces, GROUP, "image")]
+    ).json()  # a 1:1 check takes the largest face, as /v1/verify does
+    assert bystanders["face"]["faces_found"] == 3
     embedded = faces_client.post(
-        "/v1/embed", files=[_file(shared_faces, GROUP), ("images", ("noise.png", png(4, (200, 200))))]
+        "/v1/embed?faces=all",
+        files=[_file(shared_faces, GROUP), ("images", ("noise.png", png(4, (200, 200))))],
     ).json()
     assert [len(image["faces"]) for image in embedded["images"]] == [3, 0]
     assert len(embedded["images"][0]["faces"][0]["embedding"]) == 128

@@ -11,7 +11,7 @@ import hypothesis
 import numpy as np
 from hypothesis import strategies as st
 
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.catalog import open_catalog
 from faceverify.service.settings import ServiceSettings
 from tests.service.helpers import admin_key, error_of, person_images
@@ -22,7 +22,7 @@ def _plant(settings: ServiceSettings, gallery: str, name: str, source: str) -> N
     catalog = open_catalog(settings.db)
     with catalog.open(gallery) as store:
         _, _, vector = store.faces_of(source)[0]
-        store.add(name, [Face(np.asarray(vector), "f" * 64, "planted.png")], None)
+        store.add(name, [StoredFace(np.asarray(vector), "f" * 64, "planted.png")], None)
     catalog.close()
 
 

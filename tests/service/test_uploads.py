@@ -22,9 +22,14 @@ from fastapi.testclient import TestClient
 from starlette.datastructures import UploadFile
 
 from faceverify.decode import ALLOWED_NAMES, BYTES_PER_PIXEL
-from faceverify.errors import ConfigError, ImageError, UnsupportedFormatError
+from faceverify.errors import (
+    ConfigError,
+    DecodeBudgetError,
+    ImageError,
+    PayloadTooLargeError,
+    UnsupportedFormatError,
+)
 from faceverify.photos import FaceOptions
-from faceverify.service.errors import DecodeBudgetError, PayloadTooLargeError
 from faceverify.service.settings import Limits, ServiceSettings
 from faceverify.service.uploads import PhotoReader
 from tests.service.helpers import error_of, png

@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from faceverify.models.registry import DEFAULT_MODEL
+from faceverify.photos import POLICIES
 from faceverify.runtime import BACKENDS
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
+    from faceverify.models.spec import ModelSpec
     from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
 
@@ -75,10 +78,10 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     model_opts = Parser(add_help=False)
     group = model_opts.add_argument_group("model")
+    group.add_argument("--model", help=f"timm model name or a trained checkpoint (default: {DEFAULT_MODEL})")
     group.add_argument(
-        "--model", help="timm model name or a trained checkpoint (default: convnext_atto.d2_in1k)"
+        "--weights", help="local .safetensors file or folder; default: the model's published weights"
     )
-    group.add_argument("--weights", help="local .safetensors file or folder; default: Hugging Face hub")
     group.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
     group.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (32)")
     group.add_argument("--input-size", type=positive_int, help="network input side, e.g. 112 for small crops")
@@ -103,37 +106,54 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return common, model_opts
 
 
-def add_detector_arguments(group: argparse._ActionsContainer) -> None:
-    """--detector, --upsample and --min-face: how faces are found, for every command that finds them."""
-    group.add_argument("--detector", choices=("hog", "cnn"), default="hog", help="hog (fast) or cnn (slow)")
+def add_detector_arguments(group: argparse._ActionsContainer, *, several: bool = True) -> None:
+    """--detector, --upsample, --min-face and --faces: how faces are found and which count,
+    for every command that finds them (``several=False`` leaves out --faces)."""
+    group.add_argument(
+        "--detector",
+        default="hog",
+        help="hog (default, fast on CPUs), cnn (finds turned faces; slow on CPUs), or an installed plugin's",
+    )
     group.add_argument(
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
     )
     group.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
+    if several:
+        group.add_argument(
+            "--faces",
+            choices=POLICIES,
+            help="a photo with several faces: largest, all, refuse or skip; default: the command's "
+            "own (largest for embed and verify, all for identify and detect, refuse for enroll, "
+            "skip for prepare)",
+        )
 
 
-def face_options(args: argparse.Namespace, *, all_faces: bool = False) -> FaceOptions:
-    """The face-finding options the ``faces in photos`` arguments describe."""
+def face_options(args: argparse.Namespace, job: str | None) -> FaceOptions:
+    """The face-finding options the ``faces in photos`` arguments describe, for ``job``
+    (which decides what a photo with several faces gives, unless --faces says); None
+    leaves that to the gallery, which knows the job of each call."""
     from faceverify.photos import FaceOptions
 
-    return FaceOptions(
+    options = FaceOptions(
         detect=args.detect,
         detector=args.detector,
         upsample=args.upsample,
         min_size=args.min_face,
-        all_faces=all_faces,
+        several=getattr(args, "faces", None),
     )
+    return options if job is None else options.for_job(job)
 
 
-def build_from_args(args: argparse.Namespace) -> Embedder:
-    """The model described by the common ``--model/--weights/--device/...`` options."""
-    from faceverify.runtime.build import build_model
+def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    """The model the common ``--model/--weights/--device/...`` options describe (every
+    command that builds one, ``serve`` included, reads them here)."""
+    from faceverify.models.spec import ModelSpec
 
     name, weights = args.model, args.weights
     if name is not None and weights is None and Path(name).exists():
         name, weights = None, name  # `--model run/best.pt`: a checkpoint names its own architecture
-    return build_model(
-        name,
+    return ModelSpec(
+        model=name,
         weights=weights,
         device=args.device,
         input_size=args.input_size,
@@ -142,7 +162,14 @@ def build_from_args(args: argparse.Namespace) -> Embedder:
     )
 
 
+def build_from_args(args: argparse.Namespace) -> Embedder:
+    """The model described by the common ``--model/--weights/--device/...`` options."""
+    from faceverify.runtime.build import build_from_spec
+
+    return build_from_spec(model_spec_from_args(args))
+
+
 def verdict_line(outcome: Verification) -> str:
-    """``score<TAB>SAME|DIFFERENT<TAB>(threshold t)``: what verify and verify-id print."""
+    """``score<TAB>SAME|DIFFERENT<TAB>(threshold t, source)``: what verify and verify-id print."""
     verdict = "SAME" if outcome.same else "DIFFERENT"
-    return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g})"
+    return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g}, {outcome.threshold_source})"

@@ -68,7 +68,7 @@ def evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         progress=progress,
-        faces=face_options(args),
+        faces=face_options(args, "verify"),
     )
     log_problems(log, report["problems"], where="all are in the JSON report")
     if args.report:
@@ -94,7 +94,7 @@ def calibrate(args: argparse.Namespace) -> int:
         far=far,
         batch_size=args.batch_size,
         progress=False if args.quiet else None,
-        faces=face_options(args),
+        faces=face_options(args, "verify"),
     )
     log_problems(log, problems)
     if args.json:
@@ -122,7 +122,7 @@ def predict(args: argparse.Namespace) -> int:
         pairs,
         batch_size=args.batch_size,
         progress=False if args.quiet else None,
-        faces=face_options(args),
+        faces=face_options(args, "verify"),
     )
     log_problems(log, scored.problems)
     rows = _rows(scored, Path(args.root))

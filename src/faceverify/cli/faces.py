@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log
-from faceverify.errors import ConfigError, ImageError
+from faceverify.errors import ConfigError, ImageError, NoFaceError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 def detect(args: argparse.Namespace) -> int:
     """Every face of every photo: box, score and landmarks; crops and pictures on request."""
     from faceverify.decode import iter_image_paths, load_image
+    from faceverify.faces.draw import draw_faces
     from faceverify.photos import find_faces
 
     photos = list(iter_image_paths(args.photos))
     if not photos:
         raise ConfigError(f"no images found in {', '.join(args.photos)}")
     annotate = _annotation_target(args.annotate, len(photos))
-    options = face_options(args)
+    options = face_options(args, "detect")
     gallery = _gallery(args, options) if args.db else None
     failed = 0
     rows: list[dict[str, Any]] = []
@@ -84,13 +85,9 @@ def _gallery(args: argparse.Namespace, options: FaceOptions) -> Gallery:
 
 def _named_faces(gallery: Gallery, pixels: np.ndarray) -> tuple[list[Face], list[str | None]]:
     """The faces of a photo with the gallery's answer for each, from one detection."""
-    from faceverify.photos import NO_FACE
-
     try:
         answers = gallery.identify_faces(pixels, top_k=1)
-    except ImageError as exc:
-        if exc.reason != NO_FACE:
-            raise
+    except NoFaceError:
         return [], []
     faces = [a.face for a in answers if a.face is not None]
     labels: list[str | None] = [
@@ -100,9 +97,7 @@ def _named_faces(gallery: Gallery, pixels: np.ndarray) -> tuple[list[Face], list
 
 
 def _row(photo: Path, index: int, face: Face, name: str | None) -> dict[str, Any]:
-    from faceverify.cli.output import face_json
-
-    row = {"path": str(photo), "face": index, **(face_json(face) or {})}
+    row = {"path": str(photo), "face": index, **face.to_dict()}
     if name is not None:
         row["name"] = name
     return row
@@ -113,7 +108,7 @@ def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
         if as_json:
             print(json.dumps(row))
         else:
-            box = ",".join(f"{v:.0f}" for v in row["box"])
+            box = ",".join(f"{v:.0f}" for v in row["box"].values())
             print(f"{row['path']}\t{row['face']}\t{box}\t{row['score']:.2f}\t{row.get('name', '')}".rstrip())
 
 
@@ -127,31 +122,9 @@ def _write_crops(folder: Path, photo: Path, pixels: np.ndarray, faces: list[Face
         Image.fromarray(chip).save(folder / f"{photo.stem}_face{index}.png")
 
 
-def draw_faces(pixels: np.ndarray, faces: list[Face], labels: list[str | None]) -> Any:
-    """The photo with each face boxed, its landmarks dotted and its label written above."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    image = Image.fromarray(pixels).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    side = max(image.size)
-    width = max(2, side // 300)
-    size = max(14, side // 45)
-    font = ImageFont.load_default(size=size)
-    for face, label in zip(faces, labels):
-        known = label is not None and label != "unknown"
-        colour = (40, 200, 80) if known else (230, 60, 60) if label == "unknown" else (60, 140, 255)
-        draw.rectangle(face.box, outline=colour, width=width)
-        for x, y in face.landmarks:
-            draw.ellipse((x - width, y - width, x + width, y + width), fill=(255, 220, 0))
-        text = label or f"{face.score:.2f}"
-        left, top = face.box[0], max(0.0, face.box[1] - size - 2 * width)
-        box = draw.textbbox((left, top), text, font=font)
-        draw.rectangle(box, fill=colour)
-        draw.text((left, top), text, fill=(255, 255, 255), font=font)
-    return image
-
-
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    from faceverify.faces.align import TEMPLATES
+
     p = sub.add_parser(
         "detect",
         parents=[common, model_opts],
@@ -162,7 +135,7 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.add_argument(
         "--template",
         default="dlib150",
-        choices=("dlib150", "arcface112"),
+        choices=tuple(TEMPLATES),
         help="alignment of the crops: dlib's 150x150 (default) or the 112x112 ArcFace one",
     )
     p.add_argument(

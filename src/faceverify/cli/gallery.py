@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 
 def add_gallery_options(parser: argparse.ArgumentParser, *, matching: bool = True) -> None:
+    from faceverify.gallery.base import MATCH_MODES
+
     group = parser.add_argument_group("gallery")
     group.add_argument(
         "--db", help="gallery folder or postgresql:// URL (default: ~/.local/share/faceverify/gallery)"
@@ -34,7 +36,7 @@ def add_gallery_options(parser: argparse.ArgumentParser, *, matching: bool = Tru
         group.add_argument(
             "--match",
             default="best",
-            choices=("best", "centroid"),
+            choices=MATCH_MODES,
             help="compare with a person's best single face (default) or the centroid of their faces",
         )
 
@@ -50,7 +52,7 @@ def _gallery(args: argparse.Namespace) -> Gallery:
 
     store = _store(args)  # a bad --db fails before the model loads
     return Gallery(
-        store, build_from_args(args), match=args.match, faces=face_options(args), actor=cli_actor()
+        store, build_from_args(args), match=args.match, faces=face_options(args, None), actor=cli_actor()
     )
 
 
@@ -71,7 +73,7 @@ def enroll(args: argparse.Namespace) -> int:
     if not images:
         raise ConfigError(f"no images found in {', '.join(args.images)}")
     gallery = _gallery(args)
-    with gallery.store:
+    with gallery:
         result = gallery.enroll(args.name, images, meta)
     for reason in result.skipped:
         log.warning("skipped %s", reason)
@@ -89,12 +91,11 @@ def enroll_folder(args: argparse.Namespace) -> int:
     world = start(args.device)
     try:
         gallery = _gallery(args)
-        with gallery.store:
+        with gallery:
             mine: BulkEnrollResult | str = gallery.enroll_many(
                 args.from_folder,
                 meta=meta,
                 existing=args.existing,
-                several_faces=args.several_faces,
                 batch_size=args.batch_size,
                 progress=None if world.main and not args.quiet else False,
                 rank=world.rank,
@@ -144,8 +145,10 @@ def identify(args: argparse.Namespace) -> int:
     """Who is in the photo: one answer per face (every face of a group photo), or one for
     the whole image when it is taken as a crop (``--no-detect``, or a crop model)."""
     gallery = _gallery(args)
-    with gallery.store:
-        answers = gallery.identify_faces(args.image, top_k=args.top_k, threshold=args.threshold)
+    with gallery:
+        answers = gallery.identify_faces(
+            args.image, top_k=args.top_k, threshold=args.threshold, several=args.faces
+        )
     if args.json:
         detected = answers[0].face is not None
         print(
@@ -159,7 +162,8 @@ def identify(args: argparse.Namespace) -> int:
     for found in answers:
         best = found.matches[0].score if found.matches else float("nan")
         box = "" if found.face is None else "\tface " + ",".join(f"{v:.0f}" for v in found.face.box)
-        print(f"{found.name or 'unknown'}\t{best:.4f}\t(threshold {found.threshold:g}){box}")
+        used = f"(threshold {found.threshold.value:g}, {found.threshold.source})"
+        print(f"{found.name or 'unknown'}\t{best:.4f}\t{used}{box}")
         for rank, match in enumerate(found.matches, start=1):
             print(f"{rank}\t{match.name}\t{match.score:.4f}")
     return EXIT_OK
@@ -167,7 +171,7 @@ def identify(args: argparse.Namespace) -> int:
 
 def verify_id(args: argparse.Namespace) -> int:
     gallery = _gallery(args)
-    with gallery.store:
+    with gallery:
         outcome = gallery.verify_id(args.name, args.image, threshold=args.threshold)
     if args.json:
         print(json.dumps({"name": args.name, "image": args.image, **outcome.to_dict()}))
@@ -299,7 +303,7 @@ def _parse_meta(items: list[str]) -> dict[str, Any]:
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
     """Add the gallery subcommands to the main parser."""
-    from faceverify.gallery.bulk import EXISTING, SEVERAL_FACES
+    from faceverify.gallery.bulk import EXISTING
 
     p = sub.add_parser(
         "enroll",
@@ -321,12 +325,6 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         choices=EXISTING,
         default="skip",
         help="people already enrolled: skip them (default) or add their new images",
-    )
-    bulk.add_argument(
-        "--several-faces",
-        choices=SEVERAL_FACES,
-        default="skip",
-        help="with detection, photos holding several faces: skip them (default) or use the largest",
     )
     add_gallery_options(p)
     p.set_defaults(handler=enroll)

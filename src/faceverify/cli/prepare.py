@@ -21,9 +21,7 @@ def prepare(args: argparse.Namespace) -> int:
     from faceverify.data.prepare import CropOptions, prepare_photos
     from faceverify.data.split import SplitOptions
 
-    crop = CropOptions(
-        size=args.size, grayscale=args.grayscale, largest=args.largest, faces=face_options(args)
-    )
+    crop = CropOptions(size=args.size, grayscale=args.grayscale, faces=face_options(args, "prepare"))
     # the split options are named as SplitOptions' fields
     split = SplitOptions(**{f.name: getattr(args, f.name) for f in fields(SplitOptions)})
     report = prepare_photos(
@@ -41,6 +39,8 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.ArgumentParser) -> None:
+    from faceverify.data.prepare import SIZES
+
     p = sub.add_parser(
         "prepare",
         parents=[common],
@@ -56,17 +56,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     crops.add_argument(
         "--size",
         type=int,
-        choices=(64, 112, 150),
+        choices=tuple(SIZES),
         default=64,
         help="64: dlib-style chip for the course's face_resnet (default); 112: ArcFace template; "
         "150: dlib's chip, for fine-tuning dlib_resnet_v1",
     )
     crops.add_argument("--grayscale", action="store_true", help="save one-channel crops")
-    crops.add_argument(
-        "--largest",
-        action="store_true",
-        help="take the largest face of a photo with several (default: skip the photo and report it)",
-    )
     add_detector_arguments(crops)
     p.set_defaults(detect=True)  # for face_options(): prepare always detects
     split = p.add_argument_group("split (deterministic for a seed)")

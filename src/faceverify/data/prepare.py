@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from faceverify import __version__
 from faceverify.data.split import Split, SplitOptions, split_people
 from faceverify.errors import ConfigError, ImageError
-from faceverify.paths import atomic_write_text, timestamp
-from faceverify.photos import DETECTORS, NO_FACE, FaceOptions
+from faceverify.paths import atomic_path, atomic_write_text, timestamp
+from faceverify.photos import FaceOptions, SeveralFaces
 
 if TYPE_CHECKING:
     from faceverify.faces.align import Template
@@ -93,23 +93,26 @@ class CropOptions:
             ArcFace-style models) or 150 (dlib's chip: fine-tuning ``dlib_resnet_v1``).
         grayscale: save one-channel PNGs (training reads them as grey RGB); for sets whose
             other images are grey, so colour does not tell people apart.
-        largest: a photo with several faces gives its largest face; by default such a
-            photo is skipped and reported, since the other face may be someone else.
-        faces: detector, upsampling and minimum face size (``detect`` and ``all_faces``
-            are ignored: prepare always detects, and takes one face per photo).
+        faces: detector, upsampling, minimum face size, and what a photo with several
+            faces gives: ``skip`` (default: left out and reported, since the other face
+            may be someone else) or ``largest``. ``detect`` is ignored: prepare always
+            detects, and takes one face per photo.
     """
 
     size: int = 64
     grayscale: bool = False
-    largest: bool = False
     faces: FaceOptions = field(default_factory=lambda: FaceOptions(detect=True))
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             choices = "; ".join(f"{s} ({name}: {use})" for s, (name, use) in SIZES.items())
             raise ConfigError(f"crop size {self.size!r} is not offered; choose {choices}")
-        if self.faces.detector not in DETECTORS:
-            raise ConfigError(f"detector {self.faces.detector!r} unknown; valid: {', '.join(DETECTORS)}")
+        object.__setattr__(self, "faces", self.faces.for_job("prepare"))
+        if self.faces.policy not in (SeveralFaces.SKIP, SeveralFaces.LARGEST):
+            raise ConfigError(
+                f"--faces {self.faces.policy}: a training photo gives one face; "
+                "choose skip (default) or largest"
+            )
 
     def template(self) -> Template | str:
         from faceverify.faces.align import dlib_template
@@ -120,8 +123,8 @@ class CropOptions:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["template"] = SIZES[self.size][0]
-        for ignored in ("detect", "all_faces"):
-            del data["faces"][ignored]
+        del data["faces"]["detect"]
+        data["faces"]["several"] = str(self.faces.policy)
         return data
 
 
@@ -342,22 +345,18 @@ def _crop_photo(path: Path, target: Path, options: CropOptions) -> _Crop:
 
     from faceverify.decode import load_image
     from faceverify.faces import align_faces
-    from faceverify.photos import find_faces
+    from faceverify.photos import choose_faces, find_faces
 
     try:
         pixels = np.asarray(load_image(path))
-    except ImageError as exc:
-        return _Crop("unreadable", exc.reason)
-    faces = find_faces(pixels, options.faces)
-    if not faces:
-        return _Crop("no_face", NO_FACE)
-    if len(faces) > 1 and not options.largest:
-        return _Crop("several_faces", f"{len(faces)} faces found; --largest takes the largest", len(faces))
+        faces = find_faces(pixels, options.faces)
+        choose_faces(faces, options.faces.policy, str(path))
+    except ImageError as exc:  # unreadable, no face, or several (skipped by default)
+        return _Crop(exc.kind.value, exc.reason, len(getattr(exc, "boxes", ())))
     chip = Image.fromarray(align_faces(pixels, faces[:1], options.template())[0])
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    (chip.convert("L") if options.grayscale else chip).save(partial, format="PNG")
-    partial.replace(target)  # an interrupted run leaves no half-written face
+    with atomic_path(target) as partial:  # an interrupted run leaves no half-written face
+        (chip.convert("L") if options.grayscale else chip).save(partial, format="PNG")
     return _Crop("kept", None, len(faces), [round(float(v), 1) for v in faces[0].box])
 
 

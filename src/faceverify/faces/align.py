@@ -11,9 +11,8 @@ Two templates ship:
 * :data:`DLIB_150` reproduces ``dlib.get_face_chip(img, shape, 150, 0.25)``, the input
   of dlib's face network, including dlib's own chip geometry (the chip's centre at
   ``size / 2``, a step of ``(size·scale − 1) / (size − 1)``, its pyramid's coordinate
-  offsets and its truncation of interpolated values). On the 20 faces of the shared
-  photos its chips were identical to dlib's, pixel for pixel, and so were the
-  descriptors of dlib's network on them.
+  offsets and its truncation of interpolated values), so that its chips are dlib's,
+  pixel for pixel (tests/faces/test_align.py compares them on real photos).
 * :data:`ARCFACE_112` is the common 112×112 five-point template of ArcFace-style models
   (eye centres, nose tip, mouth corners), for models trained with faceverify; it maps
   pixel centres exactly and rounds, without dlib's offsets.
@@ -310,7 +309,7 @@ def pyramid_down(image: np.ndarray) -> np.ndarray:
         return np.zeros((0, 0, 3), dtype=np.uint8)
     out_h, out_w = (height - 3) // 2, (width - 3) // 2
     # Sums are exact in uint16 (at most 255·256), so the order of the two passes is
-    # free: filtering down the columns first reads whole rows, twice as fast as dlib's order.
+    # free: filtering down the columns first reads whole rows, which is faster than dlib's order.
     x = image.astype(np.uint16)
     cols = x[0 : 2 * out_h : 2] + x[4 : 2 * out_h + 4 : 2]
     cols += (x[1 : 2 * out_h + 1 : 2] + x[3 : 2 * out_h + 3 : 2]) * 4

@@ -66,6 +66,21 @@ class Face:
     def height(self) -> float:
         return self.box[3] - self.box[1] + 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """The face as JSON, the one shape the CLI, the service and galleries show:
+        ``{"box": {"left", "top", "right", "bottom"}, "score", "landmarks": [[x, y] * 5]}``."""
+        return {
+            "box": box_dict(self.box),
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in np.asarray(self.landmarks)],
+        }
+
+
+def box_dict(box: tuple[float, float, float, float]) -> dict[str, float]:
+    """A ``(left, top, right, bottom)`` box as JSON, to a tenth of a pixel."""
+    left, top, right, bottom = (round(float(v), 1) for v in box)
+    return {"left": left, "top": top, "right": right, "bottom": bottom}
+
 
 @dataclass(frozen=True)
 class RawDetection:
@@ -93,6 +108,10 @@ class FaceDetector(Protocol):
 _FACTORIES: dict[str, Callable[[], FaceDetector]] = {}
 _INSTANCES: dict[str, FaceDetector] = {}
 _REGISTRY_LOCK = threading.Lock()
+#: Installed packages offer detectors under this entry-point group (name = factory), so
+#: a detector from a plugin is chosen by name everywhere, the CLI included.
+ENTRY_POINT_GROUP = "faceverify.detectors"
+_plugins_loaded = False
 
 
 def register_detector(name: str, factory: Callable[[], FaceDetector]) -> None:
@@ -106,12 +125,47 @@ def register_detector(name: str, factory: Callable[[], FaceDetector]) -> None:
 
 
 def available_detectors() -> list[str]:
-    """The registered backend names."""
+    """The registered backend names (those of installed plugins included)."""
+    _load_plugins()
     return sorted(_FACTORIES)
+
+
+def check_detector(name: str) -> str:
+    """``name`` if a detector of that name is registered, else a ConfigError listing them."""
+    valid = available_detectors()
+    if name not in valid:
+        raise ConfigError(f"unknown face detector '{name}'; valid names: {', '.join(valid)}")
+    return name
+
+
+def _load_plugins() -> None:
+    """Register the detectors installed packages declare (once; names given in code win)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    with _REGISTRY_LOCK:
+        for entry in found:
+            if entry.name not in _FACTORIES:
+                _FACTORIES[entry.name] = _deferred(entry)
+        _plugins_loaded = True
+
+
+def _deferred(entry: Any) -> Callable[[], FaceDetector]:
+    """A factory that imports the plugin only when its detector is first used."""
+
+    def factory() -> FaceDetector:
+        made: FaceDetector = entry.load()()
+        return made
+
+    return factory
 
 
 def get_detector(name: str) -> FaceDetector:
     """The loaded backend called ``name``, loading it on first use (thread-safe)."""
+    _load_plugins()
     with _REGISTRY_LOCK:
         if name not in _FACTORIES:
             raise ConfigError(f"unknown face detector '{name}'; valid names: {', '.join(sorted(_FACTORIES))}")

@@ -12,9 +12,9 @@ import json
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,12 +28,15 @@ from faceverify.errors import (
     UnknownPersonError,
 )
 
+if TYPE_CHECKING:
+    from faceverify.embed import EmbeddingResult
+
 MAX_NAME_LENGTH = 200
 MATCH_MODES = ("best", "centroid")
 
 
 @dataclass(frozen=True)
-class Face:
+class StoredFace:
     """One face to store: its embedding and the identity of the image it came from."""
 
     vector: np.ndarray
@@ -73,6 +76,23 @@ class Match:
 _ALREADY_AS = re.compile(r"(already enrolled) as .*$", re.DOTALL)
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A face a store did not add: its image is enrolled already (``reason`` says for whom)."""
+
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+def duplicate(source: str, owner: str | None, name: str) -> Duplicate:
+    """The report of an image enrolled already, as ``owner`` (None: unknown)."""
+    whose = "" if owner is None or owner == name else f" as {owner!r}"
+    return Duplicate(source, f"this image is already enrolled{whose}")
+
+
 @dataclass
 class AddResult:
     """What an enrolment stored, and which faces it left out.
@@ -82,19 +102,27 @@ class AddResult:
     """
 
     added: int = 0
-    skipped: list[str] = field(default_factory=list)  # "source: reason"
+    skipped: list[Duplicate] = field(default_factory=list)
     person_id: int = 0
     replayed: bool = False
 
     def to_json(self) -> str:
         """The answer as kept under a request key: without other people's names (an image
         already enrolled "as 'X'"), which must not outlive X's erasure in this row."""
-        skipped = [_ALREADY_AS.sub(r"\1 (for another person)", line) for line in self.skipped]
+        skipped = [
+            {"source": d.source, "reason": _ALREADY_AS.sub(r"\1 (for another person)", d.reason)}
+            for d in self.skipped
+        ]
         return json.dumps({"added": self.added, "skipped": skipped, "person_id": self.person_id})
 
     @classmethod
     def from_json(cls, text: str) -> AddResult:
-        return cls(**json.loads(text), replayed=True)
+        data = json.loads(text)
+        # answers kept before reports were typed hold "source: reason" lines
+        skipped = [
+            Duplicate(**d) if isinstance(d, dict) else Duplicate("", str(d)) for d in data.pop("skipped")
+        ]
+        return cls(**data, skipped=skipped, replayed=True)
 
 
 #: Who writes: ``cli:<os user>``, ``key:<key id>``, ``no-key`` (a service without keys),
@@ -168,7 +196,7 @@ class GalleryStore(ABC):
     def add(
         self,
         name: str,
-        faces: Iterable[Face],
+        faces: Iterable[StoredFace],
         meta: dict[str, Any] | None,
         *,
         create: bool | None = None,
@@ -255,10 +283,19 @@ class ErasingStore(GalleryStore):
         return removed
 
 
-def nothing_enrolled(name: str, reasons: list[str]) -> NothingEnrolledError:
-    """The error for an enrolment that would leave a new person without faces."""
+def embedded_faces(embedded: EmbeddingResult, rows: Iterable[int] | None = None) -> list[StoredFace]:
+    """The gallery faces of embedded rows (all of them by default); needs fingerprints."""
+    vectors = embedded.embeddings.numpy()
+    chosen = range(len(vectors)) if rows is None else rows
+    return [StoredFace(vectors[r], embedded.image_sha256[r], embedded.sources[r]) for r in chosen]
+
+
+def nothing_enrolled(name: str, left_out: Sequence[object]) -> NothingEnrolledError:
+    """The error for an enrolment that would leave a new person without faces; ``left_out``
+    are the reports of the images left out (strings, failures or :class:`Duplicate`)."""
+    reasons = [str(item) for item in left_out]
     return NothingEnrolledError(
-        f"nothing enrolled for {name!r}: {'; '.join(reasons) or 'no images given'}", reasons
+        f"nothing enrolled for {name!r}: {'; '.join(reasons) or 'no images given'}", list(left_out)
     )
 
 
@@ -358,11 +395,12 @@ def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
 
 
 def same_model(recorded: dict[str, Any], offered: dict[str, Any]) -> None:
-    """Refuse vectors of another model, naming what differs."""
-    keys = ("model", "embedding_dim", "preprocess_fingerprint", "weights_sha256")
-    differs = [k for k in keys if recorded.get(k) != offered.get(k)]
-    if differs:
-        detail = ", ".join(f"{k}: gallery {recorded.get(k)!r} vs model {offered.get(k)!r}" for k in differs)
+    """Refuse vectors of another model, naming what differs (:class:`ModelIdentity`)."""
+    from faceverify.runtime.identity import ModelIdentity
+
+    gallery, model = ModelIdentity.from_dict(recorded), ModelIdentity.from_dict(offered)
+    if not gallery.matches(model):
+        detail = gallery.describe_differences(model, "gallery", "model")
         raise ModelMismatchError(
             f"this gallery was built with another model ({detail}); use the gallery's model "
             "(--model/--weights/--input-size as when it was created) or a new gallery"

@@ -13,12 +13,14 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
-from faceverify.errors import ConfigError, GalleryError, NothingEnrolledError
+from faceverify.errors import ConfigError, FailureKind, GalleryError, NothingEnrolledError
+from faceverify.gallery.base import embedded_faces
+from faceverify.photos import SeveralFaces
 
 if TYPE_CHECKING:
     from faceverify.embed import EmbeddingResult
@@ -27,10 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXISTING = ("skip", "add")
-SEVERAL_FACES = ("skip", "largest")
-#: Why an image was left out: it could not be decoded, held no face or several, was
-#: enrolled already, or lay outside any person's folder.
-SKIP_KINDS = ("unreadable", "no_face", "several_faces", "duplicate", "no_person")
 #: A chunk holds this many batches of images: big enough to keep batches full across
 #: people, small enough that a kill loses little embedding work.
 CHUNK_BATCHES = 4
@@ -38,15 +36,15 @@ CHUNK_BATCHES = 4
 
 @dataclass(frozen=True)
 class SkippedImage:
-    """An image left out, whose it was, and why (``kind`` is one of :data:`SKIP_KINDS`)."""
+    """An image left out, whose it was, and why."""
 
     person: str
     source: str
-    kind: str
+    kind: FailureKind
     reason: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"person": self.person, "image": self.source, "kind": self.kind, "reason": self.reason}
+        return {"person": self.person, "image": self.source, "kind": self.kind.value, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class BulkEnrollResult:
 
     def skipped_by_kind(self) -> dict[str, int]:
         kinds = Counter(s.kind for s in self.skipped)
-        return {kind: kinds[kind] for kind in SKIP_KINDS}
+        return {kind.value: kinds[kind] for kind in FailureKind}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,7 +139,6 @@ def enroll_many(
     *,
     meta: dict[str, Any] | None,
     existing: str,
-    several_faces: str,
     batch_size: int,
     progress: bool | None,
     on_person: Callable[[PersonOutcome], None] | None,
@@ -151,7 +148,7 @@ def enroll_many(
     from tqdm.auto import tqdm
 
     check_choice("existing", existing, EXISTING, error=ConfigError)
-    check_choice("several_faces", several_faces, SEVERAL_FACES, error=ConfigError)
+    refuse = gallery.enrol_options().policy is SeveralFaces.REFUSE
     if not 0 <= share[0] < share[1]:
         raise ConfigError(f"rank {share[0]} of world_size {share[1]}: need 0 <= rank < world_size")
     result = BulkEnrollResult()
@@ -165,11 +162,18 @@ def enroll_many(
     with tqdm(total=len(todo), unit="person", desc="enrolling", disable=not show, file=sys.stderr) as bar:
         for chunk in _chunks(todo, CHUNK_BATCHES * batch_size):
             embedded = _embed(gallery, chunk, batch_size)
-            for person, rows, skipped in _split(chunk, embedded, several_faces):
+            for person, rows, skipped in _split(chunk, embedded):
                 known = person in enrolled  # with existing="add": what they have already is no news
                 if known:
                     rows = _new_to(gallery, person, rows, embedded)
-                outcome = _store(gallery, (person, known), rows, skipped, embedded, meta, result)
+                several = [s for s in skipped if s.kind is FailureKind.SEVERAL_FACES]
+                if refuse and several:  # enrolment's default: their photos need checking first
+                    result.skipped += skipped
+                    outcome = PersonOutcome(
+                        person, "failed", reason=f"{several[0].source}: {several[0].reason}"
+                    )
+                else:
+                    outcome = _store(gallery, (person, known), rows, skipped, embedded, meta, result)
                 result.people.append(outcome)
                 notify(outcome)
                 faces += outcome.added
@@ -200,7 +204,7 @@ def _plan(
         given = {name: list(images) for name, images in found.items()}
         if rank == 0:  # reported once, not by every rank
             result.skipped += [
-                SkippedImage("", str(p), "no_person", "not in a person's folder") for p in strays
+                SkippedImage("", str(p), FailureKind.NO_PERSON, "not in a person's folder") for p in strays
             ]
     todo: dict[str, list[Any]] = {}
     for raw in sorted(given)[rank::world_size]:
@@ -235,21 +239,17 @@ def _chunks(todo: list[_Todo], images: int) -> Iterator[list[_Todo]]:
 def _embed(gallery: Gallery, chunk: list[_Todo], batch_size: int) -> EmbeddingResult:
     from faceverify.embed import embed_images
 
-    faces = gallery.faces
-    if faces.applies_to(gallery.model):
-        faces = replace(faces, all_faces=True)  # to see, and report, photos of several people
     images = [image for _, person_images in chunk for image in person_images]
+    faces = gallery.enrol_options()
     return embed_images(
         gallery.model, images, batch_size=batch_size, normalize=True, faces=faces, fingerprint=True
     )
 
 
 def _split(
-    chunk: list[_Todo], embedded: EmbeddingResult, several_faces: str
+    chunk: list[_Todo], embedded: EmbeddingResult
 ) -> Iterator[tuple[str, list[int], list[SkippedImage]]]:
     """Each person of a chunk with the rows to store and the images left out."""
-    from faceverify.photos import NO_FACE
-
     failures = {f.index: f for f in embedded.failures}
     rows_of: dict[int, list[int]] = {}
     for row, index in enumerate(embedded.indices):
@@ -261,14 +261,9 @@ def _split(
         for index in range(start, start + len(images)):
             if index in failures:
                 failure = failures[index]
-                kind = "no_face" if failure.reason == NO_FACE else "unreadable"
-                skipped.append(SkippedImage(name, failure.source, kind, failure.reason))
-            elif len(rows_of[index]) > 1 and several_faces == "skip":
-                source = embedded.sources[rows_of[index][0]]
-                reason = f"{len(rows_of[index])} faces found; enrol photos of this person alone"
-                skipped.append(SkippedImage(name, source, "several_faces", reason))
+                skipped.append(SkippedImage(name, failure.source, failure.kind, failure.reason))
             else:
-                rows.append(rows_of[index][0])  # faces come largest first
+                rows.append(rows_of[index][0])  # one face per photo: enrolment never takes "all"
         start += len(images)
         yield name, rows, skipped
 
@@ -290,8 +285,6 @@ def _store(
 ) -> PersonOutcome:
     """One person (``who``: their name, and whether they were enrolled before) in one
     transaction; a new person whose every image is bad fails alone."""
-    from faceverify.gallery.gallery import embedded_faces
-
     person, known = who
     result.skipped += skipped
     if not rows and known:  # nothing new for them
@@ -301,13 +294,13 @@ def _store(
             person, "failed", reason="no usable image: " + "; ".join(s.reason for s in skipped)
         )
     faces = embedded_faces(embedded, rows)
+    refused: list[object]
     try:
         stored = gallery.store_faces(person, faces, [], meta)
-        refused, outcome = stored.skipped, PersonOutcome(person, "enrolled", added=stored.added)
+        refused, outcome = list(stored.duplicates), PersonOutcome(person, "enrolled", added=stored.added)
     except NothingEnrolledError as exc:  # every face was enrolled already
-        refused, outcome = exc.reasons, PersonOutcome(person, "failed", reason=str(exc))
-    for text in refused:  # the store refuses only images enrolled already, as "source: reason"
-        source = next((f.source for f in faces if text.startswith(f"{f.source}: ")), "")
-        reason = text[len(source) + 2 :] if source else text
-        result.skipped.append(SkippedImage(person, source, "duplicate", reason))
+        refused, outcome = exc.left_out, PersonOutcome(person, "failed", reason=str(exc))
+    for item in refused:  # the store refuses only images enrolled already
+        source, reason = getattr(item, "source", ""), getattr(item, "reason", str(item))
+        result.skipped.append(SkippedImage(person, source, FailureKind.DUPLICATE, reason))
     return outcome

@@ -2,7 +2,7 @@
 full, in one shard per core, then the best candidates re-ranked exactly.
 
 Why this design (measured with ``benchmarks/gallery_search.py`` on face-like vectors, see
-:mod:`faceverify.gallery.synthetic`; figures in ``docs/benchmarks.md``): the probes of a
+:mod:`faceverify.gallery.synthetic_vectors`; figures in ``docs/benchmarks.md``): the probes of a
 face gallery are another photo of an enrolled person, close to one face and about equally
 far from all the others. Indexes that skip most of the gallery lose that face: an IVF
 index must scan about half of its lists to keep it, and an HNSW graph misses it for a
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.paths import open_private
+from faceverify.paths import atomic_path, open_private
 
 #: Dimensions per 4-bit sub-quantiser: the coarsest code that still ranks the exact best
 #: face among the first candidates. Face-like vectors of fewer dimensions are more crowded
@@ -192,11 +192,9 @@ class CodeShards:
 
         files = [_shard_file(stem, i) for i in range(len(self._parts))]
         for part, path in zip(self._parts, files, strict=True):
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.unlink(missing_ok=True)
-            open_private(temporary).close()  # faiss keeps the mode of the file it truncates
-            faiss.write_index(part, str(temporary))
-            os.replace(temporary, path)
+            # created owner-only first: faiss keeps the mode of the file it truncates
+            with atomic_path(path, private=True) as temporary:
+                faiss.write_index(part, str(temporary))
         return files
 
     @classmethod

@@ -9,36 +9,40 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceverify.errors import GalleryError
+from faceverify.errors import ConfigError, FailureKind, GalleryError
 from faceverify.gallery.base import (
     LIBRARY_ACTOR,
+    AuditEntry,
     Change,
-    Face,
+    Duplicate,
     GalleryStore,
     Match,
     PersonInfo,
+    StoredFace,
     check_match,
     check_name,
     check_vectors,
+    embedded_faces,
     nothing_enrolled,
     same_model,
 )
 from faceverify.paths import data_dir, open_private
+from faceverify.photos import FaceOptions, SeveralFaces
 
 if TYPE_CHECKING:
     from faceverify.compare.verification import Verification
-    from faceverify.embed import EmbeddingResult
+    from faceverify.embed import Failure
     from faceverify.faces.detect import Face as DetectedFace
     from faceverify.gallery.bulk import BulkEnrollResult, PersonOutcome
-    from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
+    from faceverify.runtime.threshold import Threshold
 
 EXPORT_FORMAT = "faceverify-gallery/1"
 
@@ -76,7 +80,10 @@ def open_gallery(
             model it was first used with and refuses others.
         match: ``best`` (best single face per person) or ``centroid`` (mean of their faces).
         faces: how faces are found in photos (default: as the model needs, see
-            :class:`~faceverify.photos.FaceOptions`).
+            :class:`~faceverify.photos.FaceOptions`); its ``several`` policy applies to
+            enrolment (default ``refuse``: a photo with several faces is refused);
+            identification and verification take the largest face, or every face with
+            :meth:`Gallery.identify_faces`.
     """
     if model is None:
         from faceverify.runtime.build import build_model
@@ -89,13 +96,7 @@ def model_manifest(model: Embedder) -> dict[str, Any]:
     """What a gallery records about its model; all of it must match to use the gallery."""
     if not model.weights_sha256():  # any runtime reports the hash of the weights it runs
         raise GalleryError("a gallery needs a model with saved weights; random weights change every run")
-    return {
-        "model": model.name,
-        "embedding_dim": model.embedding_dim,
-        "preprocess_fingerprint": model.preprocess.fingerprint(),
-        "weights_sha256": model.weights_sha256(),
-        "preprocess": model.preprocess.to_dict(),
-    }
+    return {**model.identity().to_dict(), "preprocess": model.preprocess.to_dict()}
 
 
 @dataclass
@@ -107,6 +108,8 @@ class EnrollResult:
     skipped: list[str] = field(default_factory=list)
     #: True when a request key had been seen: nothing was written, the first answer is back
     replayed: bool = False
+    #: the images the store refused as enrolled already (also among ``skipped``)
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "added": self.added, "skipped": self.skipped}
@@ -118,35 +121,38 @@ class Identification:
 
     Attributes:
         matches: up to ``top_k`` people, best first, with cosine similarities.
-        threshold: the decision threshold used.
+        threshold: the decision threshold used, and where it came from.
+        face: the face answered for (None when the image was taken whole).
         name: the best match when its score reaches the threshold, else None (unknown).
     """
 
     matches: list[Match]
-    threshold: float
+    threshold: Threshold
     face: DetectedFace | None = None
 
     @property
     def name(self) -> str | None:
-        if self.matches and self.matches[0].score >= self.threshold:
+        if self.matches and self.matches[0].score >= self.threshold.value:
             return self.matches[0].name
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """``name``, ``known``, ``threshold``, ``threshold_source``, ``matches``, and the
+        face's ``box``/``score``/``landmarks`` when one was detected."""
         data: dict[str, Any] = {
             "name": self.name,
             "known": self.name is not None,
-            "threshold": self.threshold,
+            **self.threshold.to_fields(),
             "matches": [{"name": m.name, "score": m.score} for m in self.matches],
         }
-        if self.face is not None:
-            data["box"] = [round(v, 1) for v in self.face.box]
-            data["detection_score"] = self.face.score
-        return data
+        return {**data, **self.face.to_dict()} if self.face is not None else data
 
 
 class Gallery:
     """Enrolled people and their face embeddings, searchable by face.
+
+    Use it as a context manager (``with open_gallery(db) as gallery:``) so its store is
+    closed (connections, index threads) when the block ends.
 
     Args:
         store: where the gallery lives (see :func:`open_store`).
@@ -166,8 +172,6 @@ class Gallery:
         faces: FaceOptions | None = None,
         actor: str = LIBRARY_ACTOR,
     ) -> None:
-        from faceverify.photos import FaceOptions
-
         self.store = store
         self.actor = actor  # who the audit log names for writes that do not say
         self.model = model
@@ -178,6 +182,21 @@ class Gallery:
         if recorded is not None:
             same_model(recorded, self._manifest)
         self._bound = recorded is not None  # bound galleries are not written to on every enrolment
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store (its connections and index threads)."""
+        self.store.close()
+
+    def has_person(self, name: str) -> bool:
+        """Whether someone of this name is enrolled."""
+        person = check_name(name)
+        return any(info.name == person for info in self.store.people())
 
     def enroll(
         self,
@@ -190,8 +209,10 @@ class Gallery:
     ) -> EnrollResult:
         """Add a person with images, or images to an enrolled person, atomically.
 
-        Unreadable images and images already enrolled are skipped and reported; if none
-        is left for a new person, nothing is stored and an error says why.
+        Unreadable images, images without a face and images already enrolled are skipped
+        and reported; if none is left for a new person, nothing is stored and an error says
+        why. A photo with several faces follows the gallery's policy (``refuse`` unless
+        chosen otherwise: nothing is stored and the error names the faces found).
 
         Args:
             create: True: only a new person (``PersonExistsError`` if the name is taken,
@@ -199,17 +220,36 @@ class Gallery:
             change: who enrols (for the audit log) and a request key making a retry safe.
         """
         person = check_name(name)
-        faces, skipped = self.embed_faces(images)
-        return self.store_faces(person, faces, skipped, meta, create=create, change=change)
+        faces, failures = self.embed_faces(images)
+        return self.store_faces(person, faces, [str(f) for f in failures], meta, create=create, change=change)
 
-    def embed_faces(self, images: list[Any]) -> tuple[list[Face], list[str]]:
-        """The faces to store for these images, and the images left out (``"image: why"``):
-        the slow half of :meth:`enroll`, which writes nothing."""
+    def embed_faces(self, images: list[Any]) -> tuple[list[StoredFace], list[Failure]]:
+        """The faces to store for these images, and the images left out and why: the slow
+        half of :meth:`enroll`, which writes nothing.
+
+        Raises:
+            SeveralFacesError: a photo shows several faces and the policy is ``refuse``.
+        """
         from faceverify.embed import embed_images
 
-        embedded = embed_images(self.model, images, normalize=True, faces=self.faces, fingerprint=True)
-        # an image without a face is skipped like an unreadable one
-        return embedded_faces(embedded), [str(f) for f in embedded.failures]
+        options = self.enrol_options()
+        embedded = embed_images(self.model, images, normalize=True, faces=options, fingerprint=True)
+        refused = [f for f in embedded.failures if f.kind is FailureKind.SEVERAL_FACES]
+        if refused and options.policy is SeveralFaces.REFUSE:
+            raise refused[0].as_error()
+        # an image without a face (or skipped for its several faces) is left out like an unreadable one
+        return embedded_faces(embedded), embedded.failures
+
+    def enrol_options(self) -> FaceOptions:
+        """How enrolment finds faces: the gallery's options with enrolment's policy
+        (``refuse`` unless chosen); ``all`` is refused, as one photo gives one face."""
+        options = self.faces.for_job("enroll")
+        if options.applies_to(self.model) and options.policy is SeveralFaces.ALL:
+            raise ConfigError(
+                "enrolment takes one face per photo; for photos with several faces choose "
+                "refuse (the default), skip or largest"
+            )
+        return options
 
     def enroll_many(
         self,
@@ -217,7 +257,6 @@ class Gallery:
         *,
         meta: dict[str, Any] | None = None,
         existing: str = "skip",
-        several_faces: str = "skip",
         batch_size: int = 32,
         progress: bool | None = None,
         on_person: Callable[[PersonOutcome], None] | None = None,
@@ -230,8 +269,10 @@ class Gallery:
         stored in one transaction, all their faces or none. People already in the gallery
         are skipped (``existing="skip"``, the default), so a run that was interrupted is
         resumed by running it again; ``existing="add"`` adds new images to them instead.
-        Bad images are skipped and reported (unreadable, no face, several faces, already
-        enrolled); they never cost a person their good images.
+        Bad images are skipped and reported (unreadable, no face, already enrolled); they
+        never cost a person their good images. A photo with several faces follows the
+        gallery's policy: ``refuse`` (the default) fails that person alone, naming the
+        photo and its faces; ``skip`` leaves the photo out; ``largest`` uses its largest.
 
         Args:
             people: a folder (each sub-folder is a person named after it; its images are
@@ -239,8 +280,6 @@ class Gallery:
                 :func:`~faceverify.embed.embed_images` takes).
             meta: metadata stored with every person enrolled.
             existing: ``skip`` (resume-friendly) or ``add``.
-            several_faces: with face detection, ``skip`` photos holding more than one face
-                (the safe choice when nobody checks the folders) or use the ``largest``.
             batch_size: images per forward pass; 32-64 on CPUs, 128-512 on GPUs.
             progress: a progress bar of people on stderr; None shows it on a terminal only.
             on_person: called after each person with what happened to them.
@@ -257,7 +296,6 @@ class Gallery:
             people,
             meta=meta,
             existing=existing,
-            several_faces=several_faces,
             batch_size=batch_size,
             progress=progress,
             on_person=on_person,
@@ -267,7 +305,7 @@ class Gallery:
     def store_faces(
         self,
         person: str,
-        faces: list[Face],
+        faces: list[StoredFace],
         skipped: list[str],
         meta: dict[str, Any] | None,
         *,
@@ -281,57 +319,74 @@ class Gallery:
             self.store.bind(self._manifest)
             self._bound = True
         result = self.store.add(person, faces, meta, create=create, change=change or Change(self.actor))
+        refused = [str(d) for d in result.skipped]
         if result.replayed:
-            return EnrollResult(name=person, added=result.added, skipped=result.skipped, replayed=True)
-        return EnrollResult(name=person, added=result.added, skipped=skipped + result.skipped)
+            return EnrollResult(person, result.added, refused, replayed=True, duplicates=result.skipped)
+        return EnrollResult(person, result.added, skipped + refused, duplicates=result.skipped)
 
     def identify(self, image: Any, *, top_k: int = 5, threshold: float | None = None) -> Identification:
-        """Who is this? The ``top_k`` best matches, and a name only above the threshold."""
+        """Who is this? The ``top_k`` best matches, and a name only above the threshold.
+
+        One answer, for the largest face of a photo with several (with a warning);
+        :meth:`identify_faces` answers for every face.
+        """
+        from faceverify.runtime.threshold import resolve_threshold
+
         if top_k < 1:
             raise GalleryError(f"top_k {top_k!r} must be at least 1")
-        query = self._embed_one(image)
-        chosen = self.model.default_threshold if threshold is None else threshold
-        return Identification(self.store.search(query, top_k, self.match), chosen)
+        query = self._probe(image).vector
+        return Identification(
+            self.store.search(query, top_k, self.match), resolve_threshold(threshold, self.model)
+        )
 
     def identify_faces(
-        self, image: Any, *, top_k: int = 5, threshold: float | None = None
+        self, image: Any, *, top_k: int = 5, threshold: float | None = None, several: str | None = None
     ) -> list[Identification]:
         """Who is each face of a photo? One answer per face found (largest first), each
         with its box; faces below the threshold are unknown. A model that takes plain
         crops, with detection off, answers once for the whole image.
 
-        Raises:
-            ImageError: the image cannot be read, or holds no face.
-        """
-        from dataclasses import replace
+        Args:
+            several: ``all`` (default) answers for every face; ``largest`` for the largest
+                only; ``refuse``/``skip`` raise SeveralFacesError for a group photo. (The
+                gallery's own policy for several faces is enrolment's.)
 
+        Raises:
+            ImageError: the image cannot be read (NoFaceError: it holds no face).
+        """
         from faceverify.embed import embed_images
+        from faceverify.runtime.threshold import resolve_threshold
 
         if top_k < 1:
             raise GalleryError(f"top_k {top_k!r} must be at least 1")
-        options = replace(self.faces, all_faces=True)
+        options = replace(self.faces, several=several).for_job("identify")
         result = embed_images(self.model, [image], normalize=True, faces=options)
         if result.failures:
-            from faceverify.errors import ImageError
-
-            raise ImageError(result.failures[0].source, result.failures[0].reason)
-        chosen = self.model.default_threshold if threshold is None else threshold
+            raise result.failures[0].as_error()
+        chosen = resolve_threshold(threshold, self.model)
         return [
             Identification(self.store.search(vector, top_k, self.match), chosen, face)
             for vector, face in zip(result.embeddings.numpy(), result.faces)
         ]
 
     def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
-        """Is this really ``name``? 1:1 against that person's enrolled faces."""
+        """Is this really ``name``? 1:1 against that person's enrolled faces (the largest
+        face of a photo with several, with a warning)."""
+        return self.verify_face(name, image, threshold=threshold)[0]
+
+    def verify_face(
+        self, name: str, image: Any, *, threshold: float | None = None
+    ) -> tuple[Verification, Probe]:
+        """:meth:`verify_id`, and the face of ``image`` it judged (box, faces found)."""
         from faceverify.compare.verification import verify
 
         vectors = np.stack([v for _, _, v in self.store.faces_of(check_name(name))])
-        query = self._embed_one(image)
+        probe = self._probe(image)
         if self.match == "centroid":
             reference = vectors.mean(axis=0)
         else:
-            reference = vectors[int(np.argmax(vectors @ query))]
-        return verify(query, reference, threshold, model=self.model)
+            reference = vectors[int(np.argmax(vectors @ probe.vector))]
+        return verify(probe.vector, reference, threshold, model=self.model), probe
 
     def remove(self, name: str, *, change: Change | None = None) -> int:
         """Erase a person and all their faces: never returned again, and no copy of their
@@ -346,18 +401,36 @@ class Gallery:
     def people(self) -> list[PersonInfo]:
         return self.store.people()
 
-    def _embed_one(self, image: Any) -> np.ndarray:
-        from faceverify.embed import compute_embedding
+    def audit(self, *, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Who changed what, oldest first, after entry ``after`` (person ids, never names)."""
+        return self.store.audit(after=after, limit=limit)
 
-        vector: np.ndarray = compute_embedding(self.model, image, normalize=True, faces=self.faces)[0].numpy()
-        return vector
+    def _probe(self, image: Any) -> Probe:
+        """The face of identify and verify_id: the largest, as verification takes."""
+        from faceverify.embed import embed_images
+
+        options = replace(self.faces, several=SeveralFaces.LARGEST)  # the gallery's own policy is enrolment's
+        result = embed_images(self.model, [image], normalize=True, faces=options)
+        if result.failures:
+            raise result.failures[0].as_error()
+        if len(result.indices) != 1:
+            raise GalleryError(f"{len(result.indices)} images given where one photo is needed")
+        return Probe(result.embeddings[0].numpy(), result.faces[0], result.faces_found[0])
 
 
-def embedded_faces(embedded: EmbeddingResult, rows: Iterable[int] | None = None) -> list[Face]:
-    """The gallery faces of embedded rows (all of them by default); needs fingerprints."""
-    vectors = embedded.embeddings.numpy()
-    chosen = range(len(vectors)) if rows is None else rows
-    return [Face(vectors[r], embedded.image_sha256[r], embedded.sources[r]) for r in chosen]
+@dataclass(frozen=True)
+class Probe:
+    """The face a photo gave for a 1:1 check or a single identification.
+
+    Attributes:
+        vector: its unit embedding.
+        face: the detected face (None when the image was taken whole).
+        faces_found: how many faces the photo held (0 without detection).
+    """
+
+    vector: np.ndarray
+    face: DetectedFace | None
+    faces_found: int
 
 
 def export_gallery(store: GalleryStore, path: str | Path) -> int:
@@ -399,7 +472,7 @@ def import_gallery(store: GalleryStore, path: str | Path) -> tuple[int, int]:
         try:
             record = json.loads(line)
             faces = [
-                Face(check_vectors(np.array(f["embedding"]), dim)[0], f["sha256"], f["source"])
+                StoredFace(check_vectors(np.array(f["embedding"]), dim)[0], f["sha256"], f["source"])
                 for f in record["faces"]
             ]
         except (ValueError, KeyError, TypeError) as exc:

@@ -21,7 +21,7 @@ chosen by :func:`choose_kind` from the gallery's size:
   :func:`ivf_lists` centroids are trained on a sample, so a million faces index in
   minutes, where an HNSW graph takes far longer; new faces are appended to their lists
   without retraining. :data:`IVF_PROBE_SHARE` of the lists are scanned per query: on
-  crowded face-like vectors (:mod:`faceverify.gallery.synthetic`, probes that are another
+  crowded face-like vectors (:mod:`faceverify.gallery.synthetic_vectors`, probes that are another
   photo of an enrolled person) recall follows the share of lists scanned, and half of them
   is what finding the exact best face nearly always takes, so it buys recall first and
   only a modest speed-up over exact search; a store can trade recall for speed with
@@ -46,26 +46,28 @@ Saved indexes are written beside the database (:mod:`faceverify.gallery.index_fi
 from __future__ import annotations
 
 from faceverify.gallery.index_base import (
-    INDEX_ARRAYS,
-    INDEX_MIN_FACES,
-    IVF_PROBE_SHARE,
-    KINDS,
     FaceIndex,
     Progress,
-    check_kind,
-    choose_kind,
     first_per_owner,
     index_class,
-    ivf_lists,
-    ivf_probes,
     live_positions,
     register_kind,
-    rerank_candidates,
     scrub_saved,
     top_k,
     unit_centroids,
 )
+from faceverify.gallery.index_files import INDEX_ARRAYS
 from faceverify.gallery.index_kinds import KIND_CLASSES, ExactIndex, HNSWIndex, IVFIndex, PQIndex
+from faceverify.gallery.index_sizing import (
+    INDEX_MIN_FACES,
+    IVF_PROBE_SHARE,
+    KINDS,
+    check_kind,
+    choose_kind,
+    ivf_lists,
+    ivf_probes,
+    rerank_candidates,
+)
 
 __all__ = [
     "INDEX_ARRAYS",

@@ -15,7 +15,6 @@ import numpy as np
 
 from faceverify.errors import GalleryError
 from faceverify.gallery.index_files import (
-    INDEX_ARRAYS,
     INDEX_LOCK,
     commit_saved,
     data_stem,
@@ -24,39 +23,13 @@ from faceverify.gallery.index_files import (
     replace_arrays,
 )
 from faceverify.gallery.index_sizing import (
-    INDEX_MIN_FACES,
     IVF_PROBE_SHARE,
     KINDS,
     REBUILD_GROWTH,
     REBUILD_TOMBSTONE_SHARE,
     check_kind,
-    choose_kind,
-    ivf_lists,
-    ivf_probes,
-    rerank_candidates,
 )
 from faceverify.paths import file_lock
-
-__all__ = [
-    "INDEX_ARRAYS",
-    "INDEX_MIN_FACES",
-    "IVF_PROBE_SHARE",
-    "KINDS",
-    "FaceIndex",
-    "Progress",
-    "check_kind",
-    "choose_kind",
-    "first_per_owner",
-    "index_class",
-    "ivf_lists",
-    "ivf_probes",
-    "live_positions",
-    "register_kind",
-    "rerank_candidates",
-    "scrub_saved",
-    "top_k",
-    "unit_centroids",
-]
 
 #: Faces handed to faiss per call while building (one progress step each).
 BUILD_CHUNK = 50_000

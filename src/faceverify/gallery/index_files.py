@@ -9,14 +9,13 @@ at any moment leaves the old index or the new one, never a mix. Every file is ow
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from faceverify.paths import open_private
+from faceverify.paths import atomic_path, open_private
 
 #: The saved index: its arrays (the commit point), its data files, and the lock that
 #: saves and scrubs take.
@@ -32,12 +31,11 @@ def commit_saved(folder: Path, write: DataWriter, **arrays: np.ndarray) -> None:
     token), and swap them in atomically; older index files are deleted afterwards.
     Raises OSError when the folder cannot be written (nothing is left of the attempt)."""
     token = secrets.token_hex(8)
-    temporary = folder / f".index-{token}.tmp.npz"
-    written: list[Path] = [temporary]
+    written: list[Path] = []
     try:
         write(folder / f"index-{token}", written)
-        save_arrays(temporary, **arrays, token=np.array(token))
-        os.replace(temporary, folder / INDEX_ARRAYS)  # the commit point
+        with atomic_path(folder / INDEX_ARRAYS, suffix=".npz") as temporary:  # its rename: the commit point
+            save_arrays(temporary, **arrays, token=np.array(token))
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -64,9 +62,8 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
 
 def replace_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write changed arrays for the same data files, atomically."""
-    temporary = folder / f".index-{arrays['token']}.scrub.tmp.npz"
-    save_arrays(temporary, **arrays)
-    os.replace(temporary, folder / INDEX_ARRAYS)
+    with atomic_path(folder / INDEX_ARRAYS, suffix=".npz") as temporary:
+        save_arrays(temporary, **arrays)
 
 
 def delete_saved(folder: Path) -> None:

@@ -30,9 +30,8 @@ rotate out, as for any PostgreSQL data.
 The HNSW graph is built with ``m`` = :data:`PG_HNSW_M` and ``ef_construction`` =
 :data:`PG_HNSW_EF_CONSTRUCTION` (pgvector's defaults are 16 and 64): crowded face
 embeddings need a denser graph. Search settings (per transaction, ``SET LOCAL``):
-``hnsw.ef_search`` = :data:`PG_EF_SEARCH` (pgvector's default of 40 found the exact
-nearest face for 73% of crowded face-like probes at 10k faces and 32% at 100k;
-``benchmarks/gallery_search.py``), and on pgvector 0.8+
+``hnsw.ef_search`` = :data:`PG_EF_SEARCH` (pgvector's default of 40 misses the exact
+nearest face for many crowded face-like probes; docs/benchmarks.md), and on pgvector 0.8+
 ``hnsw.iterative_scan = relaxed_order`` so a query always gets the candidates it asks
 for. Older pgvector (pgserver ships 0.6.2) has no iterative scans; the store checks the
 installed version instead of failing on an unknown setting.
@@ -43,7 +42,7 @@ Server configuration for 1M+ faces (the HNSW graph must fit in memory to stay fa
 'faceverify_faces_hnsw'))``), ``effective_cache_size`` about 3/4 of RAM,
 ``maintenance_work_mem`` ≥ the index size while building (e.g. ``'4GB'``; a build that
 overflows it becomes many times slower and says so in the log), and
-``max_parallel_maintenance_workers`` = cores − 1 (pgvector ≥ 0.7 builds HNSW in
+``max_parallel_maintenance_workers`` = cores − 1 (pgvector ≥ 0.6 builds HNSW in
 parallel). Bulk-load first and create the index after (``COPY``, then ``CREATE INDEX``).
 """
 
@@ -62,10 +61,11 @@ from faceverify.gallery.base import (
     AuditEntry,
     Change,
     ErasingStore,
-    Face,
     Match,
     PersonInfo,
+    StoredFace,
     check_vectors,
+    duplicate,
     encode_meta,
     nothing_enrolled,
     person_exists,
@@ -84,13 +84,11 @@ from faceverify.gallery.pg_tables import (
 
 #: Candidate faces fetched per wanted person in best-match mode (HNSW returns faces).
 FACES_PER_PERSON = 10
-#: HNSW graph degree and build breadth. On 100k face-like 320-dim faces (pgvector 0.6.2,
-#: ef_search 1000) pgvector's defaults (16, 64) found the exact best face for 85.5% of
-#: probes; (32, 128) for 97.5%, at 2.6× the build time (403 s on a busy 2-core machine).
+#: HNSW graph degree and build breadth: denser than pgvector's defaults (16, 64), which
+#: lose crowded face probes at 100k faces; this costs a longer build (docs/benchmarks.md).
 PG_HNSW_M, PG_HNSW_EF_CONSTRUCTION = 32, 128
-#: HNSW search breadth, pgvector's maximum: on face-like 320-dim vectors (pgvector 0.6.2,
-#: m 16, ef_construction 64) recall@1 was 0.995 at 10k faces (0.985 at 400, 0.960 at 200)
-#: and 0.855 at 100k faces (0.735 at 400): crowded faces need the widest search.
+#: HNSW search breadth, pgvector's maximum: crowded faces need the widest search (recall
+#: falls with a narrower one, and more so as the gallery grows; docs/benchmarks.md).
 PG_EF_SEARCH = 1000
 #: pgvector's ceiling for ``hnsw.ef_search``.
 PG_EF_SEARCH_MAX = 1000
@@ -208,7 +206,7 @@ class PostgresStore(ErasingStore):
     def add(
         self,
         name: str,
-        faces: Iterable[Face],
+        faces: Iterable[StoredFace],
         meta: dict[str, Any] | None,
         *,
         create: bool | None = None,
@@ -263,7 +261,9 @@ class PostgresStore(ErasingStore):
         ).fetchone()
         return int(row[0]), bool(row[1])
 
-    def _add_faces(self, db: Any, dim: int, name: str, person_id: int, faces: Iterable[Face]) -> AddResult:
+    def _add_faces(
+        self, db: Any, dim: int, name: str, person_id: int, faces: Iterable[StoredFace]
+    ) -> AddResult:
         result = AddResult(person_id=person_id)
         for face in faces:
             vector = check_vectors(face.vector, dim)[0]
@@ -273,21 +273,20 @@ class PostgresStore(ErasingStore):
                 (person_id, face.image_sha256, face.source, vector),
             ).fetchone()
             if inserted is None:
-                result.skipped.append(
-                    f"{face.source}: this image is already enrolled{self._owner(db, face, name)}"
-                )
+                result.skipped.append(duplicate(face.source, self._owner(db, face), name))
             else:
                 result.added += 1
         return result
 
     @staticmethod
-    def _owner(db: Any, face: Face, name: str) -> str:
+    def _owner(db: Any, face: StoredFace) -> str | None:
+        """Who holds this face's image already (None: nobody, or gone meanwhile)."""
         row = db.execute(
             "SELECT p.name FROM faceverify_faces f JOIN faceverify_people p ON p.id = f.person_id "
             "WHERE f.image_sha256 = %s",
             (face.image_sha256,),
         ).fetchone()
-        return "" if row is None or row[0] == name else f" as {row[0]!r}"
+        return None if row is None else str(row[0])
 
     def _remove(self, column: str, value: object, change: Change | None) -> tuple[str, int] | None:
         """The erased person's name and face count, None if nobody matched."""

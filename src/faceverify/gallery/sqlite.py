@@ -36,9 +36,9 @@ from faceverify.gallery.base import (
     AuditEntry,
     Change,
     ErasingStore,
-    Face,
     Match,
     PersonInfo,
+    StoredFace,
     same_model,
     unknown_person,
 )
@@ -201,7 +201,7 @@ class SQLiteStore(ErasingStore):
     def add(
         self,
         name: str,
-        faces: Iterable[Face],
+        faces: Iterable[StoredFace],
         meta: dict[str, Any] | None,
         *,
         create: bool | None = None,

@@ -24,8 +24,9 @@ from faceverify.gallery.base import (
     AddResult,
     AuditEntry,
     Change,
-    Face,
+    StoredFace,
     check_vectors,
+    duplicate,
     encode_meta,
     nothing_enrolled,
     person_exists,
@@ -93,7 +94,7 @@ def read_uuid(db: sqlite3.Connection) -> str:
 def add_faces(
     db: sqlite3.Connection,
     name: str,
-    faces: Iterable[Face],
+    faces: Iterable[StoredFace],
     meta: dict[str, Any] | None,
     *,
     dim: int,
@@ -114,8 +115,7 @@ def add_faces(
             (face.image_sha256,),
         ).fetchone()
         if owner is not None:
-            whose = "" if owner[0] == name else f" as {owner[0]!r}"
-            result.skipped.append(f"{face.source}: this image is already enrolled{whose}")
+            result.skipped.append(duplicate(face.source, owner[0], name))
             continue
         db.execute(
             "INSERT INTO faces (person_id, image_sha256, source, vector, created) VALUES (?, ?, ?, ?, ?)",
@@ -236,7 +236,7 @@ def face_ids(db: sqlite3.Connection) -> np.ndarray:
 def read_faces(
     db: sqlite3.Connection, dim: int, after: int = 0, progress: Progress | None = None, total: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Face ids, owners and vectors of every face whose id is above ``after``, by id,
+    """StoredFace ids, owners and vectors of every face whose id is above ``after``, by id,
     read :data:`READ_CHUNK` rows at a time (``progress`` gets ``reading`` steps of ``total``)."""
     cursor = db.execute("SELECT id, person_id, vector FROM faces WHERE id > ? ORDER BY id", (after,))
     ids, owners, vectors = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty((0, dim), "<f4")]

@@ -1,9 +1,9 @@
 """Face-like embeddings for sizing and testing a gallery index without photos.
 
 Real face embeddings are crowded: every face shares one mean direction, and two different
-people typically sit at cosine ~0.84 (dlib's 128-dim vectors; see the project's measured
-facts). On random, well-separated vectors every approximate index looks perfect, so recall
-must be measured on vectors like these. Each identity is a centre drawn around a shared
+people typically sit at cosine ~0.84 (dlib's 128-dim vectors of real photos). On random,
+well-separated vectors every approximate index looks perfect, so recall must be measured
+on vectors like these. Each identity is a centre drawn around a shared
 mean direction with an anisotropic Gaussian spread (variance decaying like 1/√k over a
 random basis); each photo adds its own noise of the same shape. With the defaults two
 people's photos meet at cosine ~0.84 (spread ±0.016 at 320 dims) and two photos of one

@@ -34,8 +34,8 @@ import torch
 if TYPE_CHECKING:
     from PIL import Image
 
+from faceverify.errors import OverloadedError, RequestTimeoutError
 from faceverify.runtime.base import Embedder
-from faceverify.service.errors import OverloadedError, RequestTimeoutError
 from faceverify.service.settings import Batching
 
 #: After two callers were seen together, the batcher waits for companions this long.

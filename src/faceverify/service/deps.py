@@ -14,8 +14,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from faceverify.errors import ForbiddenError, InvalidFieldError, NotReadyError, UnauthorizedError
 from faceverify.gallery.base import Change
-from faceverify.service.errors import ForbiddenError, InvalidFieldError, NotReadyError, UnauthorizedError
 from faceverify.service.keys import ApiKey, KeyStore
 from faceverify.service.middleware import API_KEY_SCOPE, WRITE_GATE_SCOPE, WriteGate
 from faceverify.service.state import ServiceState

@@ -3,7 +3,8 @@
 Every error answer is ``{"error": {"code": ..., "message": ...}}`` with a 4xx status (503
 or 504 when the service is busy or slow); the message is the library's own sentence,
 with the server's folders taken out. An unexpected exception is a bug: it is logged
-with its traceback and answered 500 with a message that reveals nothing.
+with its traceback and answered 500 with a message that reveals nothing. The error classes
+themselves, the service's own included, live in :mod:`faceverify.errors`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from faceverify.errors import (
     ConfigError,
     DeviceError,
     FaceVerifyError,
+    FailureKind,
     GalleryError,
     GalleryExistsError,
     IdempotencyError,
@@ -25,82 +27,17 @@ from faceverify.errors import (
     MissingDependencyError,
     ModelMismatchError,
     PersonExistsError,
+    ServiceError,
     UnknownGalleryError,
     UnknownPersonError,
     UnsupportedFormatError,
 )
-from faceverify.photos import NO_FACE
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
 log = logging.getLogger("faceverify.service")
-
-
-class ServiceError(FaceVerifyError):
-    """An error of the transport (keys, limits, load), carrying its HTTP status and code."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.headers = headers or {}
-
-
-class UnauthorizedError(ServiceError):
-    status, code = 401, "unauthorized"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a valid API key is required in the X-API-Key header",
-            headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'},
-        )
-
-
-class ForbiddenError(ServiceError):
-    status, code = 403, "forbidden"
-
-
-class InvalidFieldError(ServiceError):
-    """A form or JSON field the library never sees is malformed (metadata, a name in a URL)."""
-
-    status, code = 422, "invalid_field"
-
-
-class PayloadTooLargeError(ServiceError):
-    status, code = 413, "payload_too_large"
-
-
-class FaceCountError(ServiceError):
-    """An image needs exactly one face here and has none, or several."""
-
-    status = 422
-
-
-class OverloadedError(ServiceError):
-    status, code = 503, "overloaded"
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
-
-
-class DecodeBudgetError(OverloadedError):
-    """Decoded images of the requests in flight fill the memory budget; its own code tells
-    operators to look at ``--max-decoded-mb`` rather than at the model's queue."""
-
-    code = "decode_budget_full"
-
-
-class NotReadyError(ServiceError):
-    status, code = 503, "not_ready"
-
-
-class RequestTimeoutError(ServiceError):
-    status, code = 504, "timeout"
 
 
 #: The library's exceptions, most specific first: the first ``isinstance`` match wins.
@@ -113,7 +50,7 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (ModelMismatchError, 409, "model_mismatch"),
     (GalleryError, 422, "gallery_error"),
     (UnsupportedFormatError, 415, "unsupported_format"),  # EPS, PSD, JPEG 2000...: never parsed
-    (ImageError, 422, "invalid_image"),  # "no_face" when detection found none (see classify)
+    (ImageError, 422, "invalid_image"),  # "no_face" / "several_faces" by its kind (see classify)
     (BatchImageError, 422, "invalid_image"),
     (InputError, 422, "invalid_input"),
     (ConfigError, 422, "invalid_argument"),
@@ -135,8 +72,8 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, str]]:
         exc = cause
     if isinstance(exc, ServiceError):
         return exc.status, exc.code, str(exc), exc.headers
-    if isinstance(exc, ImageError) and exc.reason == NO_FACE:
-        return 422, "no_face", str(exc), {}
+    if isinstance(exc, ImageError) and exc.kind in (FailureKind.NO_FACE, FailureKind.SEVERAL_FACES):
+        return 422, exc.kind.value, str(exc), {}
     if isinstance(exc, FaceVerifyError):
         status, code = next((s, c) for kind, s, c in LIBRARY_ERRORS if isinstance(exc, kind))
         return status, code, str(exc), {}

@@ -12,14 +12,15 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from faceverify.service.errors import (
-    ErrorRenderer,
+from faceverify.errors import (
     ForbiddenError,
     PayloadTooLargeError,
     RequestTimeoutError,
     ServiceError,
     UnauthorizedError,
+    UploadTimeoutError,
 )
+from faceverify.service.errors import ErrorRenderer
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,10 +70,6 @@ class BodyLimit:
 
     def _too_large(self, size: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(f"request body of {size} bytes; the limit is {self.max_bytes:,} bytes")
-
-
-class UploadTimeoutError(ServiceError):
-    status, code = 408, "upload_timeout"
 
 
 #: Where a request's :class:`WriteGate` is put in the request scope.

@@ -35,12 +35,19 @@ class PhotoOut(BaseModel):
     height: int
 
 
+class VerifiedFace(FaceOut):
+    faces_found: int = Field(description="faces in the photo (0 without detection); the largest counts")
+
+
 class VerifyOut(BaseModel):
     score: float = Field(description="cosine similarity of the two faces, in [-1, 1]")
     threshold: float
+    threshold_source: str = Field(
+        description="where the threshold came from: given, calibrated, checkpoint, published or default"
+    )
     same: bool = Field(description="score >= threshold")
-    a: FaceOut
-    b: FaceOut
+    a: VerifiedFace
+    b: VerifiedFace
     model: str
 
 
@@ -115,6 +122,9 @@ class IdentifiedFace(FaceOut):
 class IdentifyOut(BaseModel):
     image: PhotoOut
     threshold: float
+    threshold_source: str = Field(
+        description="where the threshold came from: given, calibrated, checkpoint, published or default"
+    )
     faces: list[IdentifiedFace]
 
 
@@ -122,8 +132,11 @@ class VerifyIdOut(BaseModel):
     name: str
     score: float
     threshold: float
+    threshold_source: str = Field(
+        description="where the threshold came from: given, calibrated, checkpoint, published or default"
+    )
     same: bool
-    face: FaceOut
+    face: VerifiedFace
 
 
 class AuditOut(BaseModel):

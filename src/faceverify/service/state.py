@@ -18,14 +18,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from faceverify.errors import GalleryError, UnknownGalleryError
-from faceverify.gallery.base import AddResult, AuditEntry, Change, Face, GalleryStore, Match, PersonInfo
+from faceverify.errors import GalleryError, OverloadedError, UnknownGalleryError
+from faceverify.gallery.base import AddResult, AuditEntry, Change, GalleryStore, Match, PersonInfo, StoredFace
 from faceverify.gallery.catalog import GalleryCatalog, open_catalog
 from faceverify.gallery.gallery import Gallery
 from faceverify.photos import FaceOptions
 from faceverify.runtime.base import Embedder
 from faceverify.service.batcher import BatchedEmbedder, Batcher
-from faceverify.service.errors import OverloadedError
 from faceverify.service.keys import KeyStore
 from faceverify.service.metrics import Metrics
 from faceverify.service.settings import ServiceSettings
@@ -68,7 +67,7 @@ class SharedStore(GalleryStore):
     def add(
         self,
         name: str,
-        faces: Iterable[Face],
+        faces: Iterable[StoredFace],
         meta: dict[str, Any] | None,
         *,
         create: bool | None = None,
@@ -185,7 +184,7 @@ class Galleries:
     def _forget(self, name: str) -> None:
         gallery = self._open.pop(name, None)
         if gallery is not None:
-            gallery.store.close()
+            gallery.close()
 
     def close(self) -> None:
         with self._lock:
@@ -208,7 +207,7 @@ class ServiceState:
 
     @classmethod
     def open(cls, settings: ServiceSettings, metrics: Metrics, keys: KeyStore) -> ServiceState:
-        from faceverify.runtime.build import build_model
+        from faceverify.runtime.build import build_from_spec
 
         if not settings.insecure:
             keys.load()
@@ -222,16 +221,7 @@ class ServiceState:
             import torch
 
             torch.set_num_threads(settings.threads)
-        inner = build_model(
-            settings.model,
-            weights=settings.weights,
-            device=settings.device,
-            input_size=settings.input_size,
-            crop_pct=settings.crop_pct,
-            threshold=settings.threshold,
-            model_args=settings.model_args or None,
-            backend=settings.backend,
-        )
+        inner = build_from_spec(settings.spec)
         batcher = Batcher(
             inner.embed,
             settings.batching,

@@ -4,8 +4,8 @@ Every upload is checked against :class:`~faceverify.service.settings.Limits` (co
 bytes before it is read; format and pixels from its header, per image and per request),
 weighed against the process-wide :class:`DecodeBudget`, then decoded by
 :func:`faceverify.decode.load_image`. Finding, aligning and embedding faces is the
-library's (:mod:`faceverify.photos`, used through ``embed_images`` and ``Gallery``); here
-a found face only becomes JSON, and a photo that must show one person is checked to.
+library's (:mod:`faceverify.photos`, used through ``embed_images`` and ``Gallery``), with
+the same policy for several faces as the library and the CLI; here only limits are kept.
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceverify.decode import decoding_bytes, load_image, open_image
-from faceverify.errors import ImageError
-from faceverify.photos import NO_FACE, FaceOptions, find_faces
-from faceverify.service.errors import (
-    DecodeBudgetError,
-    FaceCountError,
-    PayloadTooLargeError,
-)
+from faceverify.errors import DecodeBudgetError, ImageError, PayloadTooLargeError
+from faceverify.photos import FaceOptions, face_record, find_faces
 from faceverify.service.settings import MB, Limits
 
 if TYPE_CHECKING:
@@ -34,7 +29,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from faceverify.faces.detect import Face
-    from faceverify.runtime.base import Embedder
 
 #: Longest upload name echoed back in messages.
 _NAME_LENGTH = 80
@@ -136,26 +130,7 @@ class Photo:
 
     def face_dict(self, face: Face | None) -> dict[str, Any]:
         """A face as the API shows it; without detection the face is the whole image."""
-        if face is None:
-            box = (0.0, 0.0, float(self.image.width), float(self.image.height))
-            return {"box": _box(box), "score": None, "landmarks": None}
-        landmarks = [(float(x), float(y)) for x, y in np.asarray(face.landmarks)]
-        return {"box": _box(face.box), "score": float(face.score), "landmarks": landmarks}
-
-
-def _box(box: tuple[float, float, float, float]) -> dict[str, float]:
-    left, top, right, bottom = (float(v) for v in box)
-    return {"left": left, "top": top, "right": right, "bottom": bottom}
-
-
-def face_count_error(label: str, found: int) -> FaceCountError:
-    """422 for a photo that must show one face and shows ``found``."""
-    if found == 0:
-        return FaceCountError(f"{label}: {NO_FACE}", code="no_face")
-    return FaceCountError(
-        f"{label}: {found} faces found where one is needed; crop the photo to one face",
-        code="several_faces",
-    )
+        return face_record(face, self.image.size)
 
 
 def label_of(field: str, upload: UploadFile) -> str:
@@ -172,7 +147,8 @@ class PhotoReader:
         decoders: uploads decoded at the same time, process-wide: decoding is CPU work
             that releases the GIL, so this keeps it from crowding out the network (the
             budget bounds memory, this bounds cores).
-        faces: how the service finds faces (for the one-face check).
+        faces: how the service finds faces (detector, upsampling; the policy for several
+            faces is each route's job default).
     """
 
     def __init__(self, limits: Limits, decoders: int, faces: FaceOptions) -> None:
@@ -225,7 +201,7 @@ class PhotoReader:
         try:
             return open_image(upload.file, max_pixels=self.limits.max_pixels)
         except ImageError as exc:  # named as the upload; the kind (e.g. unsupported format) kept
-            raise type(exc)(label, exc.reason) from None
+            raise exc.renamed(label) from None
 
     def _check_request_pixels(self, opened: list[tuple[str, Image.Image]]) -> None:
         total = sum(image.width * image.height for _, image in opened)
@@ -242,22 +218,9 @@ class PhotoReader:
                 decoded = load_image(image, max_pixels=self.limits.max_pixels)
             except ImageError as exc:
                 reservation.release()
-                raise ImageError(label, exc.reason) from None
+                raise exc.renamed(label) from None
         reservation.bind(decoded)
         return Photo(label=label, image=decoded)
-
-    def one_face(self, photo: Photo, model: Embedder) -> Face | None:
-        """The photo's only face (None when faces are not detected: the photo is the face).
-
-        422 for none or several: the library would take the largest of several faces,
-        but enrolling or checking a claimed identity from a group photo is refused.
-        """
-        if not self.faces.applies_to(model):
-            return None
-        found = find_faces(np.asarray(photo.image), self.faces)
-        if len(found) != 1:
-            raise face_count_error(photo.label, len(found))
-        return found[0]
 
     def detect(self, photo: Photo) -> list[Face]:
         """Every face in the photo, largest first (detection always on)."""

@@ -12,12 +12,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 
-from faceverify.errors import GalleryError, ImageError, UnknownPersonError
+from faceverify.errors import (
+    ForbiddenError,
+    GalleryError,
+    GalleryNotEmptyError,
+    ImageError,
+    InvalidFieldError,
+    UnknownPersonError,
+)
 from faceverify.gallery.base import check_name
 from faceverify.gallery.catalog import check_gallery_name
 from faceverify.gallery.gallery import EnrollResult
+from faceverify.runtime.threshold import resolve_threshold
 from faceverify.service.deps import Admin, Enroller, Gate, Reader, State, Writer, change_of, read_access
-from faceverify.service.errors import ForbiddenError, InvalidFieldError, ServiceError
 from faceverify.service.middleware import WriteGate
 from faceverify.service.routers.faces import Images, Threshold
 from faceverify.service.schemas import (
@@ -38,10 +45,6 @@ from faceverify.service.uploads import Photo
 router = APIRouter(
     prefix="/v1/galleries", tags=["galleries"], responses=ERRORS, dependencies=[Depends(read_access)]
 )
-
-
-class GalleryNotEmptyError(ServiceError):
-    status, code = 409, "gallery_not_empty"
 
 
 GalleryName = Annotated[str, Path(description="the gallery's name", max_length=200)]
@@ -70,14 +73,6 @@ def _meta(text: str | None) -> dict[str, Any] | None:
     return meta
 
 
-def _one_face_each(state: ServiceState, uploads: list[UploadFile]) -> list[Photo]:
-    """The uploads decoded, each checked to show exactly one face."""
-    photos = state.photos.read_all("images", uploads)
-    for photo in photos:
-        state.photos.one_face(photo, state.model)
-    return photos
-
-
 def _fingerprint(*parts: str, uploads: list[UploadFile]) -> str:
     """What a write request held (its fields and every upload's bytes), as one hash: the
     same Idempotency-Key with other content is refused, not replayed."""
@@ -92,11 +87,17 @@ def _fingerprint(*parts: str, uploads: list[UploadFile]) -> str:
 def _enrolled(
     state: ServiceState, gate: WriteGate, gallery: str, person: str, photos: list[Photo], **options: Any
 ) -> EnrollResult:
-    """Embed the photos, then store them: only the store is the write, under the gate."""
+    """Embed the photos, then store them: only the store is the write, under the gate.
+
+    Every photo must give its face: one without a face is a 422 ``no_face``, one with
+    several a 422 ``several_faces`` naming them (enrolment's policy), before anything is
+    written."""
     opened = state.galleries.get(gallery)
-    faces, skipped = opened.embed_faces([photo.image for photo in photos])
+    faces, failures = opened.embed_faces([photo.image for photo in photos])
+    for failure in failures:
+        raise failure.as_error().renamed(photos[failure.index].label)
     with state.galleries.writing(gallery) as opened, gate.writing():
-        result = opened.store_faces(person, faces, skipped, **options)
+        result = opened.store_faces(person, faces, [], **options)
     state.metrics.count_faces("enroll", result.added)
     return result
 
@@ -181,7 +182,7 @@ def enroll(
     person, extra = _person(name), _meta(meta)
     state.galleries.get(gallery)  # unknown gallery or model: say so before reading photos
     change = change_of(request, key, _fingerprint("enrol", gallery, person, meta or "", uploads=images))
-    photos = _one_face_each(state, images)
+    photos = state.photos.read_all("images", images)
     result = _enrolled(state, gate, gallery, person, photos, meta=extra, create=True, change=change)
     return _answer(result, response)
 
@@ -201,7 +202,7 @@ def add_faces(
     person = _person(name)
     state.galleries.get(gallery)
     change = change_of(request, key, _fingerprint("add", gallery, person, uploads=images))
-    photos = _one_face_each(state, images)
+    photos = state.photos.read_all("images", images)
     result = _enrolled(state, gate, gallery, person, photos, meta=None, create=False, change=change)
     return _answer(result, response)
 
@@ -254,7 +255,7 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=10_000, description="entries at most")] = 1000,
 ) -> list[dict[str, Any]]:
     """The gallery's audit log: person ids, never names (an erased person stays unnamed)."""
-    return [entry.to_dict() for entry in state.galleries.get(gallery).store.audit(after=after, limit=limit)]
+    return [entry.to_dict() for entry in state.galleries.get(gallery).audit(after=after, limit=limit)]
 
 
 @router.post("/{gallery}/identify", response_model=IdentifyOut, summary="Who is each face in a photo?")
@@ -271,11 +272,10 @@ def identify(
     try:
         found = opened.identify_faces(photo.image, top_k=top_k, threshold=threshold)
     except ImageError as exc:  # named as the upload (a photo without faces is "no_face")
-        raise ImageError(photo.label, exc.reason) from None
+        raise exc.renamed(photo.label) from None
     faces = [{**who.to_dict(), **photo.face_dict(who.face)} for who in found]
     state.metrics.count_faces("identify", len(faces))
-    chosen = state.model.default_threshold if threshold is None else threshold
-    return {"image": photo.to_dict(), "threshold": chosen, "faces": faces}
+    return {"image": photo.to_dict(), **resolve_threshold(threshold, state.model).to_fields(), "faces": faces}
 
 
 @router.post(
@@ -286,13 +286,18 @@ def verify_person(
     _: Reader,
     gallery: GalleryName,
     name: PersonName,
-    image: Annotated[UploadFile, File(description="a photo with one face")],
+    image: Annotated[UploadFile, File(description="a photo of the face (the largest face counts)")],
     threshold: Threshold = None,
 ) -> dict[str, Any]:
+    """A photo with several faces gives its largest (``face.faces_found`` says how many),
+    as for ``/v1/verify``."""
     person = _person(name)
     opened = state.galleries.get(gallery)
     photo = state.photos.read("image", image)
-    face = state.photos.one_face(photo, state.model)
-    outcome = opened.verify_id(person, photo.image, threshold=threshold)
+    try:
+        outcome, probe = opened.verify_face(person, photo.image, threshold=threshold)
+    except ImageError as exc:
+        raise exc.renamed(photo.label) from None
     state.metrics.count_faces("verify_id", 1)
-    return {"name": person, **outcome.to_dict(), "face": photo.face_dict(face)}
+    face = {**photo.face_dict(probe.face), "faces_found": probe.faces_found}
+    return {"name": person, **outcome.to_dict(), "face": face}

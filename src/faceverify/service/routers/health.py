@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from faceverify.errors import FaceVerifyError
+from faceverify.errors import FaceVerifyError, NotReadyError
 from faceverify.service.deps import Presented, State
-from faceverify.service.errors import NotReadyError
 from faceverify.service.keys import KeyStore
 from faceverify.service.schemas import ERRORS, Status
 from faceverify.service.state import ServiceState

@@ -10,19 +10,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
+from faceverify.errors import ForbiddenError, NoKeysError, UnknownKeyError
 from faceverify.service.deps import Admin, Gate, State, actor, admin_access
-from faceverify.service.errors import ForbiddenError, ServiceError
 from faceverify.service.keys import ApiKey, KeyStore
 from faceverify.service.schemas import ERRORS, KeyIn, KeyOut, NewKeyOut
-
-
-class NoKeysError(ServiceError):
-    status, code = 409, "no_keys"
-
-
-class UnknownKeyError(ServiceError):
-    status, code = 404, "unknown_key"
-
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERRORS, dependencies=[Depends(admin_access)])
 
