@@ -1,6 +1,6 @@
 """Gallery search at 10k, 100k and 1M faces: every index kind against numpy brute force.
 
-The faces are face-like vectors (:mod:`faceverify.gallery.synthetic`: one shared mean
+The faces are face-like vectors (:mod:`faceverify.gallery.synthetic_vectors`: one shared mean
 direction, impostors at cosine ~0.84, two photos of one person at ~0.95), one photo per
 person. Probes are *another* photo of an enrolled person (fresh photo noise), the hard
 case: on random or well-separated vectors every index looks perfect. Lines per size:
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from faceverify.gallery.base import Face
+from faceverify.gallery.base import StoredFace
 from faceverify.gallery.index import IVF_PROBE_SHARE, FaceIndex
-from faceverify.gallery.synthetic import FaceSpace
+from faceverify.gallery.synthetic_vectors import FaceSpace
 
 MIB = 2**20
 
@@ -171,7 +171,7 @@ def sqlite_store(
     extra = np.random.default_rng(5).normal(size=(enrol, dim)).astype(np.float32)
     started = time.perf_counter()
     for i, vector in enumerate(extra):
-        store.add(f"new{i}", [Face(vector, f"new{i}", "bench")], None)
+        store.add(f"new{i}", [StoredFace(vector, f"new{i}", "bench")], None)
     rate = enrol / (time.perf_counter() - started)
     started = time.perf_counter()
     store.search(queries[0], 1, "best")
@@ -231,7 +231,7 @@ def postgres_store(
     extra = np.random.default_rng(5).normal(size=(args.enrol, dim)).astype(np.float32)
     started = time.perf_counter()
     for i, vector in enumerate(extra):
-        store.add(f"new{i}", [Face(vector, f"new{i}", "bench")], None)
+        store.add(f"new{i}", [StoredFace(vector, f"new{i}", "bench")], None)
     print(
         f"  pgvector: enrol {args.enrol / (time.perf_counter() - started):,.0f} people/s into it", flush=True
     )

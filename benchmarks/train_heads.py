@@ -1,11 +1,11 @@
 """Verification AUC on held-out synthetic people for each training recipe, in one run.
 
-Every row trains on the same synthetic set (``faceverify.data.synthetic``) and is scored on
+Every row trains on the same synthetic set (``faceverify.data.synthetic_faces``) and is scored on
 the pairs of identities it never saw (``verification_pairs_val.txt``):
 
 * ``softmax``, ``softmax + center``, ``arcface``, ``cosface``: the course ResNet from
   scratch, with the shipped defaults of each head (margin warm-up included);
-* ``arcface, no warm-up, scale 30``: issue 9's margin and scale from the first step (with
+* ``arcface, no warm-up, scale 30``: the usual ArcFace margin and scale from the first step (with
   the new unit-variance class rows, which no setting turns back), for comparison;
 * ``arcface, scale 16 (fixed)``: the warm-up with a fixed scale instead of the automatic
   one (sqrt(2)·ln(identities - 1): 4.2 for 20 identities);
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faceverify.data.synthetic import generate
+from faceverify.data.synthetic_faces import generate
 from faceverify.train.config import load_config
 from faceverify.train.loop import train
 

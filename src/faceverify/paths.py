@@ -25,12 +25,34 @@ def data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "faceverify"
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path, *, private: bool = False, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` to write the whole file to, by any writer (PIL,
+    numpy, torch, onnx); renamed onto ``path`` when the block ends, removed if it raises.
+    Readers never see half a file, and a kill leaves the old file or the new one.
+
+    Args:
+        private: create the temporary file owner-only (0600) before anyone writes to it
+            (faces, keys, vectors); the rename keeps its mode.
+        suffix: end the temporary name so (e.g. ``.npz``: numpy appends one otherwise).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # unique per writer: threads and processes writing the same file never share one
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp{suffix}")
+    try:
+        if private:
+            os.close(os.open(temporary, _PRIVATE_FLAGS, 0o600))
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def private_dir(path: Path) -> Path:
@@ -43,14 +65,8 @@ def private_dir(path: Path) -> Path:
 def write_private(path: Path, data: str | bytes) -> None:
     """Write owner-only (0600) via a new temporary file and a rename: readers never see half a
     file, and a link planted at ``path`` is replaced, never written through."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        with open_private(temporary) as stream:
-            stream.write(data.encode("utf-8") if isinstance(data, str) else data)
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open_private(temporary) as stream:
+        stream.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def open_private(path: Path) -> BinaryIO:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceverify.data.synthetic import generate
+from faceverify.data.synthetic_faces import generate
 
 
 def _digest(root: Path) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from faceverify.data.synthetic import generate
+from faceverify.data.synthetic_faces import generate
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Data to learn and test with, in the course layout that ``faceverify train`` reads.
 
-``synthetic`` generates a face-like dataset; ``prepare`` turns a folder-per-person tree of
+``synthetic_faces`` generates a face-like dataset; ``prepare`` turns a folder-per-person tree of
 real photos into aligned crops (``prepare_photos``), dividing people with ``split``.
 
 May import: the layers up to ``evaluate`` (``prepare`` uses decode, faces and photos to
@@ -18,7 +18,7 @@ _LAZY = {
     "CropOptions": "faceverify.data.prepare",
     "PrepareReport": "faceverify.data.prepare",
     "SplitOptions": "faceverify.data.split",
-    "generate": "faceverify.data.synthetic",
+    "generate": "faceverify.data.synthetic_faces",
 }
 
 __all__ = ["CropOptions", "PrepareReport", "SplitOptions", "generate", "prepare_photos"]
@@ -26,7 +26,7 @@ __all__ = ["CropOptions", "PrepareReport", "SplitOptions", "generate", "prepare_
 if TYPE_CHECKING:
     from faceverify.data.prepare import CropOptions, PrepareReport, prepare_photos
     from faceverify.data.split import SplitOptions
-    from faceverify.data.synthetic import generate
+    from faceverify.data.synthetic_faces import generate
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from faceverify.errors import ConfigError, ImageError
+from faceverify.paths import atomic_path
 from faceverify.runtime.onnx_backend import (  # the runtime the graph is made for
     METADATA_KEY,
     OnnxEmbedder,
@@ -110,10 +112,10 @@ def quantize_model(
             f"{len(tensors)} usable calibration images are too few; give at least {HOLD_OUT_EVERY + 1} "
             "(a few hundred of the kind the model will see is best)"
         )
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        _quantize_graph(fp32.graph_file, temporary, calibration, model)
-        int8 = load_onnx_embedder(temporary)
+    with tempfile.TemporaryDirectory(prefix="faceverify-quantize-") as scratch:
+        candidate = Path(scratch) / output.name  # judged first; written to ``output`` only if it passes
+        _quantize_graph(fp32.graph_file, candidate, calibration, model)
+        int8 = load_onnx_embedder(candidate)
         cosines = _cosines(fp32, int8, torch.stack(held_out))
         auc_fp32, auc_int8 = _aucs(fp32, int8, pairs) if pairs is not None else (None, None)
         report = QuantizationReport(
@@ -127,12 +129,10 @@ def quantize_model(
             output=str(output),
         )
         if report.passed or force:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            temporary.replace(output)
+            with atomic_path(output) as target:
+                shutil.copyfile(candidate, target)
             report = QuantizationReport(**{**asdict(report), "saved": True})
         return report
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _prepared(embedder: OnnxEmbedder, images: Sequence[Path]) -> list[torch.Tensor]:

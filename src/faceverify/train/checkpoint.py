@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from faceverify.models.checkpoint import FORMAT
+from faceverify.paths import atomic_path
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a run killed while saving keeps its previous checkpoint."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **state, "rng": rng_state()}, temporary)
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        torch.save({"format": FORMAT, **state, "rng": rng_state()}, temporary)
 
 
 def rng_state() -> dict[str, Any]:

@@ -7,8 +7,7 @@
   and clamped whatever the autocast precision: under fp16 the arccos would otherwise
   meet values just outside [-1, 1] and return NaN.
 * a margin head trained from scratch with its full margin often never converges on small
-  sets (the issue that prompted this: ArcFace at m = 0.5 reached train accuracy 0.14 after
-  30 epochs where softmax fitted), because at random initialisation cos(θ + m) of the true
+  sets where softmax fits, because at random initialisation cos(θ + m) of the true
   class is below the other classes' cosines for nearly every sample and the gradient points
   nowhere useful. :func:`margin_at` ramps the margin from 0 (a normalised softmax, which
   fits like plain softmax) to its target, as the margin-loss literature does.
@@ -84,9 +83,8 @@ class ClassifierHead(nn.Module):
             self.linear: nn.Module = nn.Linear(dim, classes)
         else:
             # unit-variance rows (norm ≈ √dim): the cosine only sees their direction, and the
-            # step a direction takes shrinks with the row's norm. Rows of std 0.01 turned
-            # so fast that ArcFace reached train accuracy 0.08 in 4 epochs on the synthetic
-            # set; with std 1 it reached 0.37 (measured with scale 16 and the warm-up)
+            # step a direction takes shrinks with the row's norm: rows of std 0.01 turn so
+            # fast that a margin head learns far slower (benchmarks/train_heads.py)
             self.weight = nn.Parameter(torch.empty(classes, dim))
             nn.init.normal_(self.weight, std=1.0)
 

@@ -156,12 +156,12 @@ def precision(requested: str, device: torch.device) -> tuple[torch.dtype | None,
 
 
 def use_channels_last(requested: bool, network: nn.Module, device: torch.device) -> bool:
-    """Whether to train in channels-last memory format (~15% faster on a CPU, more on GPUs).
+    """Whether to train in channels-last memory format (faster on CPUs, more so on GPUs).
 
     On CPUs with AVX-512, the backward pass of a 1×1 convolution with stride above 1 and
     fewer than 16 input channels in channels-last corrupts memory and kills the process
-    (torch 2.14's oneDNN; found with face_resnet at width 8, whose first downsampling
-    shortcut is such a convolution). Such a network trains in the default format there.
+    (torch 2.14's oneDNN: face_resnet at width 8 has such a convolution in its first
+    downsampling shortcut). Such a network trains in the default format there.
     """
     if not requested or device.type != "cpu" or "AVX512" not in torch.backends.cpu.get_cpu_capability():
         return requested
