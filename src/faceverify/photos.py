@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
 from faceverify.errors import Choice, ConfigError, NoFaceError, SeveralFacesError
+from faceverify.faces.detect import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,7 +86,7 @@ class FaceOptions:
     """
 
     detect: bool | None = None
-    detector: str = "hog"
+    detector: str = DEFAULT_DETECTOR
     upsample: int = 1
     min_size: float = 0.0
     score_threshold: float = 0.0

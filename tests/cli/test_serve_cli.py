@@ -140,7 +140,13 @@ def test_serve_hands_its_settings_to_uvicorn(
     assert settings["weights"] == str(atto_file) and (settings["input_size"], settings["threads"]) == (32, 1)
     assert settings["batching"] == {"enabled": False, "max_batch": 16, "max_wait_ms": 5.0, "max_queue": 256}
     assert settings["limits"]["max_images"] == 3
-    assert (settings["detect"], settings["upsample"], settings["detector"]) == (False, 0, "hog")
+    faces = settings["faces"]
+    assert (faces["detect"], faces["upsample"], faces["detector"], faces["several"]) == (
+        False,
+        0,
+        "hog",
+        None,
+    )
     from faceverify.service.app import app_from_environment
 
     assert app_from_environment().title == "faceverify"  # what each worker builds
@@ -185,3 +191,12 @@ def test_a_fresh_server_refuses_writes_without_the_key_it_printed(tmp_path: Path
         server.terminate()
         server.wait(30)
     assert server.stdout is not None and key not in server.stdout.read()  # uvicorn's access log
+
+
+def test_serve_refuses_a_faces_policy_that_would_override_every_route(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from faceverify.cli.main import main
+
+    assert main(["serve", "--faces", "all", "--insecure"]) != 0
+    assert "serve takes no --faces; each route keeps its job's default" in capsys.readouterr().err

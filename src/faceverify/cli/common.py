@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from faceverify.faces.detect import DEFAULT_DETECTOR
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.photos import POLICIES
 from faceverify.runtime import BACKENDS
@@ -111,7 +112,7 @@ def add_detector_arguments(group: argparse._ActionsContainer, *, several: bool =
     for every command that finds them (``several=False`` leaves out --faces)."""
     group.add_argument(
         "--detector",
-        default="hog",
+        default=DEFAULT_DETECTOR,
         help="hog (default, fast on CPUs), cnn (finds turned faces; slow on CPUs), or an installed plugin's",
     )
     group.add_argument(

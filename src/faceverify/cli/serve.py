@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, cli_actor, model_spec_from_args, positive_int
+from faceverify.cli.common import EXIT_OK, cli_actor, face_options, model_spec_from_args, positive_int
 from faceverify.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,10 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         keys_file=keys_path(args),
         insecure=args.insecure,
         host=args.host,
-        detect=args.detect,
-        detector=args.detector,
-        upsample=args.upsample,
-        min_face=args.min_face,
+        faces=face_options(args, None),
         threads=args.threads,
         match=args.match,
         limits=Limits(

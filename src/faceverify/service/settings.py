@@ -11,14 +11,12 @@ import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from faceverify.errors import ConfigError
 from faceverify.models.spec import ModelSpec
 from faceverify.paths import data_dir
-
-if TYPE_CHECKING:
-    from faceverify.photos import FaceOptions
+from faceverify.photos import FaceOptions
 
 SETTINGS_ENV = "FACEVERIFY_SERVICE_SETTINGS"
 MB = 1 << 20
@@ -135,9 +133,10 @@ class ServiceSettings(ModelSpec):
             ``Host`` names and refuses foreign ``Origin`` headers (other web sites and DNS
             rebinding); beyond loopback it trusts the whole network.
         host: the address the server listens on (for the ``insecure`` checks above).
-        detect, detector, upsample, min_face: how faces are found in photos, as in
-            :class:`faceverify.photos.FaceOptions` (``detect`` None: when the model needs
-            aligned faces, e.g. ``dlib_resnet_v1``; False: uploads are face crops).
+        faces: how faces are found in photos (:class:`faceverify.photos.FaceOptions`:
+            ``detect`` None detects when the model needs aligned faces, e.g.
+            ``dlib_resnet_v1``; False takes uploads as face crops). Its policy for several
+            faces stays unset: each route keeps its job's default.
         threads: CPU threads for the network (torch intra-op); None keeps torch's default.
             One per worker process suits several workers, or a machine shared with others.
         match: how a gallery compares a probe with a person's faces (``best``/``centroid``).
@@ -148,10 +147,7 @@ class ServiceSettings(ModelSpec):
     keys_file: str = field(default_factory=default_keys_file)
     insecure: bool = False
     host: str = "127.0.0.1"
-    detect: bool | None = None
-    detector: str = "hog"
-    upsample: int = 1
-    min_face: float = 0.0
+    faces: FaceOptions = field(default_factory=FaceOptions)
     threads: int | None = None
     match: str = "best"
     limits: Limits = field(default_factory=Limits)
@@ -165,19 +161,13 @@ class ServiceSettings(ModelSpec):
         """The model to serve, as the plain spec the CLI builds from the same options."""
         return ModelSpec(**self.to_dict())
 
-    def face_options(self) -> FaceOptions:
-        from faceverify.photos import FaceOptions
-
-        return FaceOptions(
-            detect=self.detect, detector=self.detector, upsample=self.upsample, min_size=self.min_face
-        )
-
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServiceSettings:
         raw = json.loads(text)
+        raw["faces"] = FaceOptions(**raw["faces"])
         raw["limits"] = Limits(**raw["limits"])
         raw["batching"] = Batching(**raw["batching"])
         raw["cors_origins"] = tuple(raw["cors_origins"])

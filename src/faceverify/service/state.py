@@ -233,7 +233,7 @@ class ServiceState:
         metrics.queue.set_function(lambda: batcher.queued)
         catalog = open_catalog(settings.db)
         batcher.start()
-        faces = settings.face_options()
+        faces = settings.faces
         photos = PhotoReader(settings.limits, decoders=max(2, os.cpu_count() or 2), faces=faces)
         log.info(
             "serving %s (%d-dim) with galleries in %s; batching %s",
