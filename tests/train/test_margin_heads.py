@@ -21,7 +21,7 @@ def _held_out_auc(fast: list[str], head: str, out: Path) -> float:
 
 @pytest.mark.slow
 def test_arcface_and_cosface_reach_softmax_auc_on_unseen_people(fast: list[str], tmp_path: Path) -> None:
-    """Issue 9: ArcFace with its full margin from the first step did not fit a small set.
+    """ArcFace with its full margin from the first step does not fit a small set; the defaults do.
 
     Same data, network, optimizer and 4 epochs for the three heads; the margin heads use
     the defaults (margin warm-up over 2 epochs, the scale from the number of identities,
