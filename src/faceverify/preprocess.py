@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+CHANNEL_ORDERS = ("RGB", "BGR")
 CROP_MODES = ("center", "squash", "border")
 #: Below this the feature maps of stride-32 CNNs shrink to nothing.
 MIN_INPUT_SIDE = 32
@@ -48,6 +49,8 @@ class PreprocessConfig:
             ``arcface112``; see ``faceverify.faces.align``): photos are then searched for
             faces, and each face is cut out aligned to it before this contract applies.
             None for networks that take plain crops.
+        channel_order: ``RGB`` (timm, PyTorch) or ``BGR`` (networks trained on OpenCV's
+            images); ``mean`` and ``std`` are given in RGB order either way.
     """
 
     input_size: tuple[int, int]
@@ -57,10 +60,12 @@ class PreprocessConfig:
     crop_pct: float
     crop_mode: str = "center"
     face_template: str | None = None
+    channel_order: str = "RGB"
 
     def __post_init__(self) -> None:
         _check_size(self.input_size)
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("channel order", self.channel_order, CHANNEL_ORDERS)
         check_choice("crop_mode", self.crop_mode, CROP_MODES)
         if not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct {self.crop_pct!r} is out of range; use a value in (0, 1]")
@@ -83,7 +88,16 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {"input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "face_template"}
+        known = {
+            "input_size",
+            "interpolation",
+            "mean",
+            "std",
+            "crop_pct",
+            "crop_mode",
+            "face_template",
+            "channel_order",
+        }
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown preprocessing keys {sorted(unknown)}; valid keys: {sorted(known)}")
@@ -101,6 +115,8 @@ class PreprocessConfig:
         data["std"] = list(self.std)
         if self.face_template is None:
             del data["face_template"]  # so contracts without one keep their fingerprints
+        if self.channel_order == "RGB":
+            del data["channel_order"]  # likewise
         return data
 
     def to_timm(self) -> dict[str, Any]:
@@ -135,11 +151,14 @@ class PreprocessConfig:
             crop_pct=self.crop_pct if crop_pct is None else float(crop_pct),
             crop_mode=self.crop_mode,
             face_template=self.face_template,
+            channel_order=self.channel_order,
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """Turn one RGB image into a normalised ``[3, H, W]`` float tensor."""
-        return _timm_transform(self)(image)
+        """Turn one RGB image into a normalised ``[3, H, W]`` float tensor (channels in
+        :attr:`channel_order`)."""
+        tensor = _timm_transform(self)(image)
+        return tensor.flip(0) if self.channel_order == "BGR" else tensor
 
 
 @functools.lru_cache(maxsize=16)

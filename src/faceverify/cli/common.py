@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from faceverify.errors import ConfigError
 from faceverify.faces.detect import DEFAULT_DETECTOR
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.photos import POLICIES
@@ -93,7 +94,22 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="auto: ONNX Runtime on CPUs when installed (about 2x faster), PyTorch otherwise",
+        help="auto: ONNX Runtime on CPUs when installed (faster there), PyTorch otherwise",
+    )
+    graph = model_opts.add_argument_group(
+        "ONNX face models faceverify did not write (--model model.onnx; default: insightface's convention)"
+    )
+    graph.add_argument(
+        "--face-template", help="the alignment it was trained on: arcface112 (default) or dlib150"
+    )
+    graph.add_argument(
+        "--pixel-mean", type=float, nargs="+", metavar="V", help="per channel (RGB), 0-255 units (127.5)"
+    )
+    graph.add_argument(
+        "--pixel-std", type=float, nargs="+", metavar="V", help="per channel, 0-255 units (127.5)"
+    )
+    graph.add_argument(
+        "--channel-order", choices=("RGB", "BGR"), help="what the graph's first channel is (RGB)"
     )
     faces = model_opts.add_argument_group("faces in photos")
     faces.add_argument(
@@ -160,7 +176,19 @@ def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
         input_size=args.input_size,
         crop_pct=args.crop_pct,
         backend=args.backend,
+        face_template=args.face_template,
+        pixel_mean=_one_or_three(args.pixel_mean),
+        pixel_std=_one_or_three(args.pixel_std),
+        channel_order=args.channel_order,
     )
+
+
+def _one_or_three(values: list[float] | None) -> float | tuple[float, float, float] | None:
+    if values is None or len(values) == 1:
+        return values[0] if values else None
+    if len(values) != 3:
+        raise ConfigError(f"{len(values)} values given; give one for every channel, or three (R G B)")
+    return (values[0], values[1], values[2])
 
 
 def build_from_args(args: argparse.Namespace) -> Embedder:

@@ -49,6 +49,9 @@ class ModelSpec:
         cache_dir: the Hugging Face cache folder; None: the standard one.
         model_args: extra architecture arguments (e.g. ``{"width": 32}``).
         backend: ``torch``, ``onnxruntime`` or ``auto``.
+        face_template, pixel_mean, pixel_std, channel_order: for ONNX graphs faceverify
+            did not write: their alignment and pixel normalisation (0-255 units); None:
+            the insightface convention (see :mod:`faceverify.runtime.foreign_onnx`).
     """
 
     model: str | None = None
@@ -62,6 +65,10 @@ class ModelSpec:
     cache_dir: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     backend: str = "torch"
+    face_template: str | None = None
+    pixel_mean: float | tuple[float, float, float] | None = None
+    pixel_std: float | tuple[float, float, float] | None = None
+    channel_order: str | None = None
 
     #: What an unknown key is called in errors (a subclass that adds fields names its own).
     _KIND: ClassVar[str] = "model option"
@@ -72,6 +79,8 @@ class ModelSpec:
             "weights": _fspath(self.weights),
             "cache_dir": _fspath(self.cache_dir),
             "input_size": tuple(self.input_size) if isinstance(self.input_size, list) else self.input_size,
+            "pixel_mean": _tuple_of_list(self.pixel_mean),
+            "pixel_std": _tuple_of_list(self.pixel_std),
         }
         for name, value in plain.items():
             object.__setattr__(self, name, value)
@@ -105,6 +114,10 @@ class ModelSpec:
 @functools.cache
 def _hints() -> dict[str, Any]:
     return typing.get_type_hints(ModelSpec)
+
+
+def _tuple_of_list(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _fspath(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
 from faceverify.device import DeviceLike, resolve_device
-from faceverify.errors import ModelError
+from faceverify.errors import ConfigError, ModelError
 from faceverify.models.factory import LoadedNetwork, load_network
 from faceverify.models.weights import WeightsLike
 from faceverify.runtime import BACKENDS
@@ -42,6 +42,10 @@ def build_model(
     cache_dir: str | None = None,
     model_args: dict[str, Any] | None = None,
     backend: str = "torch",
+    face_template: str | None = None,
+    pixel_mean: float | Sequence[float] | None = None,
+    pixel_std: float | Sequence[float] | None = None,
+    channel_order: str | None = None,
 ) -> Embedder:
     """Build a face-embedding model: a pretrained CNN without its classification layer.
 
@@ -77,6 +81,12 @@ def build_model(
             Runtime on a CPU when it is installed and the network exports cleanly, PyTorch
             otherwise and on GPUs. A ``.onnx`` file written by faceverify (for example by
             ``faceverify quantize``) as ``weights`` always runs in ONNX Runtime.
+        face_template, pixel_mean, pixel_std, channel_order: for an ONNX graph faceverify
+            did not write (an ArcFace-family model: ``build_model("w600k_r50.onnx")``),
+            how faces are cut out and pixels normalised, as it was trained: the default is
+            the insightface convention (``arcface112`` chips, RGB, mean and std 127.5 in
+            0-255 pixel units). The graph's input layout and size are read from it. Any
+            other model carries its own contract and refuses these.
 
     Returns:
         An :class:`~faceverify.runtime.base.Embedder`: the PyTorch
@@ -92,8 +102,19 @@ def build_model(
     import torch
 
     check_choice("backend", backend, BACKENDS)
+    if weights is None and _is_onnx_file(name):
+        name, weights = None, name  # build_model("model.onnx"): the graph is the model
+    inputs = {"face_template": face_template, "pixel_mean": pixel_mean, "pixel_std": pixel_std}
+    inputs = {
+        key: value for key, value in {**inputs, "channel_order": channel_order}.items() if value is not None
+    }
     if _is_onnx_file(weights):
-        return _onnx_file_embedder(weights, device, threshold)
+        return _onnx_file_embedder(Path(str(weights)), device, threshold, inputs)
+    if inputs:
+        raise ConfigError(
+            f"{', '.join(inputs)} describe ONNX graphs faceverify did not write; "
+            f"{name or 'this model'} carries its own preprocessing contract"
+        )
     target = resolve_device(device)
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
     contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
@@ -135,22 +156,38 @@ def _in_runtime(model: EmbeddingModel, backend: str) -> Embedder:
         return model
 
 
-def _is_onnx_file(weights: WeightsLike) -> bool:
+def _is_onnx_file(weights: object) -> bool:
     return isinstance(weights, (str, Path)) and str(weights).endswith(".onnx")
 
 
-def _onnx_file_embedder(weights: WeightsLike, device: DeviceLike, threshold: float | None) -> Embedder:
+def _onnx_file_embedder(
+    path: Path, device: DeviceLike, threshold: float | None, inputs: dict[str, Any]
+) -> Embedder:
+    """An ``.onnx`` file's embedder: faceverify's own graphs carry their contract, others
+    get one from ``inputs`` (:mod:`faceverify.runtime.foreign_onnx`)."""
+    from faceverify.compare.calibration import load_calibration
+    from faceverify.runtime.foreign_onnx import foreign_embedder, input_options, is_foreign
     from faceverify.runtime.onnx_backend import load_onnx_embedder
 
     target = resolve_device(device if device is not None else "cpu")
     if target.type != "cpu":
         raise ModelError(f"an ONNX graph runs on the CPU only, not on {target}; use device='cpu'")
-    path = Path(str(weights))
     if not path.is_file():
         raise ModelError(f"ONNX graph {path} not found")
-    model = load_onnx_embedder(path)
+    if is_foreign(path):
+        model = foreign_embedder(path, input_options(**inputs))
+    elif inputs:
+        raise ConfigError(
+            f"{path} was written by faceverify and carries its own preprocessing contract; "
+            f"drop {', '.join(inputs)}"
+        )
+    else:
+        model = load_onnx_embedder(path)
+    sidecar = load_calibration(model)  # `faceverify calibrate` on the graph: beside it
     if threshold is not None:
         model.threshold = given(threshold)
+    elif sidecar is not None:
+        model.threshold = sidecar.as_threshold(ThresholdSource.CALIBRATED)
     return model
 
 
