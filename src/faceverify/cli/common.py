@@ -111,6 +111,11 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     graph.add_argument(
         "--channel-order", choices=("RGB", "BGR"), help="what the graph's first channel is (RGB)"
     )
+    group.add_argument(
+        "--tta",
+        choices=("flip",),
+        help="flip: embed each face with its mirror image too (steadier vectors, twice the work)",
+    )
     faces = model_opts.add_argument_group("faces in photos")
     faces.add_argument(
         "--detect",
@@ -180,6 +185,7 @@ def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
         pixel_mean=_one_or_three(args.pixel_mean),
         pixel_std=_one_or_three(args.pixel_std),
         channel_order=args.channel_order,
+        tta=args.tta,
     )
 
 

@@ -60,6 +60,7 @@ class Calibration:
     preprocess_fingerprint: str
     created: str
     faceverify_version: str = __version__
+    tta: str = ""  # the augmentation its scores were measured with ("" none, "flip")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,20 +136,22 @@ def new_calibration(
         weights_sha256=model.weights_sha256(),
         preprocess_fingerprint=model.preprocess.fingerprint(),
         created=timestamp(),
+        tta=model.tta,
     )
 
 
 def calibration_path(model: Embedder) -> Path:
-    """Where the calibration of ``model`` lives."""
+    """Where the calibration of ``model`` lives (augmented vectors have their own)."""
     if model.weights_file is None:
         raise ConfigError(
             "a model with random weights cannot carry a calibrated threshold; calibrate a model "
             "whose weights are saved (--weights PATH or a hub model)"
         )
+    suffix = f".threshold.{model.tta}.json" if model.tta else SUFFIX
     if model.weights_source.startswith("hf-hub:"):
         safe = model.weights_source.removeprefix("hf-hub:").replace("/", "--")
-        return data_dir() / "thresholds" / f"{safe}{SUFFIX}"
-    return model.weights_file.with_name(model.weights_file.name + SUFFIX)
+        return data_dir() / "thresholds" / f"{safe}{suffix}"
+    return model.weights_file.with_name(model.weights_file.name + suffix)
 
 
 def save_calibration(model: Embedder, calibration: Calibration) -> Path:
@@ -172,10 +175,11 @@ def carried_calibration(model: Embedder, entry: dict[str, Any] | None) -> Calibr
     except TypeError as exc:
         log.warning("ignoring the checkpoint's unreadable calibration (%s); run faceverify calibrate", exc)
         return None
-    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint",)):
+    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint", "tta")):
         log.warning(
             "ignoring the threshold calibrated in training: it was measured with the checkpoint's own "
-            "preprocessing (input size, crop...), not this one; run faceverify calibrate with these settings"
+            "preprocessing (input size, crop...) and augmentation, not these; run faceverify calibrate "
+            "with these settings"
         )
         return None
     return calibration
@@ -193,10 +197,10 @@ def load_calibration(model: Embedder) -> Calibration | None:
     except (OSError, ValueError, TypeError) as exc:
         log.warning("ignoring unreadable calibration %s (%s); run faceverify calibrate again", path, exc)
         return None
-    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint",)):
+    if not calibration.identity.matches(model.identity(), only=("preprocess_fingerprint", "tta")):
         log.warning(
             "ignoring calibrated threshold in %s: it was measured with other preprocessing (input size, "
-            "crop...); calibrate again with these settings",
+            "crop...) or augmentation; calibrate again with these settings",
             path,
         )
         return None

@@ -52,6 +52,7 @@ class ModelSpec:
         face_template, pixel_mean, pixel_std, channel_order: for ONNX graphs faceverify
             did not write: their alignment and pixel normalisation (0-255 units); None:
             the insightface convention (see :mod:`faceverify.runtime.foreign_onnx`).
+        tta: ``flip`` embeds each face with its mirror image; None: no augmentation.
     """
 
     model: str | None = None
@@ -69,6 +70,7 @@ class ModelSpec:
     pixel_mean: float | tuple[float, float, float] | None = None
     pixel_std: float | tuple[float, float, float] | None = None
     channel_order: str | None = None
+    tta: str | None = None
 
     #: What an unknown key is called in errors (a subclass that adds fields names its own).
     _KIND: ClassVar[str] = "model option"

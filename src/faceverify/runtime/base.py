@@ -45,6 +45,8 @@ class Embedder(ABC):
     weights_source: str
     weights_file: Path | None
     threshold: Threshold
+    #: the test-time augmentation its vectors carry ("" none, "flip": see ``runtime.tta``)
+    tta: str = ""
 
     @abstractmethod
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from faceverify.runtime import BACKENDS
 from faceverify.runtime.base import Embedder
 from faceverify.runtime.threshold import Threshold, ThresholdSource, given, model_threshold
 from faceverify.runtime.torch_backend import EmbeddingModel
+from faceverify.runtime.tta import with_tta
 
 if TYPE_CHECKING:
     from faceverify.models.spec import ModelSpec
@@ -46,6 +47,7 @@ def build_model(
     pixel_mean: float | Sequence[float] | None = None,
     pixel_std: float | Sequence[float] | None = None,
     channel_order: str | None = None,
+    tta: str | None = None,
 ) -> Embedder:
     """Build a face-embedding model: a pretrained CNN without its classification layer.
 
@@ -87,6 +89,10 @@ def build_model(
             the insightface convention (``arcface112`` chips, RGB, mean and std 127.5 in
             0-255 pixel units). The graph's input layout and size are read from it. Any
             other model carries its own contract and refuses these.
+        tta: ``"flip"`` embeds each face with its mirror image (one pass of twice the
+            batch) and keeps their normalised sum: steadier vectors for twice the work.
+            Galleries and calibrations record it and refuse to mix such vectors with
+            plain ones. None (default): no augmentation.
 
     Returns:
         An :class:`~faceverify.runtime.base.Embedder`: the PyTorch
@@ -109,7 +115,7 @@ def build_model(
         key: value for key, value in {**inputs, "channel_order": channel_order}.items() if value is not None
     }
     if _is_onnx_file(weights):
-        return _onnx_file_embedder(Path(str(weights)), device, threshold, inputs)
+        return _onnx_file_embedder(Path(str(weights)), device, (threshold, tta), inputs)
     if inputs:
         raise ConfigError(
             f"{', '.join(inputs)} describe ONNX graphs faceverify did not write; "
@@ -119,12 +125,14 @@ def build_model(
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
     contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
     model = embedder_for(replace(loaded, contract=contract), channels_last=channels_last)
-    model.threshold = given(threshold) if threshold is not None else _own_threshold(model, loaded)
     model.eval().to(target)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
-    return _in_runtime(model, backend)
+    built = with_tta(_in_runtime(model, backend), tta)
+    # resolved on what is returned: a threshold holds for these exact vectors (augmented or not)
+    built.threshold = given(threshold) if threshold is not None else _own_threshold(built, loaded)
+    return built
 
 
 def build_from_spec(spec: ModelSpec) -> Embedder:
@@ -161,7 +169,7 @@ def _is_onnx_file(weights: object) -> bool:
 
 
 def _onnx_file_embedder(
-    path: Path, device: DeviceLike, threshold: float | None, inputs: dict[str, Any]
+    path: Path, device: DeviceLike, decided: tuple[float | None, str | None], inputs: dict[str, Any]
 ) -> Embedder:
     """An ``.onnx`` file's embedder: faceverify's own graphs carry their contract, others
     get one from ``inputs`` (:mod:`faceverify.runtime.foreign_onnx`)."""
@@ -175,14 +183,16 @@ def _onnx_file_embedder(
     if not path.is_file():
         raise ModelError(f"ONNX graph {path} not found")
     if is_foreign(path):
-        model = foreign_embedder(path, input_options(**inputs))
+        graph = foreign_embedder(path, input_options(**inputs))
     elif inputs:
         raise ConfigError(
             f"{path} was written by faceverify and carries its own preprocessing contract; "
             f"drop {', '.join(inputs)}"
         )
     else:
-        model = load_onnx_embedder(path)
+        graph = load_onnx_embedder(path)
+    threshold, tta = decided
+    model = with_tta(graph, tta)
     sidecar = load_calibration(model)  # `faceverify calibrate` on the graph: beside it
     if threshold is not None:
         model.threshold = given(threshold)
@@ -215,7 +225,7 @@ def embedder_for(
     )
 
 
-def _own_threshold(model: EmbeddingModel, loaded: LoadedNetwork) -> Threshold:
+def _own_threshold(model: Embedder, loaded: LoadedNetwork) -> Threshold:
     """The model's threshold by :func:`~faceverify.runtime.threshold.model_threshold`'s
     precedence: a calibration for these weights, the checkpoint's, the published rule."""
     from faceverify.compare.calibration import carried_calibration, load_calibration

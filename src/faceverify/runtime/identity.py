@@ -26,12 +26,14 @@ class ModelIdentity:
         embedding_dim: the length of its vectors.
         weights_sha256: SHA-256 of its weights file ('' for random weights).
         preprocess_fingerprint: :meth:`PreprocessConfig.fingerprint` of its contract.
+        tta: the test-time augmentation of its vectors ("" none, "flip").
     """
 
     model: str
     embedding_dim: int
     weights_sha256: str
     preprocess_fingerprint: str
+    tta: str = ""
 
     @classmethod
     def of(cls, embedder: Embedder) -> ModelIdentity:
@@ -40,6 +42,7 @@ class ModelIdentity:
             embedding_dim=embedder.embedding_dim,
             weights_sha256=embedder.weights_sha256(),
             preprocess_fingerprint=embedder.preprocess.fingerprint(),
+            tta=embedder.tta,
         )
 
     @classmethod
@@ -51,10 +54,14 @@ class ModelIdentity:
             embedding_dim=int(data.get("embedding_dim") or 0),
             weights_sha256=str(data.get("weights_sha256", "")),
             preprocess_fingerprint=str(data.get("preprocess_fingerprint", "")),
+            tta=str(data.get("tta", "")),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.tta:
+            del data["tta"]  # so records made without augmentation keep their shape
+        return data
 
     def differences(self, other: ModelIdentity, *, only: tuple[str, ...] | None = None) -> list[str]:
         """The fields (of ``only``, default all) in which ``other`` differs."""

@@ -200,6 +200,7 @@ class BatchedEmbedder(Embedder):
         self.name, self.embedding_dim = inner.name, inner.embedding_dim
         self.preprocess, self.threshold = inner.preprocess, inner.threshold
         self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
+        self.tta = inner.tta
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         return self.batcher.run(batch)
