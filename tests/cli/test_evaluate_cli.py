@@ -79,7 +79,9 @@ def test_evaluate_reports_bad_lines_and_still_evaluates(
     )
     assert code == EXIT_PARTIAL
     report = json.loads(out)
-    assert report["verification"]["pairs"] == 55
+    assert report["verification"]["pairs"] == 56  # the pair with a broken image counts, as a failure
+    assert report["verification_usable"]["pairs"] == 55
+    assert report["failed_pairs"] == {"total": 1, "by_kind": {"unreadable": 1}, "score": -1.0}
     assert report["problems"][0].startswith("line 57: expected 'path_a path_b [label]'")
     assert report["problems"][1].startswith(f"line 56: image {broken} (not an image file")
     assert "skipped line 56" in err
@@ -142,3 +144,36 @@ def test_predict_reads_csv_pairs_with_named_columns(
         main(["predict", "--pairs", str(csv_file), "--weights", weights])
     assert info.value.code == EXIT_USAGE
     assert "required: --root" in _one_line_error(capsys.readouterr().err)
+
+
+def test_evaluate_by_a_csv_column_with_failed_pairs(
+    capsys: Capture, identity_data: Path, weights: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG broken")
+    rows = [line.split() for line in (identity_data / "pairs.txt").read_text().splitlines()]
+    rows.append([str(broken), "probes/p9/1.png", "1"])
+    csv_file = tmp_path / "pairs.csv"
+    lines = [",".join([*row, "masked" if "p9" in row[1] else "bare"]) for row in rows]
+    csv_file.write_text("a,b,label,mask\n" + "\n".join(lines) + "\n")
+    argv = ["evaluate", "--pairs", str(csv_file), "--root", str(identity_data), "--weights", weights]
+    code, out, err = run(capsys, *argv, "--by", "mask", "--report", str(tmp_path / "report"))
+    assert code == EXIT_PARTIAL, err
+    assert "failed     1 of 56 pairs (1 unreadable); scored -1, below any real score" in out
+    assert "-- all pairs, failed ones counted as non-matches --" in out
+    assert "-- usable pairs only, failed ones left out --" in out
+    table = out[out.index("-- by mask:") :].splitlines()
+    assert table[1].split()[:5] == ["mask", "pairs", "genuine", "impostor", "failed"]
+    assert [row.split()[:5] for row in table[2:4]] == [
+        ["bare", "45", "9", "36", "0"],
+        ["masked", "11", "2", "9", "1"],
+    ]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    masked = report["by"]["mask"]["masked"]
+    assert (masked["pairs"], masked["genuine"], masked["impostor"], masked["failed"]) == (11, 2, 9, 1)
+    assert report["verification"]["roc_auc"] < report["verification_usable"]["roc_auc"]
+    with Image.open(tmp_path / "report" / "roc.png") as image:
+        assert image.format == "PNG"
+    code, _, err = run(capsys, *argv, "--by", "age")
+    assert code == EXIT_ERROR
+    assert f"cannot group by 'age': no such column in '{csv_file}'; columns: mask" in _one_line_error(err)

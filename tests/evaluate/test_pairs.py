@@ -88,6 +88,18 @@ def test_csv_with_usual_and_named_columns(root: Path) -> None:
         read_pairs(named, root, columns=("left_img", "right_img", "y"))
 
 
+def test_csv_keeps_its_other_columns_as_tags(root: Path) -> None:
+    text = "age,a,b,label,mask\nyoung,x/1.jpg,x/2.jpg,1, yes \nold,x/1.jpg,y/1.jpg,0\n"
+    pairs = read_pairs(_write(root, "g.csv", text), root)
+    assert pairs.columns == ["age", "mask"]
+    assert [dict(p.tags) for p in pairs.pairs] == [
+        {"age": "young", "mask": "yes"},
+        {"age": "old", "mask": ""},
+    ]
+    course = read_pairs(_write(root, "c.txt", "x/1.jpg x/2.jpg 1\n"), root)
+    assert course.columns == [] and dict(course.pairs[0].tags) == {}
+
+
 @pytest.mark.parametrize(("same", "different"), [("Yes", "No"), ("TRUE", "false"), ("same", "different")])
 def test_csv_labels_as_pairs_files_in_the_wild_write_them(root: Path, same: str, different: str) -> None:
     text = f"a,b,label\nx/1.jpg,x/2.jpg,{same}\nx/1.jpg,y/1.jpg,{different}\n"

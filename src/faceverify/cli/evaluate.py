@@ -51,7 +51,11 @@ def _read_pairs(args: argparse.Namespace, *, required: bool) -> PairSet | None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """Verification metrics and/or identification, a summary, and optionally a report."""
+    """Verification metrics and/or identification, a summary, and optionally a report.
+
+    Headline figures count pairs with a failed image as non-matches; see
+    :func:`faceverify.evaluate.run.evaluate`.
+    """
     from faceverify.evaluate.report import summary, write_report
     from faceverify.evaluate.run import evaluate as run
 
@@ -69,11 +73,11 @@ def evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=progress,
         faces=face_options(args, "verify"),
+        by=args.by or (),
     )
     log_problems(log, report["problems"], where="all are in the JSON report")
     if args.report:
-        scores, labels = (scored.scores, scored.labels) if scored is not None else (None, None)
-        files = write_report(args.report, report, scores=scores, labels=labels)
+        files = write_report(args.report, report, scored=scored)
         log.info("report written: %s", ", ".join(str(f) for f in files))
     print(json.dumps(report, indent=2) if args.json else summary(report))
     return EXIT_PARTIAL if report["problems"] else EXIT_OK
@@ -209,6 +213,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     group = p.add_argument_group("identification")
     group.add_argument("--gallery", help="folder of enrolled people: <gallery>/<person>/*.jpg")
     group.add_argument("--probes", help="folder of probe people: <probes>/<person>/*.jpg")
+    p.add_argument(
+        "--by",
+        action="append",
+        metavar="COLUMN",
+        help="also report every figure per value of this CSV pairs column (e.g. age_group); repeatable",
+    )
     p.add_argument("--report", metavar="DIR", help="write report.json and PNG plots into DIR")
     p.add_argument("--threshold", type=float, help="operating threshold (default: the model's, else 0.5)")
     p.set_defaults(handler=evaluate)

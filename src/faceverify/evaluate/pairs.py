@@ -3,13 +3,15 @@
 Every problem is reported with its line number and the rest of the file is still
 used: a malformed line, a pair naming a missing image, or a duplicate never sinks the
 whole evaluation. Only contradictions (the same pair labelled both ways) are errors.
+A CSV's other columns (age group, mask...) are kept with each pair as its ``tags``, so an
+evaluation can report its figures per group.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,21 +26,31 @@ _CSV_LABEL = ("label", "same", "is_same", "target", "match")
 
 @dataclass(frozen=True)
 class Pair:
-    """Two images and, when known, whether they show the same person (1) or not (0)."""
+    """Two images and, when known, whether they show the same person (1) or not (0).
+
+    ``tags`` holds the pair's other CSV columns by name (empty for the other formats); it
+    takes no part in comparing pairs, which are the same pair whatever their tags.
+    """
 
     a: Path
     b: Path
     label: int | None
     line: int
+    tags: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
 class PairSet:
-    """The usable pairs of a file, and what was wrong with the others."""
+    """The usable pairs of a file, and what was wrong with the others.
+
+    ``columns``: a CSV's columns other than the two images and the label, in file order:
+    the names a pair's ``tags`` and an evaluation's groups (``--by``) may use.
+    """
 
     source: str
     format: str
     pairs: list[Pair] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duplicates: int = 0
     _by_images: dict[frozenset[Path], Pair] = field(default_factory=dict, repr=False)
@@ -80,8 +92,8 @@ def read_pairs(
     chosen = _detect(file, text) if format == "auto" else format
     result = PairSet(source=str(file), format=chosen)
     rows = {"course": _course_rows, "lfw": _lfw_rows, "csv": _csv_rows}[chosen]
-    for line, a, b, label in rows(text, result, columns):
-        _add(result, folder, Pair(folder / a, folder / b, label, line))
+    for line, a, b, label, tags in rows(text, result, columns):
+        _add(result, folder, Pair(folder / a, folder / b, label, line, tags))
     if not result.pairs:
         detail = f": {result.problems[0]}" if result.problems else ""
         raise PairsError(f"no usable pairs in '{file}' ({chosen} format){detail}")
@@ -95,7 +107,7 @@ def _detect(file: Path, text: str) -> str:
     return "lfw" if first and len(first) <= 2 and all(f.isdigit() for f in first) else "course"
 
 
-Row = tuple[int, str, str, "int | None"]
+Row = tuple[int, str, str, "int | None", dict[str, str]]
 
 
 def _course_rows(text: str, result: PairSet, _: object) -> Iterator[Row]:
@@ -111,7 +123,7 @@ def _course_rows(text: str, result: PairSet, _: object) -> Iterator[Row]:
         label = _label(fields[2], number, result) if len(fields) == 3 else None
         if len(fields) == 3 and label is None:
             continue
-        yield (number, fields[0], fields[1], label)
+        yield (number, fields[0], fields[1], label, {})
 
 
 def _lfw_rows(text: str, result: PairSet, _: object) -> Iterator[Row]:
@@ -123,10 +135,10 @@ def _lfw_rows(text: str, result: PairSet, _: object) -> Iterator[Row]:
         try:
             if len(fields) == 3:
                 name, i, j = fields[0], int(fields[1]), int(fields[2])
-                yield (number, _lfw_path(name, i), _lfw_path(name, j), 1)
+                yield (number, _lfw_path(name, i), _lfw_path(name, j), 1, {})
             elif len(fields) == 4:
                 first, second = _lfw_path(fields[0], int(fields[1])), _lfw_path(fields[2], int(fields[3]))
-                yield (number, first, second, 0)
+                yield (number, first, second, 0, {})
             else:
                 raise ValueError(f"{len(fields)} fields")
         except ValueError:
@@ -147,6 +159,7 @@ def _csv_rows(
     col_a = _column(header, columns[0], _CSV_A, "image-a", required=True)
     col_b = _column(header, columns[1], _CSV_B, "image-b", required=True)
     col_label = _column(header, columns[2], _CSV_LABEL, "label", required=columns[2] is not None)
+    result.columns = [name for name in header if name not in (col_a, col_b, col_label)]
     for number, record in enumerate(reader, start=2):
         a, b = (record.get(col_a) or "").strip(), (record.get(col_b) or "").strip()
         if not a or not b:
@@ -155,7 +168,8 @@ def _csv_rows(
         label = _label((record.get(col_label) or "").strip(), number, result) if col_label else None
         if col_label and label is None:
             continue
-        yield (number, a, b, label)
+        tags = {name: (record.get(name) or "").strip() for name in result.columns}
+        yield (number, a, b, label, tags)
 
 
 def _column(

@@ -1,15 +1,22 @@
-"""Evaluation and calibration runs: from files to a report or a stored threshold."""
+"""Evaluation and calibration runs: from files to a report or a stored threshold.
+
+An evaluation's headline figures count every pair of the file: a pair whose image could
+not be embedded is a non-match at the lowest score (:data:`~faceverify.evaluate.scoring.FAILED_SCORE`),
+because leaving it out would reward a model for failing on the hard faces. The figures on
+the usable pairs alone follow, for comparison with tools that report those.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify import __version__
 from faceverify.compare.calibration import Calibration, check_far, new_calibration
-from faceverify.compare.roc import operating_point
+from faceverify.compare.roc import check_scores
 from faceverify.errors import ConfigError
-from faceverify.evaluate.metrics import verification_metrics
+from faceverify.evaluate.figures import check_group_columns, failed_pairs, figures, group_figures
 from faceverify.evaluate.pairs import PairSet, read_pairs
 from faceverify.evaluate.scoring import ScoredPairs, score_pairs
 from faceverify.paths import timestamp
@@ -30,20 +37,29 @@ def evaluate(
     batch_size: int = 32,
     progress: bool | None = None,
     faces: FaceOptions | None = None,
+    by: Sequence[str] = (),
 ) -> tuple[dict[str, Any], ScoredPairs | None]:
     """Verification metrics on ``pairs`` and/or identification on ``gallery``/``probes``.
+
+    Verification gives ``verification`` (all pairs, failed ones counted as non-matches),
+    ``verification_usable`` (the pairs both of whose images embedded), ``failed_pairs``
+    (how many failed, by kind) and, with ``by``, ``by[column][value]``: the figures of
+    ``verification`` for each group of pairs.
 
     Args:
         threshold: the operating threshold to report FAR/FRR and open-set rates at;
             None uses the model's own; the report names its source.
         faces: how faces are found in the images (:class:`~faceverify.photos.FaceOptions`);
             the default detects and aligns exactly when the model needs aligned faces.
+        by: CSV columns (``pairs.columns``) to report every figure per value of.
 
     Returns:
         The JSON-ready report, and the scored pairs (for plots) when pairs were given.
     """
     if pairs is None and (gallery is None or probes is None):
         raise ConfigError("nothing to evaluate: give a pairs file, or both a gallery and a probes folder")
+    if by and pairs is None:
+        raise ConfigError("grouping by a column needs a CSV pairs file; identification has no columns")
     operating = resolve_threshold(threshold, model)
     chosen = operating.value
     report: dict[str, Any] = {
@@ -56,14 +72,14 @@ def evaluate(
     scored = None
     if pairs is not None:
         _require_labels(pairs)  # before the slow part
+        columns = check_group_columns(pairs, by)
         scored = score_pairs(model, pairs, batch_size=batch_size, progress=progress, faces=faces)
         report["inputs"] = {
             "pairs_file": pairs.source,
             "format": pairs.format,
             "duplicates_ignored": pairs.duplicates,
         }
-        report["verification"] = verification_metrics(scored.scores, scored.labels)
-        report["operating_point"] = operating_point(scored.scores, scored.labels, chosen).to_dict()
+        report.update(_verification(scored, chosen, columns))
         report["problems"] += scored.problems
     if gallery is not None and probes is not None:
         from faceverify.evaluate.identification import identification_metrics
@@ -74,6 +90,19 @@ def evaluate(
         report["problems"] += identification.pop("problems")
         report["identification"] = identification
     return report, scored
+
+
+def _verification(scored: ScoredPairs, threshold: float, by: list[str]) -> dict[str, Any]:
+    counted = scored.counted()
+    check_scores(counted.scores, counted.labels)  # a file of one class has no ROC: an error, as ever
+    blocks: dict[str, Any] = {
+        "verification": figures(counted.scores, counted.labels, threshold, failed=len(scored.failed)),
+        "verification_usable": figures(scored.scores, scored.labels, threshold),
+        "failed_pairs": failed_pairs(scored),
+    }
+    if by:
+        blocks["by"] = {column: group_figures(counted, column, threshold) for column in by}
+    return blocks
 
 
 def calibrate(
@@ -87,6 +116,11 @@ def calibrate(
 ) -> tuple[Calibration, list[str]]:
     """Score labelled pairs and choose the threshold that gives FAR ``far`` (or the EER point
     when None), as :func:`faceverify.compare.calibration.choose_threshold` does.
+
+    Only the usable pairs count here, unlike :func:`evaluate`'s headline: a pair whose image
+    failed has no score for a threshold to fall above or below, and its stand-in score
+    (-1) would count a failed impostor pair as rejected at every threshold, so a target FAR
+    would be met by a looser threshold than the faces the model does see warrant.
 
     Returns:
         The calibration (not yet saved: see :func:`faceverify.compare.calibration.save_calibration`)
