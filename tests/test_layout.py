@@ -23,6 +23,7 @@ LAYERS = (
         "faceverify.paths",
         "faceverify.device",
         "faceverify.distributed",
+        "faceverify.dlib_format",
     ),
     ("faceverify.decode",),
     ("faceverify.faces",),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from faceverify.dlib_format import parse_dlib_net, read_dlib_bytes
 from faceverify.errors import ModelError
-from faceverify.models.dlib_format import parse_dlib_net, read_dlib_bytes
 from faceverify.models.dlib_resnet import dlib_layer_list
 
 

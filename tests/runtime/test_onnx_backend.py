@@ -143,7 +143,7 @@ def test_an_exported_graph_file_loads_as_weights(resnet_file: Path) -> None:
 def test_a_file_that_is_not_a_graph_is_refused_with_a_reason(tmp_path: Path) -> None:
     path = tmp_path / "junk.onnx"
     path.write_bytes(b"not a graph at all")
-    with pytest.raises(ModelError, match=r"junk\.onnx is not an ONNX graph ONNX Runtime can load: .*Protobuf"):
+    with pytest.raises(ModelError, match=r"junk\.onnx is not an ONNX graph ONNX Runtime can load: .*"):
         fv.build_model(weights=path)
 
 

@@ -134,7 +134,8 @@ def add_detector_arguments(group: argparse._ActionsContainer, *, several: bool =
     group.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
-        help="hog (default, fast on CPUs), cnn (finds turned faces; slow on CPUs), or an installed plugin's",
+        help="hog (default, fast on CPUs), mmod (dlib's CNN on ONNX Runtime: turned and small faces), "
+        "cnn (the same CNN in dlib: slow), or an installed plugin's",
     )
     group.add_argument(
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"

@@ -6,7 +6,8 @@ The pipeline, in three calls::
     faces = detect_faces(pixels)                 # boxes, scores, 5 landmarks; largest first
     chips = align_faces(pixels, faces, "dlib150")  # [N, 150, 150, 3] uint8, dlib's chips
 
-``detect`` finds faces through pluggable backends (dlib's ``hog`` and ``cnn``);
+``detect`` finds faces through pluggable backends (dlib's ``hog`` and ``cnn``, and
+``mmod``: dlib's CNN on ONNX Runtime);
 ``align`` cuts chips of a model's template from the landmarks; ``dlib_files`` locates
 dlib's model files. dlib is imported only when a dlib backend is first used, and
 importing this package loads nothing heavy.

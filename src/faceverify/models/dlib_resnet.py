@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from faceverify.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
 from faceverify.errors import InputError, ModelError
 from faceverify.models.custom_weights import CustomWeights, register_custom_weights
-from faceverify.models.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
 
 if TYPE_CHECKING:
     from faceverify.preprocess import PreprocessConfig

@@ -14,6 +14,12 @@ convolution) to the outermost (the last fully-connected layer). Tags and skips w
 only their version: the file does not record the graph, so the caller gives the list
 of layers (:data:`LayerSpec` strings) that the network type declares.
 
+Two losses are read: ``loss_metric`` (the face recognition network) and ``loss_mmod``
+(the MMOD CNN face detector, whose options say which sliding windows the detector
+scores and how its detections are suppressed); and three inputs: ``input_rgb_image``,
+``input_rgb_image_sized`` and ``input_rgb_image_pyramid`` (the detector's, which adds the
+padding of its tiled image pyramid; the pyramid's type is in the C++ type, not the file).
+
 Every failure (truncation, a wrong version, a layer of another kind than expected) is
 a :class:`~faceverify.errors.ModelError` that names the file, the byte offset and what
 was expected there.
@@ -53,12 +59,15 @@ class DlibLayer:
             tags and skips.
         params: named float32 arrays (``weight``, ``bias``, ``gamma``, ``beta``).
         attrs: the scalar settings (strides, paddings, sizes, flags).
+        labels: for a ``loss_mmod`` loss, the label of each detector window (whose
+            ``width, height`` are the rows of ``params["detector_windows"]``).
     """
 
     kind: str
     version: str
     params: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, float | int | bool] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,20 +152,85 @@ def _skip_training_state(reader: _Reader, version: int, *, innermost: bool) -> N
 
 
 def _parse_loss(reader: _Reader) -> DlibLayer:
+    start = reader.pos
     version = reader.read_string("the loss layer's version string")
     if version == "loss_metric_":
         return DlibLayer("loss", version, attrs={"margin": 0.1, "distance_threshold": 0.75})
+    if version == "loss_mmod_":
+        return _parse_mmod_options(reader)
     if version != "loss_metric_2":
-        raise reader.error(f"loss layer '{version}' is not supported; expected loss_metric_2")
+        raise reader.error(
+            f"loss layer '{version}' is not supported; expected loss_metric_2 or loss_mmod_", at=start
+        )
     margin = reader.read_float("the loss margin")
     threshold = reader.read_float("the loss distance threshold")
     return DlibLayer("loss", version, attrs={"margin": margin, "distance_threshold": threshold})
 
 
+def _parse_mmod_options(reader: _Reader) -> DlibLayer:
+    """dlib's ``mmod_options`` (versions 1 to 4; later versions add fields at the end).
+
+    Version 1 holds a single unlabelled window; from version 3 on a byte says whether
+    training assumed an image pyramid, and from version 4 on bounding box regression
+    is stored (older files predate it: off, with dlib's default lambda of 100).
+    """
+    version = reader.expect_int((1, 2, 3, 4), "the version of the mmod options")
+    windows, labels = _read_detector_windows(reader, version)
+    attrs: dict[str, float | int | bool] = {
+        "loss_per_false_alarm": reader.read_float("the loss per false alarm"),
+        "loss_per_missed_target": reader.read_float("the loss per missed target"),
+        "truth_match_iou_threshold": reader.read_float("the truth match IoU threshold"),
+        "nms_iou_thresh": reader.read_float("the non-max suppression IoU threshold"),
+        "nms_percent_covered_thresh": reader.read_float("the non-max suppression covered threshold"),
+        "ignore_iou_thresh": reader.read_float("the ignore IoU threshold"),
+        "ignore_percent_covered_thresh": reader.read_float("the ignore covered threshold"),
+        "assume_image_pyramid": True,
+        "use_bounding_box_regression": False,
+        "bbr_lambda": 100.0,
+    }
+    if version >= 3:
+        start = reader.pos
+        flag = reader.read_byte("the assume_image_pyramid byte")
+        if flag not in (0, 1):
+            raise reader.error(f"found {flag} for the assume_image_pyramid byte, expected 0 or 1", at=start)
+        attrs["assume_image_pyramid"] = flag == 1
+    if version >= 4:
+        attrs["use_bounding_box_regression"] = reader.read_bool("the bounding box regression flag")
+        attrs["bbr_lambda"] = reader.read_float("the bounding box regression lambda")
+    return DlibLayer("loss", "loss_mmod_", params={"detector_windows": windows}, attrs=attrs, labels=labels)
+
+
+def _read_detector_windows(reader: _Reader, version: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The sliding windows as ``[n, 2]`` (width, height) and their labels."""
+    if version == 1:
+        size = (reader.read_int("the detector window width"), reader.read_int("the detector window height"))
+        return np.array([size], dtype=np.int64), ("",)
+    start = reader.pos
+    count = reader.read_int("the number of detector windows")
+    if not 1 <= count <= 1000:
+        raise reader.error(f"found {count} detector windows, expected 1 to 1000", at=start)
+    sizes, labels = [], []
+    for _ in range(count):
+        window_version = reader.expect_int((1, 2), "the version of a detector window")
+        sizes.append(
+            (reader.read_int("a detector window width"), reader.read_int("a detector window height"))
+        )
+        labels.append(reader.read_string("a detector window label") if window_version == 2 else "")
+    if min(min(size) for size in sizes) < 1:
+        raise reader.error(f"detector windows {sizes} include an empty one", at=start)
+    return np.array(sizes, dtype=np.int64), tuple(labels)
+
+
+_INPUTS = ("input_rgb_image", "input_rgb_image_sized", "input_rgb_image_pyramid", "input_rgb_image_pyramid2")
+
+
 def _parse_input(reader: _Reader) -> DlibLayer:
+    start = reader.pos
     version = reader.read_string("the input layer's version string")
-    if version not in ("input_rgb_image", "input_rgb_image_sized"):
-        raise reader.error(f"input layer '{version}' is not supported; expected input_rgb_image_sized")
+    if version not in _INPUTS:
+        raise reader.error(
+            f"input layer '{version}' is not supported; expected one of {', '.join(_INPUTS)}", at=start
+        )
     attrs: dict[str, float | int | bool] = {
         "mean_red": reader.read_float("the red mean"),
         "mean_green": reader.read_float("the green mean"),
@@ -165,12 +239,17 @@ def _parse_input(reader: _Reader) -> DlibLayer:
     if version == "input_rgb_image_sized":
         attrs["rows"] = reader.read_int("the input rows")
         attrs["cols"] = reader.read_int("the input columns")
+    elif version == "input_rgb_image_pyramid2":
+        attrs["pyramid_padding"] = reader.read_int("the pyramid padding")
+        attrs["pyramid_outer_padding"] = reader.read_int("the pyramid outer padding")
+    elif version == "input_rgb_image_pyramid":  # the first version: dlib's defaults
+        attrs.update(pyramid_padding=10, pyramid_outer_padding=11)
     return DlibLayer("input", version, attrs=attrs)
 
 
 _VERSIONS = {
     "con": ("con_4", "con_5", "con_6"),
-    "affine": ("affine_", "affine_2"),
+    "affine": ("affine_", "affine_2", "bn_con2", "bn_fc2"),
     "relu": ("relu_", "relu_2"),
     "max_pool": ("max_pool_2",),
     "avg_pool": ("avg_pool_2",),
@@ -191,6 +270,8 @@ def _parse_layer(reader: _Reader, kind: str) -> DlibLayer:
         )
     if kind == "con":
         return _parse_con(reader, version)
+    if kind == "affine" and version.startswith("bn_"):
+        return _parse_batch_norm(reader, version)
     if kind == "affine":
         return _parse_affine(reader, version)
     if kind == "fc":
@@ -241,6 +322,39 @@ def _parse_affine(reader: _Reader, version: str) -> DlibLayer:
         version,
         params={"gamma": gamma.reshape(-1), "beta": beta.reshape(-1)},
         attrs={"conv_mode": mode == 0},
+    )
+
+
+def _parse_batch_norm(reader: _Reader, version: str) -> DlibLayer:
+    """A batch norm layer saved from training, read as the affine layer dlib turns it into.
+
+    dlib loads ``bn_con``/``bn_fc`` into an ``affine`` layer by folding the running
+    statistics: ``gamma / sqrt(var + eps)`` and ``beta - mean * that``.
+    """
+    params = reader.read_tensor("the batch norm parameters")
+    gamma_shape = reader.alias_shape("the gamma shape")
+    beta_shape = reader.alias_shape("the beta shape")
+    for what in ("batch means", "batch inverse deviations"):
+        reader.read_tensor(f"the {what}")
+    running_means = reader.read_tensor("the running means").reshape(-1).astype(np.float64)
+    running_variances = reader.read_tensor("the running variances").reshape(-1).astype(np.float64)
+    reader.read_int("the number of updates")
+    reader.read_int("the running statistics window")
+    for what in ("learning rate", "weight decay", "bias learning rate", "bias weight decay"):
+        reader.read_float(f"the {what} multiplier")
+    eps = reader.read_float("the batch norm epsilon")
+    gamma, beta = _split(reader, params, gamma_shape, beta_shape, "batch norm")
+    if not running_means.size == running_variances.size == gamma.size:
+        raise reader.error(
+            f"batch norm has {gamma.size} channels but running statistics for {running_means.size}"
+        )
+    scale = gamma.reshape(-1).astype(np.float64) / np.sqrt(running_variances + eps)
+    shift = beta.reshape(-1).astype(np.float64) - running_means * scale
+    return DlibLayer(
+        "affine",
+        version,
+        params={"gamma": scale.astype(np.float32), "beta": shift.astype(np.float32)},
+        attrs={"conv_mode": version == "bn_con2"},
     )
 
 
@@ -342,6 +456,10 @@ class _Reader:
         if byte not in (b"0", b"1"):
             raise self.error(f"found byte 0x{byte[0]:02x} where {what} ('0' or '1') was expected", at=start)
         return byte == b"1"
+
+    def read_byte(self, what: str) -> int:
+        """An unsigned byte, which dlib writes raw (not in its integer format)."""
+        return int(self._take(1, what)[0])
 
     def read_string(self, what: str) -> str:
         start = self.pos
