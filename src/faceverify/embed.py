@@ -227,9 +227,18 @@ def _classify_tensor(tensor: torch.Tensor) -> tuple[torch.Tensor | None, list[An
         )
     if batch.shape[1] != 3:
         raise InputError(_channels_message(batch, "3"))
-    if not torch.isfinite(batch).all():
+    if not _all_finite(batch):
         raise InputError("tensor holds NaN or infinite values")
     return batch, []
+
+
+def _all_finite(batch: torch.Tensor) -> bool:
+    """Whether every value is finite; in numpy for CPU tensors, since a torch reduction
+    wakes torch's worker threads, which cost more than the check when ONNX Runtime runs
+    the model (docs/benchmarks.md, ONNX Runtime overhead)."""
+    if batch.device.type == "cpu" and batch.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(batch.detach().numpy()).all())
+    return bool(torch.isfinite(batch).all())
 
 
 def _channels_message(batch: torch.Tensor, valid: str) -> str:

@@ -128,14 +128,32 @@ def default_threads() -> int:
 
 
 def _open_session(graph_file: Path, threads: int) -> Any:
+    """A CPU session; FACEVERIFY_ORT_SPINNING=1 lets its threads spin while a call runs.
+
+    Spinning is off by default: idle worker threads would otherwise spin and slow the
+    decoding threads, request threads and other processes that share these cores. On
+    cores the session has to itself, spinning during a call (stopped when it returns)
+    ran batch 1 10-22% faster and batch 8 up to 10%; beside one busy process on a
+    2-core machine it ran 1.1-2x slower (docs/benchmarks.md, "ONNX Runtime overhead").
+
+    Raises:
+        ConfigError: FACEVERIFY_ORT_SPINNING is set to something other than 0 or 1.
+    """
+    import os
+
+    from faceverify.errors import ConfigError
+
+    spinning = os.environ.get("FACEVERIFY_ORT_SPINNING", "").strip() or "0"
+    if spinning not in ("0", "1"):
+        raise ConfigError(f"FACEVERIFY_ORT_SPINNING must be 0 (the default) or 1, not {spinning!r:.50}")
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle worker threads would otherwise spin after each call and slow the decoding
-    # threads (and any PyTorch work) that share these cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    if spinning == "1":  # spin only while a call runs: nothing spins between calls
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 3
     return ort.InferenceSession(str(graph_file), sess_options=options, providers=["CPUExecutionProvider"])
 
