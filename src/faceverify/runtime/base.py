@@ -11,7 +11,6 @@ a new subclass, not a change there.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,11 +86,9 @@ class Embedder(ABC):
             return ""
         cached: str | None = getattr(self, "_weights_sha256", None)
         if refresh or cached is None:
-            digest = hashlib.sha256()
-            with self.weights_file.open("rb") as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(block)
-            cached = digest.hexdigest()
+            from faceverify.paths import file_sha256
+
+            cached = file_sha256(self.weights_file)
             self._weights_sha256 = cached
         return cached
 
@@ -109,3 +106,29 @@ class Embedder(ABC):
             "preprocess": self.preprocess.to_dict(),
             **self.threshold.to_fields(),
         }
+
+
+class WrappedEmbedder(Embedder):
+    """An embedder that changes how ``inner`` embeds (batching, augmentation), not what it
+    is: it reports ``inner``'s name, contract, weights, threshold and augmentation, and
+    prepares images as ``inner`` does. Subclasses override :meth:`embed`."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name, self.embedding_dim = inner.name, inner.embedding_dim
+        self.preprocess, self.threshold = inner.preprocess, inner.threshold
+        self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
+        self.tta = inner.tta
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.inner.embed(batch)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        return self.inner.prepare(image)
+
+    def weights_sha256(self, *, refresh: bool = False) -> str:
+        return self.inner.weights_sha256(refresh=refresh)

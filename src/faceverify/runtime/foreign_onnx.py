@@ -16,13 +16,13 @@ research only); faceverify ships none of them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ConfigError, ModelError
+from faceverify.paths import file_sha256
 from faceverify.runtime.onnx_backend import METADATA_KEY, OnnxEmbedder, _import_onnxruntime
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def foreign_embedder(graph_file: Path, options: InputOptions) -> OnnxEmbedder:
         "layout": image.layout,
         "batch": image.batch,
     }
-    return ForeignOnnxEmbedder(graph_file, facts, source_sha256=_sha256(graph_file), weights_file=graph_file)
+    sha256 = file_sha256(graph_file)
+    return ForeignOnnxEmbedder(graph_file, facts, source_sha256=sha256, weights_file=graph_file)
 
 
 def image_input(session: Any, graph_file: Path) -> ImageInput:
@@ -202,14 +203,6 @@ def _embedding_dim(session: Any, image: ImageInput, contract: PreprocessConfig, 
 def _unit(values: tuple[float, float, float]) -> tuple[float, float, float]:
     """0-255 pixel units to the [0, 1] units of a preprocessing contract."""
     return (values[0] / 255.0, values[1] / 255.0, values[2] / 255.0)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from faceverify.errors import FaceVerifyError, InputError, MissingDependencyError, ModelError
-from faceverify.paths import atomic_path, cache_dir
+from faceverify.paths import atomic_path, cache_dir, file_sha256
 from faceverify.runtime.base import Embedder
 from faceverify.runtime.threshold import DEFAULT, Threshold, ThresholdSource
 
@@ -299,20 +299,12 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".sha256")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _trusted(path: Path) -> bool:
     """A cached graph is used only when its bytes match the hash written after export."""
     sidecar = _sidecar(path)
     if not (path.is_file() and sidecar.is_file()):
         return False
-    if _file_sha256(path) == sidecar.read_text().strip():
+    if file_sha256(path) == sidecar.read_text().strip():
         return True
     log.warning("cached ONNX graph %s does not match its recorded hash; rebuilding it", path)
     return False
@@ -344,7 +336,7 @@ def export_graph(model: EmbeddingModel, path: Path, *, precision: str = "fp32") 
         raise ModelError(f"{model.name} does not export to ONNX: {detail}") from exc
     from faceverify.paths import atomic_write_text
 
-    atomic_write_text(_sidecar(path), _file_sha256(path) + "\n")
+    atomic_write_text(_sidecar(path), file_sha256(path) + "\n")
     log.info("exported %s to %s", model.name, path)
     return path
 

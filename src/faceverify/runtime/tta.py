@@ -14,30 +14,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from faceverify.checks import check_choice
-from faceverify.runtime.base import Embedder
+from faceverify.runtime.base import Embedder, WrappedEmbedder
 
 if TYPE_CHECKING:
     import torch
-    from PIL import Image
 
 #: The augmentations offered ("" is none).
 TTA_MODES = ("flip",)
 
 
-class FlipEmbedder(Embedder):
+class FlipEmbedder(WrappedEmbedder):
     """``inner`` with every face embedded as the normalised sum of it and its mirror.
 
     It reports ``inner``'s name, contract, weights and threshold; its identity adds
     ``tta="flip"``.
     """
 
-    tta = "flip"
-
     def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.name, self.embedding_dim = inner.name, inner.embedding_dim
-        self.preprocess, self.threshold = inner.preprocess, inner.threshold
-        self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
+        super().__init__(inner)
+        self.tta = "flip"
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         import torch
@@ -47,16 +42,6 @@ class FlipEmbedder(Embedder):
         count = len(batch)
         summed: torch.Tensor = F.normalize(both[:count], dim=1) + F.normalize(both[count:], dim=1)
         return summed
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        return self.inner.prepare(image)
-
-    def weights_sha256(self, *, refresh: bool = False) -> str:
-        return self.inner.weights_sha256(refresh=refresh)
 
 
 def with_tta(model: Embedder, tta: str | None) -> Embedder:

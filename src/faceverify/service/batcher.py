@@ -27,15 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 from faceverify.errors import OverloadedError, RequestTimeoutError
-from faceverify.runtime.base import Embedder
+from faceverify.runtime.base import Embedder, WrappedEmbedder
 from faceverify.service.settings import Batching
 
 #: After two callers were seen together, the batcher waits for companions this long.
@@ -188,7 +183,7 @@ class Batcher:
             start = stop
 
 
-class BatchedEmbedder(Embedder):
+class BatchedEmbedder(WrappedEmbedder):
     """The embedder as the library sees it, with every batch going through a batcher.
 
     It reports the wrapped embedder's name, contract, weights identity and threshold, so
@@ -196,21 +191,8 @@ class BatchedEmbedder(Embedder):
     """
 
     def __init__(self, inner: Embedder, batcher: Batcher) -> None:
-        self.inner, self.batcher = inner, batcher
-        self.name, self.embedding_dim = inner.name, inner.embedding_dim
-        self.preprocess, self.threshold = inner.preprocess, inner.threshold
-        self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
-        self.tta = inner.tta
+        super().__init__(inner)
+        self.batcher = batcher
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         return self.batcher.run(batch)
-
-    @property
-    def device(self) -> torch.device:
-        return self.inner.device
-
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        return self.inner.prepare(image)
-
-    def weights_sha256(self, *, refresh: bool = False) -> str:
-        return self.inner.weights_sha256(refresh=refresh)
