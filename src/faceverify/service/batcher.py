@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+
 import torch
 
 from faceverify.errors import OverloadedError, RequestTimeoutError
