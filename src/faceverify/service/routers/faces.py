@@ -80,9 +80,8 @@ def embed(
     """A photo without a face lists no face; with several, its largest (``faces=all`` for
     every one; ``skip`` lists none for it)."""
     photos = state.photos.read_all("images", images)
-    options = (state.photos.faces if faces is None else replace(state.photos.faces, several=faces)).for_job(
-        "embed"
-    )
+    chosen = state.photos.faces if faces is None else replace(state.photos.faces, several=faces)
+    options = chosen.for_job("embed")
     result = embed_images(state.model, [p.image for p in photos], normalize=normalize, faces=options)
     found: list[list[dict[str, Any]]] = [[] for _ in photos]
     for row, (index, face) in enumerate(zip(result.indices, result.faces)):
