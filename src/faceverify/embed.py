@@ -43,7 +43,7 @@ class Failure:
     """One input that could not be embedded: its position, its name, why, and the error.
 
     Attributes:
-        kind: what went wrong, for code to branch on (``unreadable``, ``no_face``,
+        kind: what went wrong, for code to act on (``unreadable``, ``no_face``,
             ``several_faces``); ``reason`` is the sentence for people.
         error: the error itself (a :class:`~faceverify.errors.SeveralFacesError` holds
             the boxes of the faces found), to raise where one bad input fails the job.
