@@ -137,3 +137,41 @@ def test_bad_face_options_are_refused_naming_the_choices() -> None:
         FaceOptions(detector="yolo")
     with pytest.raises(fv.ConfigError, match="job 'clean'"):
         FaceOptions().for_job("clean")
+
+
+def test_a_photo_without_a_face_can_be_embedded_whole_when_asked(
+    dlib_model: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((90, 120, 3), 200, dtype=np.uint8)).save(blank)
+    assert fv.embed_images(dlib_model, [blank]).failures[0].kind is FailureKind.NO_FACE  # the default
+    with caplog.at_level(logging.WARNING, logger="faceverify.photos"):
+        whole = fv.embed_images(dlib_model, [blank], faces=FaceOptions(whole_if_no_face=True))
+    assert whole.indices == [0] and whole.faces == [None] and whole.faces_found == [0]
+    assert "blank.png: no face found; embedding the whole photo" in caplog.text
+    resized = Image.open(blank).convert("RGB").resize((150, 150), Image.Resampling.BILINEAR)
+    expected = fv.compute_embedding(dlib_model, resized, faces=FaceOptions(detect=False))
+    np.testing.assert_allclose(whole.embeddings.numpy(), expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "photo", ["gallery/obama/obama.jpg", "gallery/biden/biden.jpg", "probes/johnsnow_test1.jpg"]
+)
+def test_dlibs_chip_is_the_same_whichever_detector_found_the_face(
+    dlib_model: Any, shared_faces: Path, photo: str
+) -> None:
+    """The box only seeds dlib's landmark predictor; the chip (and so the vector) comes from
+    the landmarks, so HOG's and the CNN's boxes of one face give nearly the same chip."""
+    pytest.importorskip("onnxruntime")
+    from faceverify.faces import align_faces, detect_faces
+
+    pixels = np.asarray(fv.load_image(shared_faces / photo))
+    chips = {
+        d: align_faces(pixels, detect_faces(pixels, detector=d)[:1], "dlib150")[0] for d in ("hog", "mmod")
+    }
+    difference = np.abs(chips["hog"].astype(np.float32) - chips["mmod"].astype(np.float32))
+    assert float(difference.mean()) < 6.0, float(difference.mean())  # of 255: a pixel's shift at most
+    vectors = fv.compute_embedding(
+        dlib_model, list(chips.values()), normalize=True, faces=FaceOptions(detect=False)
+    )
+    assert float(vectors[0] @ vectors[1]) > 0.995

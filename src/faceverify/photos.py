@@ -83,6 +83,10 @@ class FaceOptions:
         score_threshold: the detector's cut; lower finds more (and more false) faces.
         several: ``largest``, ``all``, ``refuse`` or ``skip`` for photos with several
             faces; None (default) takes the job's own default (:data:`JOB_DEFAULTS`).
+        whole_if_no_face: a photo in which no face is found is embedded whole (resized to
+            the model's template) instead of being reported as without a face; its row then
+            has no face (``None``), and a warning says so. Off by default: a whole photo is
+            not a face, and its vector matches nobody well.
     """
 
     detect: bool | None = None
@@ -91,6 +95,7 @@ class FaceOptions:
     min_size: float = 0.0
     score_threshold: float = 0.0
     several: SeveralFaces | str | None = None
+    whole_if_no_face: bool = False
 
     def __post_init__(self) -> None:
         from faceverify.faces.detect import check_detector
@@ -158,6 +163,10 @@ def prepare_photo(
 
     pixels = np.asarray(image)
     faces = find_faces(pixels, options) if found is None else found
+    if not faces and options.whole_if_no_face:
+        log.warning("%s: no face found; embedding the whole photo", source)
+        side = face_template_size(model)
+        return [PreparedFace(model.prepare(image.resize((side, side), PILImage.Resampling.BILINEAR)))]
     chosen = choose_faces(faces, options.policy, source)
     chips = align_faces(pixels, chosen, face_template(model))
     return [
@@ -209,6 +218,13 @@ def face_record(face: Face | None, size: tuple[int, int]) -> dict[str, Any]:
 
     whole = (0.0, 0.0, float(size[0]), float(size[1]))
     return {"box": box_dict(whole), "score": None, "landmarks": None}
+
+
+def face_template_size(model: Embedder) -> int:
+    """The side of the model's chips, in pixels."""
+    from faceverify.faces.align import get_template
+
+    return get_template(face_template(model)).size
 
 
 def face_template(model: Embedder) -> Template | str:

@@ -128,9 +128,10 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return common, model_opts
 
 
-def add_detector_arguments(group: argparse._ActionsContainer, *, several: bool = True) -> None:
-    """--detector, --upsample, --min-face and --faces: how faces are found and which count,
-    for every command that finds them (``several=False`` leaves out --faces)."""
+def add_detector_arguments(group: argparse._ActionsContainer, *, embeds: bool = True) -> None:
+    """--detector, --upsample, --min-face, --faces and --whole-if-no-face: how faces are
+    found and which count, for every command that finds them (``embeds=False``, for
+    commands that only cut faces out, leaves out --whole-if-no-face)."""
     group.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
@@ -141,14 +142,19 @@ def add_detector_arguments(group: argparse._ActionsContainer, *, several: bool =
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
     )
     group.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
-    if several:
+    if embeds:  # what a photo without a face gives matters only where photos are embedded
         group.add_argument(
-            "--faces",
-            choices=POLICIES,
-            help="a photo with several faces: largest, all, refuse or skip; default: the command's "
-            "own (largest for embed and verify, all for identify and detect, refuse for enroll, "
-            "skip for prepare)",
+            "--whole-if-no-face",
+            action="store_true",
+            help="embed a photo in which no face is found whole (reported as such) instead of skipping it",
         )
+    group.add_argument(
+        "--faces",
+        choices=POLICIES,
+        help="a photo with several faces: largest, all, refuse or skip; default: the command's "
+        "own (largest for embed and verify, all for identify and detect, refuse for enroll, "
+        "skip for prepare)",
+    )
 
 
 def face_options(args: argparse.Namespace, job: str | None) -> FaceOptions:
@@ -163,6 +169,7 @@ def face_options(args: argparse.Namespace, job: str | None) -> FaceOptions:
         upsample=args.upsample,
         min_size=args.min_face,
         several=getattr(args, "faces", None),
+        whole_if_no_face=getattr(args, "whole_if_no_face", False),
     )
     return options if job is None else options.for_job(job)
 

@@ -28,6 +28,10 @@ def detect(args: argparse.Namespace) -> int:
     if not photos:
         raise ConfigError(f"no images found in {', '.join(args.photos)}")
     annotate = _annotation_target(args.annotate, len(photos))
+    if args.whole_if_no_face:
+        raise ConfigError(
+            "--whole-if-no-face applies to commands that embed photos; detect reports faces only"
+        )
     options = face_options(args, "detect")
     gallery = _gallery(args, options) if args.db else None
     failed = 0

@@ -62,7 +62,7 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         "150: dlib's chip, for fine-tuning dlib_resnet_v1",
     )
     crops.add_argument("--grayscale", action="store_true", help="save one-channel crops")
-    add_detector_arguments(crops)
+    add_detector_arguments(crops, embeds=False)
     p.set_defaults(detect=True)  # for face_options(): prepare always detects
     split = p.add_argument_group("split (deterministic for a seed)")
     split.add_argument(
