@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceverify.errors import ConfigError, FailureKind, GalleryError
+from faceverify.errors import ConfigError, FailureKind, GalleryError, UnknownPersonError
 from faceverify.gallery.base import (
     LIBRARY_ACTOR,
     AuditEntry,
@@ -194,9 +194,13 @@ class Gallery:
         self.store.close()
 
     def has_person(self, name: str) -> bool:
-        """Whether someone of this name is enrolled."""
-        person = check_name(name)
-        return any(info.name == person for info in self.store.people())
+        """Whether someone of this name is enrolled (one indexed lookup of their faces, not
+        a read of every person: galleries hold millions)."""
+        try:
+            self.store.faces_of(check_name(name))
+        except UnknownPersonError:
+            return False
+        return True
 
     def enroll(
         self,
