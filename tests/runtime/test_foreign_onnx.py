@@ -63,26 +63,37 @@ class TinyIResNet(nn.Module):
         return out
 
 
+def _onnx_of(
+    module: nn.Module,
+    path: Path,
+    shape: tuple[int, ...],
+    names: tuple[str, str] = ("x", "y"),
+    *,
+    dynamic: bool = True,
+) -> Path:
+    """``module`` exported with the TorchScript exporter, its batch free unless ``dynamic`` is False."""
+    module.eval()
+    axes = {name: {0: "batch"} for name in names} if dynamic else None
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            (torch.randn(*shape),),
+            str(path),
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_axes=axes,
+            dynamo=False,
+        )
+    return path
+
+
 def _export(network: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
     torch.manual_seed(0)
     for module in network.modules():  # non-trivial statistics, as a trained network has
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    network.eval()
-    probe = torch.randn(*shape)
-    axes = {"input.1": {0: "batch"}, "fc1": {0: "batch"}}
-    with torch.no_grad():
-        torch.onnx.export(
-            network,
-            (probe,),
-            str(path),
-            input_names=["input.1"],
-            output_names=["fc1"],
-            dynamic_axes=axes,
-            dynamo=False,
-        )
-    return path
+    return _onnx_of(network, path, shape, names=("input.1", "fc1"))
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +151,7 @@ def test_a_graph_with_a_fixed_batch_of_one_takes_any_batch(
     network = TinyIResNet()
     one = tmp_path / "one.onnx"
     _export(network, tmp_path / "dynamic.onnx", (2, 3, 112, 112))
-    with torch.no_grad():
-        torch.onnx.export(
-            network, (torch.randn(1, 3, 112, 112),), str(one), input_names=["input.1"], dynamo=False
-        )
+    _onnx_of(network, one, (1, 3, 112, 112), names=("input.1", "fc1"), dynamic=False)
     photos = sorted((shared_faces / "gallery").glob("*/*.jpg"))[:3]
     fixed = fv.compute_embedding(fv.build_model(str(one)), photos)
     dynamic = fv.compute_embedding(fv.build_model(str(tmp_path / "dynamic.onnx")), photos)
@@ -181,22 +189,6 @@ def test_the_cli_takes_it_as_a_model(
     assert main(["verify", photo, photo, "--model", str(graph), "-q"]) == 0
     score, verdict, _ = capsys.readouterr().out.split("\t")
     assert float(score) == pytest.approx(1.0, abs=1e-4) and verdict == "SAME"
-
-
-def _onnx_of(module: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
-    module.eval()
-    axes = {"x": {0: "batch"}, "y": {0: "batch"}}
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            (torch.randn(*shape),),
-            str(path),
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes=axes,
-            dynamo=False,
-        )
-    return path
 
 
 class _FeatureMap(nn.Module):
