@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
-#   make demo   - install into .venv and run the main job (embed a folder, verify pairs)
-#   make test   - install with test tools into .venv and run lint, types and the tests
+#   make demo   - the base install (no PyTorch) into .venv, then the main job (embed, verify, identify)
+#   make test   - the full install (PyTorch and every extra) with test tools, then lint, types, tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,8 +17,11 @@ $(BIN)/python:
 LOCK := requirements/lock.txt
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c $(LOCK)
 
+# The base install: dlib's network and detectors on ONNX Runtime, galleries, the service.
 install: $(BIN)/python
-	$(PIP_INSTALL) -e '.[onnx]'
+	$(PIP_INSTALL) -e .
+
+# Everything: PyTorch (training, timm backbones, GPUs), plots, PostgreSQL, and the test tools.
 
 install-test: $(BIN)/python
 	$(PIP_INSTALL) -e '.[test]'
@@ -59,7 +62,7 @@ lock: $(BIN)/python
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	    --no-header --annotation-style line --output-file $(LOCK)
 
-bench: install
+bench: install-test
 	$(BIN)/python benchmarks/embed_throughput.py
 
 clean:

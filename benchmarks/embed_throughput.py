@@ -144,7 +144,7 @@ def _runtimes(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The embedders to time, and how far each one's embeddings are from eager PyTorch's."""
     from faceverify.evaluate.quantize import quantize_model
-    from faceverify.runtime.onnx_backend import onnx_embedder_for
+    from faceverify.runtime.onnx_export import onnx_embedder_for
 
     size = model.preprocess.input_size
     runtimes: dict[str, Any] = {"fv torch": model, "fv onnx fp32": onnx_embedder_for(model)}

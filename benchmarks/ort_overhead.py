@@ -6,7 +6,7 @@ ways to run it, timed interleaved in one process:
 * ``a bare default``: ``onnxruntime.InferenceSession(graph)`` with default options,
   fed the numpy array (``session.run(None, {input: x})``);
 * ``b bare fv opts``: a bare session with the SessionOptions faceverify uses
-  (``faceverify.runtime.onnx_backend._open_session``);
+  (``faceverify.runtime.onnx_backend.open_session``);
 * ``c embed``: ``model.embed(tensor)`` on the :class:`OnnxEmbedder`;
 * ``d compute_emb``: ``compute_embedding(model, tensor)``: a preprocessed float tensor,
   so no decoding, only the input checks, batching and concatenation;
@@ -142,7 +142,7 @@ def run_overhead(model: Any, args: argparse.Namespace) -> None:
     graph = model.graph_file
     spinning = _spinning_embedder(model)
     bare_default = _bare_session(graph, None)
-    bare_fv = onnx_backend._open_session(graph, model.threads)
+    bare_fv = onnx_backend.open_session(graph, model.threads)
     name = bare_default.get_inputs()[0].name
     height, width = model.preprocess.input_size
     for batch in args.batches:

@@ -24,6 +24,8 @@ LAYERS = (
         "faceverify.device",
         "faceverify.distributed",
         "faceverify.dlib_format",
+        "faceverify.extras",
+        "faceverify.vectors",
     ),
     ("faceverify.decode",),
     ("faceverify.faces",),
@@ -37,7 +39,7 @@ LAYERS = (
     ("faceverify.data",),
     ("faceverify.train",),
     ("faceverify.service",),
-    ("faceverify.cli", "faceverify.__main__"),
+    ("faceverify.cli", "faceverify.__main__", "faceverify.doctor"),
 )
 #: The one import against the flow: a built model comes with the threshold stored for it,
 #: and that store lives beside threshold selection (it stands on paths and compare.roc).

@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from faceverify.errors import DeviceError
+from faceverify.errors import DeviceError, MissingDependencyError
 
 if TYPE_CHECKING:
     import torch
 
 DeviceLike = Union[str, "torch.device", None]
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+log = logging.getLogger(__name__)
+
+
+def resolve_device_name(device: DeviceLike = None) -> str:
+    """:func:`resolve_device` as a name (``cpu``, ``cuda``, ``cuda:1``, ``mps``), working
+    without PyTorch: the base install computes on the CPU (ONNX Runtime), and says so when
+    this machine has a GPU that only the torch extra would use, rather than fall back silently.
+    """
+    from faceverify.extras import TORCH
+
+    if TORCH.installed():
+        return str(resolve_device(device))
+    name = str(device) if device is not None else "auto"
+    if name == "cpu":
+        return name
+    if name != "auto":
+        raise MissingDependencyError(
+            f"device {name!r} needs PyTorch, which the base install leaves out: {TORCH.install} "
+            "(or use --device cpu)"
+        )
+    if nvidia_gpus():
+        log.warning(
+            "this machine has a GPU, but PyTorch is not installed: computing on the CPU; %s to use the GPU",
+            TORCH.install,
+        )
+    return "cpu"
+
+
+def nvidia_gpus() -> list[str]:
+    """The NVIDIA GPUs the driver reports (Linux), without importing anything heavy."""
+    folder = Path("/proc/driver/nvidia/gpus")
+    try:
+        return sorted(entry.name for entry in folder.iterdir())
+    except OSError:
+        return []
 
 
 def resolve_device(device: DeviceLike = None) -> torch.device:

@@ -5,7 +5,9 @@ embedder's preprocessing contract) in a small thread pool while the previous bat
 through the embedder, so decoding overlaps inference. Float tensors are taken as
 already-preprocessed model input, exactly what ``timm`` models accept, and skip both
 steps. Everything here goes through the :class:`~faceverify.runtime.base.Embedder`
-interface, whichever runtime computes the numbers.
+interface, whichever runtime computes the numbers, in numpy: PyTorch is imported only
+when the caller hands over tensors (then it is already loaded), so this runs on installs
+without it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from faceverify.decode import describe_source, load_image
 from faceverify.errors import BatchImageError, ConfigError, FailureKind, ImageError, InputError
 from faceverify.photos import FaceOptions, PreparedFace, prepare_photo
+from faceverify.vectors import l2_normalize
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
     from faceverify.faces.detect import Face
@@ -72,7 +74,7 @@ class EmbeddingResult:
     """Embeddings of the good inputs, and a report of the bad ones.
 
     Attributes:
-        embeddings: float32 ``[M, D]`` on the CPU, one row per good input (one per face
+        embeddings: float32 ``[M, D]`` numpy array, one row per good input (one per face
             with ``FaceOptions(several="all")``), in input order.
         indices: for each row, the position of its input in what was passed.
         sources: for each row, a printable name of its input (the path for files).
@@ -84,7 +86,7 @@ class EmbeddingResult:
             when ``embed_images(..., fingerprint=True)`` was asked (galleries use it).
     """
 
-    embeddings: torch.Tensor
+    embeddings: np.ndarray
     indices: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     faces: list[Face | None] = field(default_factory=list)
@@ -108,7 +110,7 @@ def compute_embedding(
     normalize: bool = False,
     progress: bool | None = False,
     faces: FaceOptions | None = None,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Embed one image or many; every input must be good.
 
     Args:
@@ -127,7 +129,7 @@ def compute_embedding(
             ``FaceOptions(detect=False)`` takes images as given crops.
 
     Returns:
-        float32 ``[N, D]`` on the CPU; a single image gives ``[1, D]``.
+        float32 ``[N, D]`` numpy array; a single image gives ``[1, D]``.
 
     Raises:
         ImageError: a single input is bad. BatchImageError: some inputs of a batch are
@@ -180,23 +182,32 @@ def embed_images(
         options = _Options(faces or FaceOptions(), fingerprint, list(found) if found is not None else None)
         result = _embed_items(model, items, batch_size, progress, workers, options)
     if normalize and len(result.embeddings):
-        result.embeddings = F.normalize(result.embeddings, dim=1)
+        result.embeddings = l2_normalize(result.embeddings)
     return result
 
 
-def _classify(images: EmbedInput) -> tuple[torch.Tensor | None, list[Any]]:
-    """Split inputs into model-ready float tensors or a list of decodable items."""
-    if isinstance(images, torch.Tensor):
+def _is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch: a caller holding one
+    has imported it already."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _classify(images: EmbedInput) -> tuple[np.ndarray | None, list[Any]]:
+    """Split inputs into model-ready float input or a list of decodable items."""
+    if _is_tensor(images):
         return _classify_tensor(images)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return None, list(images)
     if not isinstance(images, (list, tuple)):
         return None, [images]
-    floats = [isinstance(x, torch.Tensor) and x.is_floating_point() for x in images]
+    floats = [_is_tensor(x) and x.is_floating_point() for x in images]
     if images and all(floats):
         shapes = {tuple(x.shape) for x in images}
         if len(shapes) != 1:
             raise InputError(f"float tensors in one list must share a shape; got {sorted(shapes)}")
+        import torch
+
         return _classify_tensor(torch.stack(list(images)))
     if any(floats):
         raise InputError(
@@ -204,11 +215,13 @@ def _classify(images: EmbedInput) -> tuple[torch.Tensor | None, list[Any]]:
         )
     items: list[Any] = []
     for item in images:
-        items.extend(_classify_tensor(item)[1] if isinstance(item, torch.Tensor) else [item])
+        items.extend(_classify_tensor(item)[1] if _is_tensor(item) else [item])
     return None, items
 
 
-def _classify_tensor(tensor: torch.Tensor) -> tuple[torch.Tensor | None, list[Any]]:
+def _classify_tensor(tensor: torch.Tensor) -> tuple[np.ndarray | None, list[Any]]:
+    import torch  # loaded already: the caller handed over a tensor
+
     if tensor.dim() not in (3, 4):
         raise InputError(
             f"tensor of shape {tuple(tensor.shape)} has rank {tensor.dim()}; expected "
@@ -227,18 +240,12 @@ def _classify_tensor(tensor: torch.Tensor) -> tuple[torch.Tensor | None, list[An
         )
     if batch.shape[1] != 3:
         raise InputError(_channels_message(batch, "3"))
-    if not _all_finite(batch):
+    # checked in numpy: a torch reduction wakes torch's worker threads, which cost more
+    # than the check when ONNX Runtime runs the model (docs/benchmarks.md, ONNX Runtime overhead)
+    array = np.ascontiguousarray(batch.detach().cpu().float().numpy())
+    if not np.isfinite(array).all():
         raise InputError("tensor holds NaN or infinite values")
-    return batch, []
-
-
-def _all_finite(batch: torch.Tensor) -> bool:
-    """Whether every value is finite; in numpy for CPU tensors, since a torch reduction
-    wakes torch's worker threads, which cost more than the check when ONNX Runtime runs
-    the model (docs/benchmarks.md, ONNX Runtime overhead)."""
-    if batch.device.type == "cpu" and batch.dtype in (torch.float32, torch.float64):
-        return bool(np.isfinite(batch.detach().numpy()).all())
-    return bool(torch.isfinite(batch).all())
+    return array, []
 
 
 def _channels_message(batch: torch.Tensor, valid: str) -> str:
@@ -248,11 +255,11 @@ def _channels_message(batch: torch.Tensor, valid: str) -> str:
     )
 
 
-def _embed_ready(model: Embedder, batch: torch.Tensor, batch_size: int) -> EmbeddingResult:
+def _embed_ready(model: Embedder, batch: np.ndarray, batch_size: int) -> EmbeddingResult:
     rows = [model.embed(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
     count = len(batch)
     return EmbeddingResult(
-        embeddings=torch.cat(rows),
+        embeddings=np.concatenate(rows),
         indices=list(range(count)),
         sources=[f"<tensor[{i}]>" for i in range(count)],
         faces=[None] * count,
@@ -270,8 +277,8 @@ def _embed_items(
 ) -> EmbeddingResult:
     from tqdm.auto import tqdm
 
-    result = EmbeddingResult(embeddings=torch.empty(0, model.embedding_dim))
-    rows: list[torch.Tensor] = []
+    result = EmbeddingResult(embeddings=np.empty((0, model.embedding_dim), dtype=np.float32))
+    rows: list[np.ndarray] = []
     show = progress if progress is not None else len(items) > batch_size and sys.stderr.isatty()
     bar = tqdm(total=len(items), unit="img", desc="embedding", disable=not show, file=sys.stderr)
     threads = workers or min(4, os.cpu_count() or 1)
@@ -281,7 +288,7 @@ def _embed_items(
             result.failures.extend(f for _, f, _ in chunk if isinstance(f, Failure))
             for start in range(0, len(good), batch_size):  # all faces of a group photo may exceed it
                 part = good[start : start + batch_size]
-                rows.append(model.embed(torch.stack([face.tensor for _, face, _ in part])))
+                rows.append(model.embed(np.stack([face.tensor for _, face, _ in part])))
                 result.indices.extend(i for i, _, _ in part)
                 result.faces.extend(face.face for _, face, _ in part)
                 result.faces_found.extend(face.faces_found for _, face, _ in part)
@@ -289,7 +296,7 @@ def _embed_items(
             bar.update(len(chunk))
     result.sources = [describe_source(items[i]) for i in result.indices]
     if rows:
-        result.embeddings = torch.cat(rows)
+        result.embeddings = np.concatenate(rows)
     return result
 
 

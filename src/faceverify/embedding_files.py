@@ -95,7 +95,7 @@ def write_embeddings(
     """
     target = out if shard is None else shard_path(out, shard.rank, shard.world_size)
     if target.suffix == ".npy":
-        write_private(target, _npy_bytes(result.embeddings.numpy()))
+        write_private(target, _npy_bytes(result.embeddings))
     else:
         write_private(target, "".join(jsonl_lines(result)))
     meta = metadata(model, result, normalized=normalized, file=target.name)

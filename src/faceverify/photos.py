@@ -35,7 +35,6 @@ from faceverify.faces.detect import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from PIL import Image
 
     from faceverify.faces.align import Template
@@ -126,12 +125,12 @@ class PreparedFace:
     """One model-ready input and the face it came from (None without detection).
 
     Attributes:
-        tensor: ``[3, H, W]`` input following the model's contract.
+        tensor: float32 ``[3, H, W]`` array following the model's contract.
         face: the detected face (box, score, landmarks in the photo's pixels).
         faces_found: how many faces the photo held (0 without detection).
     """
 
-    tensor: torch.Tensor
+    tensor: np.ndarray
     face: Face | None = None
     faces_found: int = 0
 

@@ -3,10 +3,12 @@
 The contract (input size, resize/crop, interpolation, mean and std) travels with the
 weights: it is read from the model's own pretrained configuration through timm, never
 re-typed by hand, and only the input size, crop fraction and interpolation may be
-overridden by the user. The transform itself is timm's evaluation transform, so
-faceverify feeds a network exactly what it saw when its accuracy was measured.
-Training's transform (:func:`training_transform`) augments, then ends in the same
-contract's size, interpolation and normalisation.
+overridden by the user. Applying a contract (:meth:`PreprocessConfig.__call__`) is
+faceverify's own rendition of timm's evaluation transform with Pillow and numpy, tested
+equal to timm's to the last bit, so faceverify feeds a network exactly what it saw when
+its accuracy was measured, and an install without PyTorch preprocesses the same way.
+Training's transform (:func:`training_transform`) is timm's own and needs PyTorch: it
+augments, then ends in the same contract's size, interpolation and normalisation.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
 
 from faceverify.checks import check_choice
-from faceverify.errors import ConfigError
+from faceverify.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -34,10 +39,10 @@ MIN_INPUT_SIDE = 32
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How an RGB image is turned into a model input tensor.
+    """How an RGB image is turned into a model input array.
 
     Attributes:
-        input_size: (height, width) of the tensor given to the network.
+        input_size: (height, width) of the input given to the network.
         interpolation: resampling filter used when resizing.
         mean: per-channel mean subtracted after scaling pixels to [0, 1].
         std: per-channel standard deviation divided by.
@@ -154,20 +159,149 @@ class PreprocessConfig:
             channel_order=self.channel_order,
         )
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        """Turn one RGB image into a normalised ``[3, H, W]`` float tensor (channels in
-        :attr:`channel_order`)."""
-        tensor = _timm_transform(self)(image)
-        return tensor.flip(0) if self.channel_order == "BGR" else tensor
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """Turn one RGB image into a normalised float32 C-contiguous ``[3, H, W]`` array
+        (channels in :attr:`channel_order`), equal to timm's evaluation transform.
+
+        Raises:
+            InputError: the image is not in mode ``RGB``, or is so elongated that
+                ``border`` mode would resize one side to nothing.
+        """
+        _check_rgb(image)
+        height, width = _resized_size(self, image.height, image.width)
+        if (width, height) != image.size:  # torchvision skips an identity resize too
+            if min(height, width) < 1:
+                raise InputError(
+                    f"a {image.width}x{image.height} image would shrink to {width}x{height} "
+                    f"in crop_mode {self.crop_mode!r}; crop it closer to square first"
+                )
+            image = image.resize((width, height), _resample_filter(self.interpolation))
+        return _crop_and_normalise(self, np.asarray(image))
+
+
+# faceverify's own rendition of timm's evaluation transform (transforms_imagenet_eval
+# on a PIL image: torchvision's Resize/CenterCrop or timm's ResizeKeepRatio/
+# CenterCropOrPad, then ToTensor and Normalize), with Pillow and numpy only, so installs
+# without PyTorch feed a network the same numbers. tests/test_preprocess.py holds it equal
+# to timm's transform over every crop mode, interpolation and awkward image size.
+
+
+class _Lookup(NamedTuple):
+    """What normalising needs, per contract; 8-bit pixels have 256 levels per channel, so
+    normalising is a table look-up, exact and faster than the arithmetic on every pixel."""
+
+    table: np.ndarray  # [3, 256] float32: output channel i's value for each level
+    sources: tuple[int, int, int]  # the RGB channel that feeds output channel i
+    fill: np.ndarray  # [3] float32: output value of a padding pixel, per output channel
 
 
 @functools.lru_cache(maxsize=16)
-def _timm_transform(config: PreprocessConfig) -> Callable[[Image.Image], torch.Tensor]:
-    """timm's evaluation transform for a contract, built once (building it is not free)."""
-    from timm.data import create_transform
+def _lookup(config: PreprocessConfig) -> _Lookup:
+    # float32 throughout, in timm's order (ToTensor divides by 255, Normalize subtracts
+    # the mean, then divides by the std), so every entry is the very float timm computes
+    levels = np.arange(256, dtype=np.float32) / np.float32(255)
+    mean = np.asarray(config.mean, dtype=np.float32)[:, None]
+    std = np.asarray(config.std, dtype=np.float32)[:, None]
+    rgb_table = (levels[None, :] - mean) / std
+    sources = (2, 1, 0) if config.channel_order == "BGR" else (0, 1, 2)
+    table = np.ascontiguousarray(rgb_table[list(sources)])
+    fill_levels = _fill_levels(config)
+    fill = np.array([rgb_table[c, fill_levels[c]] for c in sources], dtype=np.float32)
+    table.flags.writeable = False  # shared between threads
+    fill.flags.writeable = False
+    return _Lookup(table, sources, fill)
 
-    transform: Callable[[Image.Image], torch.Tensor] = create_transform(**config.to_timm(), is_training=False)
-    return transform
+
+def _fill_levels(config: PreprocessConfig) -> tuple[int, int, int]:
+    """The RGB pixel that pads an image smaller than the crop: black for torchvision's
+    CenterCrop (center and squash modes resize to at least the crop, so never in
+    practice); the mean colour, round(255 * mean) rounded half to even, for timm's
+    CenterCropOrPad in ``border`` mode (Pillow clips it into 0..255)."""
+    if config.crop_mode != "border":
+        return (0, 0, 0)
+    red, green, blue = (min(max(round(255 * m), 0), 255) for m in config.mean)
+    return (red, green, blue)
+
+
+@functools.lru_cache(maxsize=8)
+def _resample_filter(interpolation: str) -> Image.Resampling:
+    """Pillow's filter for an interpolation name; Pillow always antialiases when it shrinks,
+    as torchvision does for PIL images."""
+    from PIL import Image
+
+    return Image.Resampling[interpolation.upper()]
+
+
+def _resized_size(config: PreprocessConfig, height: int, width: int) -> tuple[int, int]:
+    """(height, width) the image is resized to before the centre crop or pad."""
+    # floor, not round: 224 / 0.95 = 235.79 resizes towards 235
+    target = (
+        math.floor(config.input_size[0] / config.crop_pct),
+        math.floor(config.input_size[1] / config.crop_pct),
+    )
+    if config.crop_mode == "squash":
+        return target
+    if config.crop_mode == "border":
+        return _keep_ratio(height, width, target, longest=True)
+    if target[0] == target[1]:
+        return _shorter_side_to(height, width, target[0])
+    return _keep_ratio(height, width, target, longest=False)
+
+
+def _shorter_side_to(height: int, width: int, side: int) -> tuple[int, int]:
+    """torchvision's Resize(int): the shorter side becomes ``side`` and the longer one
+    ``int(side * long / short)``, truncated; a square image counts its width as shorter."""
+    if width <= height:
+        return (int(side * height / width), side)
+    return (side, int(side * width / height))
+
+
+def _keep_ratio(height: int, width: int, target: tuple[int, int], *, longest: bool) -> tuple[int, int]:
+    """timm's ResizeKeepRatio: one scale for both sides, set by the side largest relative
+    to its target (``longest``, border mode: the whole image fits) or smallest (center
+    mode with a non-square target: the crop is covered); sides round half to even."""
+    ratio_h, ratio_w = height / target[0], width / target[1]
+    ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
+    return (round(height / ratio), round(width / ratio))
+
+
+def _window(size: int, crop: int) -> tuple[slice, slice]:
+    """Along one axis: which resized pixels (source) land where in the crop (destination).
+
+    A side shorter than the crop is padded by ``(crop - size) // 2`` before it, the odd
+    pixel going after; a longer side is cut from ``round((size - crop) / 2)``, which
+    rounds half to even (torchvision's center_crop and timm's center_crop_or_pad alike).
+    """
+    if size <= crop:
+        before = (crop - size) // 2
+        return slice(0, size), slice(before, before + size)
+    start = round((size - crop) / 2)
+    return slice(start, start + crop), slice(0, crop)
+
+
+def _crop_and_normalise(config: PreprocessConfig, pixels: np.ndarray) -> np.ndarray:
+    """The centre crop (or pad) of ``[H, W, 3]`` uint8 ``pixels``, normalised, ``[3, h, w]``."""
+    crop_h, crop_w = config.input_size
+    rows, out_rows = _window(pixels.shape[0], crop_h)
+    cols, out_cols = _window(pixels.shape[1], crop_w)
+    lookup = _lookup(config)
+    out = np.empty((3, crop_h, crop_w), dtype=np.float32)
+    if (out_rows.stop - out_rows.start, out_cols.stop - out_cols.start) != (crop_h, crop_w):
+        out[...] = lookup.fill[:, None, None]
+    region = out[:, out_rows, out_cols]
+    for channel, source in enumerate(lookup.sources):
+        # mode="clip" skips the bounds check that uint8 levels cannot fail, and buffering
+        np.take(lookup.table[channel], pixels[rows, cols, source], out=region[channel], mode="clip")
+    return out
+
+
+def _check_rgb(image: Image.Image) -> None:
+    # timm's transform fails on 1-, 2- and 4-channel images and silently takes other
+    # 3-channel modes (YCbCr, HSV, LAB) as RGB; only RGB is a contract input
+    if image.mode != "RGB":
+        raise InputError(
+            f"image mode {image.mode!r} is not supported; valid: 'RGB' (use image.convert('RGB'))"
+        )
 
 
 def training_transform(

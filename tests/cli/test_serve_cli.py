@@ -13,8 +13,6 @@ import pytest
 from faceverify.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from tests.cli.test_cli import Capture, _one_line_error, run
 
-pytest.importorskip("uvicorn", reason="the service needs its extra: pip install 'faceverify[serve]'")
-
 
 def test_keys_create_list_revoke(capsys: Capture, tmp_path: Path) -> None:
     keys = str(tmp_path / "keys.json")

@@ -222,7 +222,7 @@ def test_graphs_that_are_not_face_models_are_refused_saying_what_was_found(
 
 
 def test_a_graph_faceverify_wrote_refuses_foreign_options(atto_model: Any) -> None:
-    from faceverify.runtime.onnx_backend import onnx_embedder_for
+    from faceverify.runtime.onnx_export import onnx_embedder_for
 
     own = onnx_embedder_for(atto_model)
     with pytest.raises(

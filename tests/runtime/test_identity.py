@@ -35,7 +35,7 @@ def test_a_gallery_refuses_another_preprocessing_naming_it(atto_file: Path) -> N
 
 def test_the_onnx_cache_key_follows_the_identity(atto_file: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from faceverify.runtime.onnx_backend import cached_graph_path
+    from faceverify.runtime.onnx_export import cached_graph_path
 
     weights = atto_file
     built = fv.build_model(weights=weights, device="cpu", backend="torch")

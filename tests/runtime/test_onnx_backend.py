@@ -15,7 +15,8 @@ import faceverify as fv
 from faceverify.errors import ConfigError, MissingDependencyError, ModelError
 
 pytest.importorskip("onnxruntime")
-from faceverify.runtime.onnx_backend import OnnxEmbedder, cached_graph_path
+from faceverify.runtime.onnx_backend import OnnxEmbedder
+from faceverify.runtime.onnx_export import cached_graph_path
 
 FP32_TOLERANCE = 1e-4
 
@@ -92,7 +93,7 @@ def test_the_cached_graph_is_reused_and_rebuilt_when_the_weights_change(
     graph = first.graph_file
     stamp = graph.stat().st_mtime_ns
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="faceverify.runtime.onnx_backend"):
+    with caplog.at_level(logging.INFO, logger="faceverify.runtime"):
         again = _resnet(resnet_file, "onnxruntime")
     assert again.graph_file == graph and graph.stat().st_mtime_ns == stamp
     assert "exported" not in caplog.text

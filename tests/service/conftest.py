@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("fastapi", reason="the service needs its extra: pip install 'faceverify[serve]'")
-
 from fastapi.testclient import TestClient
 
 from faceverify.photos import FaceOptions

@@ -14,11 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image
-
-pytest.importorskip("fastapi", reason="the service needs its extra: pip install 'faceverify[serve]'")
-
 from fastapi.testclient import TestClient
+from PIL import Image
 from starlette.datastructures import UploadFile
 
 from faceverify.decode import ALLOWED_NAMES, BYTES_PER_PIXEL

@@ -12,7 +12,7 @@ from faceverify.cli.common import EXIT_OK, build_from_args, done_code, face_opti
 from faceverify.errors import ConfigError, FaceVerifyError
 
 if TYPE_CHECKING:
-    from faceverify.distributed import Distributed
+    from faceverify.distributed import World
 
 
 def embed(args: argparse.Namespace) -> int:
@@ -22,12 +22,12 @@ def embed(args: argparse.Namespace) -> int:
     writes its shard; rank 0 then merges the shards into ``--out``.
     """
     from faceverify.decode import iter_image_paths
-    from faceverify.distributed import start
+    from faceverify.distributed import world as start_world
 
     paths = [str(p) for p in iter_image_paths(args.inputs)]
     if not paths:
         raise ConfigError(f"no images found in {', '.join(args.inputs)} (folders are searched recursively)")
-    world = start(args.device)
+    world = start_world(args.device)
     try:
         started = time.perf_counter()
         skipped, dim = _embed_share(args, paths, world)
@@ -49,7 +49,7 @@ def embed(args: argparse.Namespace) -> int:
     return done_code(bool(skipped), under_torchrun=world.active)
 
 
-def _embed_share(args: argparse.Namespace, paths: list[str], world: Distributed) -> tuple[int | None, int]:
+def _embed_share(args: argparse.Namespace, paths: list[str], world: World) -> tuple[int | None, int]:
     """Embed this rank's share and write it: (inputs skipped in all, or None off rank 0; dim)."""
     from faceverify import embedding_files as files
     from faceverify.embed import embed_images

@@ -171,11 +171,9 @@ def quantize(args: argparse.Namespace) -> int:
     """An int8 ONNX graph of the model, saved only when it keeps the embeddings."""
     from faceverify.decode import iter_image_paths
     from faceverify.evaluate.quantize import MIN_MEAN_COSINE, quantize_model
-    from faceverify.runtime.torch_backend import EmbeddingModel
 
-    args.backend = "torch"  # the int8 graph is made from the PyTorch network
+    args.backend = "onnxruntime"  # the fp32 graph the int8 one is made from
     model = build_from_args(args)
-    assert isinstance(model, EmbeddingModel)
     images = list(iter_image_paths([args.calibration_images]))
     pairs = _read_pairs(args, required=False)
     report = quantize_model(model, images, Path(args.out), pairs=pairs, force=args.force)

@@ -83,12 +83,12 @@ def enroll(args: argparse.Namespace) -> int:
 
 def enroll_folder(args: argparse.Namespace) -> int:
     """Everyone in FOLDER (one sub-folder per person); under torchrun each rank takes a share."""
-    from faceverify.distributed import start
+    from faceverify.distributed import world as start_world
     from faceverify.gallery.bulk import BulkEnrollResult, people_in_folder
 
     meta = _parse_meta(args.meta or [])
     people_in_folder(args.from_folder)  # a bad folder fails before the model loads
-    world = start(args.device)
+    world = start_world(args.device)
     try:
         gallery = _gallery(args)
         with gallery:

@@ -20,8 +20,11 @@ def models(args: argparse.Namespace) -> int:
     rows = [("NAME", "FAMILY", "DIM", "INPUT", "NOTE")]
     for info in infos:
         mark = " *" if info.name == DEFAULT_MODEL else ""
-        size = "x".join(str(s) for s in info.input_size)
-        rows.append((info.name + mark, info.family, str(info.embedding_dim), size, info.note))
+        known = info.embedding_dim > 0  # 0: not readable without the torch extra (the note says)
+        size = "x".join(str(s) for s in info.input_size) if known else "-"
+        rows.append(
+            (info.name + mark, info.family, str(info.embedding_dim) if known else "-", size, info.note)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])

@@ -27,12 +27,10 @@ MAX_HEADER_BYTES = 16 * 1024
 
 def serve(args: argparse.Namespace) -> int:
     """Build the settings, make sure keys exist (or say loudly that none are used), run uvicorn."""
+    import uvicorn
+
     from faceverify.service.settings import SETTINGS_ENV
 
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError("the service needs its extra: pip install 'faceverify[serve]'") from None
     settings = settings_from_args(args)
     _announce_access(settings, args.port)
     options: dict[str, Any] = {

@@ -28,6 +28,9 @@ def synth(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    from faceverify.extras import TORCH
+
+    TORCH.require("training")
     from faceverify.train.config import load_config
     from faceverify.train.loop import train as run
 

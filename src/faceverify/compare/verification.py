@@ -9,6 +9,8 @@ import numpy as np
 
 from faceverify.errors import InputError
 from faceverify.runtime.threshold import DEFAULT, Threshold, resolve_threshold
+from faceverify.vectors import EPS as _EPS
+from faceverify.vectors import l2_normalize
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +19,6 @@ if TYPE_CHECKING:
 
 ArrayT = TypeVar("ArrayT", "np.ndarray", "torch.Tensor")
 Vectors = Union["np.ndarray", "torch.Tensor"]
-_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _as_embedding(value: Any, model: Embedder | None, which: str) -> np.ndarray:
     embedding = compute_embedding(model, value)
     if embedding.shape[0] != 1:
         raise InputError(f"{which} holds {embedding.shape[0]} images; verify compares exactly two faces")
-    return embedding[0].numpy()
+    return embedding[0]
 
 
 def _maybe_vector(value: Any) -> np.ndarray | None:
@@ -172,9 +173,7 @@ def _unit(x: Any, lib: str) -> Any:
         import torch.nn.functional as F
 
         return F.normalize(x.float(), dim=-1, eps=_EPS)
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, _EPS)
+    return l2_normalize(x)
 
 
 def _check_dims(a: Any, b: Any) -> None:

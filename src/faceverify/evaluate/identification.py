@@ -110,7 +110,7 @@ def _embed(
     if not result.indices:
         first = result.failures[0]
         raise FaceVerifyError(f"none of the {len(items)} {what} images could be embedded; first: {first}")
-    return [items[i][0] for i in result.indices], result.embeddings.numpy()
+    return [items[i][0] for i in result.indices], result.embeddings
 
 
 def _closed_set(scores: np.ndarray, truth: list[int], people: int) -> dict[str, Any]:

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from faceverify.compare.verification import cosine_similarity
 from faceverify.errors import ConfigError, ImageError
 from faceverify.paths import atomic_path
 from faceverify.runtime.onnx_backend import (  # the runtime the graph is made for
@@ -33,11 +32,10 @@ from faceverify.runtime.onnx_backend import (  # the runtime the graph is made f
     OnnxEmbedder,
     graph_facts,
     load_onnx_embedder,
-    onnx_embedder_for,
 )
 
 if TYPE_CHECKING:
-    from faceverify.runtime.torch_backend import EmbeddingModel
+    from faceverify.runtime.base import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ class QuantizationReport:
 
 
 def quantize_model(
-    model: EmbeddingModel,
+    model: Embedder,
     images: Sequence[Path],
     output: Path,
     *,
@@ -90,7 +88,8 @@ def quantize_model(
     """Write an int8 copy of ``model``'s graph to ``output`` if it keeps the embeddings.
 
     Args:
-        model: the PyTorch embedder (from ``build_model(..., backend="torch")``).
+        model: an embedder from ``build_model``: one running in ONNX Runtime already (dlib's
+            network on the base install), or a PyTorch one, whose graph is exported first.
         images: calibration images (paths); a few hundred of the kind the model will see.
             Every :data:`HOLD_OUT_EVERY`-th one is held out to measure the result.
         output: the ``.onnx`` file to write; load it with ``build_model(weights=output)``.
@@ -103,7 +102,7 @@ def quantize_model(
     """
     if output.suffix != ".onnx":
         raise ConfigError(f"output {output} must end in .onnx")
-    fp32 = onnx_embedder_for(model)
+    fp32 = model if isinstance(model, OnnxEmbedder) else _exported(model)
     tensors = _prepared(fp32, images)
     held_out = tensors[::HOLD_OUT_EVERY]
     calibration = [t for i, t in enumerate(tensors) if i % HOLD_OUT_EVERY]
@@ -116,7 +115,7 @@ def quantize_model(
         candidate = Path(scratch) / output.name  # judged first; written to ``output`` only if it passes
         _quantize_graph(fp32.graph_file, candidate, calibration, model)
         int8 = load_onnx_embedder(candidate)
-        cosines = _cosines(fp32, int8, torch.stack(held_out))
+        cosines = _cosines(fp32, int8, np.stack(held_out))
         auc_fp32, auc_int8 = _aucs(fp32, int8, pairs) if pairs is not None else (None, None)
         report = QuantizationReport(
             calibration_images=len(calibration),
@@ -135,7 +134,19 @@ def quantize_model(
         return report
 
 
-def _prepared(embedder: OnnxEmbedder, images: Sequence[Path]) -> list[torch.Tensor]:
+def _exported(model: Embedder) -> OnnxEmbedder:
+    from faceverify.extras import require_torch
+
+    require_torch(f"quantising {model.name}, whose graph is exported from PyTorch,")
+    from faceverify.runtime.onnx_export import onnx_embedder_for
+    from faceverify.runtime.torch_backend import EmbeddingModel
+
+    if not isinstance(model, EmbeddingModel):
+        raise ConfigError(f"{model.name} runs in {type(model).__name__}; quantise its PyTorch or ONNX model")
+    return onnx_embedder_for(model)
+
+
+def _prepared(embedder: OnnxEmbedder, images: Sequence[Path]) -> list[np.ndarray]:
     from faceverify.decode import load_image
 
     tensors = []
@@ -150,18 +161,16 @@ def _prepared(embedder: OnnxEmbedder, images: Sequence[Path]) -> list[torch.Tens
 class _Reader:
     """ONNX Runtime's calibration data reader protocol over prepared tensors."""
 
-    def __init__(self, name: str, tensors: list[torch.Tensor], batch: int = 16) -> None:
+    def __init__(self, name: str, tensors: list[np.ndarray], batch: int = 16) -> None:
         self._batches: Iterator[dict[str, np.ndarray]] = iter(
-            {name: torch.stack(tensors[i : i + batch]).numpy()} for i in range(0, len(tensors), batch)
+            {name: np.stack(tensors[i : i + batch])} for i in range(0, len(tensors), batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
-def _quantize_graph(
-    source: Path, target: Path, calibration: list[torch.Tensor], model: EmbeddingModel
-) -> None:
+def _quantize_graph(source: Path, target: Path, calibration: list[np.ndarray], model: Embedder) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -194,8 +203,8 @@ def _quantize_graph(
     onnx.save(graph, str(target))
 
 
-def _cosines(fp32: OnnxEmbedder, int8: OnnxEmbedder, batch: torch.Tensor) -> torch.Tensor:
-    return F.cosine_similarity(fp32.embed(batch), int8.embed(batch), dim=1)
+def _cosines(fp32: OnnxEmbedder, int8: OnnxEmbedder, batch: np.ndarray) -> np.ndarray:
+    return cosine_similarity(fp32.embed(batch), int8.embed(batch))
 
 
 def _aucs(fp32: OnnxEmbedder, int8: OnnxEmbedder, pairs: Any) -> tuple[float, float]:

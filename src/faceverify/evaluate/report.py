@@ -20,6 +20,8 @@ from faceverify.compare.roc import Roc, roc_curve
 if TYPE_CHECKING:
     from faceverify.evaluate.scoring import ScoredPairs
 
+_log = logging.getLogger(__name__)
+
 #: Problems logged one by one; the rest are counted (reports list them all).
 SHOWN_PROBLEMS = 10
 
@@ -50,6 +52,13 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json"]
     written[0].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from faceverify.extras import PLOTS
+
+    if not PLOTS.installed():  # the numbers are all in report.json; only the pictures need it
+        _log.warning(
+            "no plots: matplotlib is not installed (%s); report.json has every figure", PLOTS.install
+        )
+        return written
     plt = _pyplot()
     verification = report.get("verification")
     if verification is not None and scored is not None:

@@ -107,7 +107,7 @@ def score_pairs(
     result = embed_images(
         model, [str(p) for p in images], batch_size=batch_size, normalize=True, progress=progress, faces=faces
     )
-    vectors = result.embeddings.numpy()
+    vectors = result.embeddings
     row = {images[index]: r for r, index in enumerate(result.indices)}
     failures: dict[Path, Failure] = {images[f.index]: f for f in result.failures}
     problems = list(pair_set.problems)

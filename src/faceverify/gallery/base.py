@@ -285,7 +285,7 @@ class ErasingStore(GalleryStore):
 
 def embedded_faces(embedded: EmbeddingResult, rows: Iterable[int] | None = None) -> list[StoredFace]:
     """The gallery faces of embedded rows (all of them by default); needs fingerprints."""
-    vectors = embedded.embeddings.numpy()
+    vectors = embedded.embeddings
     chosen = range(len(vectors)) if rows is None else rows
     return [StoredFace(vectors[r], embedded.image_sha256[r], embedded.sources[r]) for r in chosen]
 

@@ -370,7 +370,7 @@ class Gallery:
         chosen = resolve_threshold(threshold, self.model)
         return [
             Identification(self.store.search(vector, top_k, self.match), chosen, face)
-            for vector, face in zip(result.embeddings.numpy(), result.faces)
+            for vector, face in zip(result.embeddings, result.faces)
         ]
 
     def verify_id(self, name: str, image: Any, *, threshold: float | None = None) -> Verification:
@@ -419,7 +419,7 @@ class Gallery:
             raise result.failures[0].as_error()
         if len(result.indices) != 1:
             raise GalleryError(f"{len(result.indices)} images given where one photo is needed")
-        return Probe(result.embeddings[0].numpy(), result.faces[0], result.faces_found[0])
+        return Probe(result.embeddings[0], result.faces[0], result.faces_found[0])
 
 
 @dataclass(frozen=True)

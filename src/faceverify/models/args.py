@@ -140,8 +140,10 @@ def check_architecture(name: object, *, source: str | Path) -> str:
             "only a registered architecture, optionally with its tag (e.g. 'convnext_atto' or "
             "'convnext_atto.d2_in1k'), never a source such as hf-hub:, local-dir:, timm/ or a path"
         )
-    import timm
-
+    try:
+        import timm
+    except ImportError:  # without timm (no torch extra) a name is only a label: nothing resolves it
+        return name
     from faceverify.models.registry import register_architectures
 
     register_architectures()

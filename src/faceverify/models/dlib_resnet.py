@@ -20,6 +20,11 @@ The input contract: planar RGB ``(pixel - mean) / 256`` with dlib's channel mean
 which is timm-style ``mean = MEANS / 255`` and ``std = 256 / 255`` on pixels in [0, 1]
 (:data:`PREPROCESS`); chips are already 150×150, so no resize or crop applies.
 
+What does not need torch (the contract, dlib's decision rule, the layer list, the checks
+that a file holds this network, the folding) lives in :mod:`faceverify.models.dlib_spec`,
+shared with the ONNX graph that :mod:`faceverify.runtime.dlib_graph` builds from the file;
+its names are importable from here too.
+
 Importing this module registers ``dlib_resnet_v1`` (at its end): the architecture and its
 contract with timm, as :mod:`~faceverify.models.face_resnet` does, and its published weights
 (the ``.dat`` file of ``face-recognition-models``) and their reader with
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,65 +45,58 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from faceverify.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
+from faceverify.dlib_format import DlibNet
 from faceverify.errors import InputError, ModelError
 from faceverify.models.custom_weights import CustomWeights, register_custom_weights
-
-if TYPE_CHECKING:
-    from faceverify.preprocess import PreprocessConfig
-
-#: Chip side in pixels, and dlib's padding around the face when cutting it.
-INPUT_SIZE = 150
-CHIP_PADDING = 0.25
-#: dlib's per-channel means (red, green, blue) on 0–255 pixels, and its divisor.
-PIXEL_MEANS = (122.782, 117.001, 104.298)
-PIXEL_SCALE = 256.0
-NUM_FEATURES = 128
-#: The name recorded in saved weights; loading refuses files of other architectures.
-ARCHITECTURE = "dlib_face_resnet_v1"
-#: dlib's decision rule: same person when the Euclidean distance is at most this.
-DLIB_DISTANCE_THRESHOLD = 0.6
-#: The same rule as a cosine similarity of L2-normalised descriptors. dlib's descriptors
-#: are not unit vectors: on the 21 faces of the shared photos their norms were 1.32-1.59
-#: (root mean square r = 1.42). For two descriptors of norm r, a distance d is a cosine
-#: of 1 - d²/(2r²), so d = 0.6 is a cosine of 0.911 (0.897-0.929 over the norms seen).
-#: Both rules decided all 210 pairs of those faces alike (same person: cosine >= 0.957,
-#: different people: <= 0.880). ArcFace-style thresholds (0.3-0.5) mean nothing here.
-DLIB_COSINE_THRESHOLD = 0.91
-
-#: The preprocessing contract in timm terms, for ``faceverify.preprocess.PreprocessConfig``.
-PREPROCESS: dict[str, Any] = {
-    "input_size": (INPUT_SIZE, INPUT_SIZE),
-    "interpolation": "bilinear",
-    "mean": tuple(m / 255.0 for m in PIXEL_MEANS),
-    "std": (PIXEL_SCALE / 255.0,) * 3,
-    "crop_pct": 1.0,
-    "crop_mode": "center",
-}
-#: The same contract as timm's pretrained cfg holds it (``input_size`` with channels first):
-#: ``timm.data.resolve_model_data_config`` reads it off the network.
-PRETRAINED_CFG: dict[str, Any] = {**PREPROCESS, "input_size": (3, INPUT_SIZE, INPUT_SIZE)}
-
-# (channels, downsample) of the 14 residual blocks, input side first (alevel4 ... alevel0).
-_BLOCKS: tuple[tuple[int, bool], ...] = (
-    ((32, False),) * 3
-    + ((64, True),)
-    + ((64, False),) * 3
-    + ((128, True),)
-    + ((128, False),) * 2
-    + ((256, True),)
-    + ((256, False),) * 2
-    + ((256, True),)
+from faceverify.models.dlib_spec import (
+    ARCHITECTURE,
+    BLOCKS,
+    CHIP_PADDING,
+    DLIB_COSINE_THRESHOLD,
+    DLIB_DISTANCE_THRESHOLD,
+    FACE_TEMPLATE,
+    INPUT_SIZE,
+    MODEL_NAME,
+    NUM_FEATURES,
+    PIXEL_MEANS,
+    PIXEL_SCALE,
+    PREPROCESS,
+    PRETRAINED_CFG,
+    STEM_FILTERS,
+    STEM_KERNEL,
+    dlib_layer_list,
+    face_net_weights,
+    packaged_weights,
+    preprocess_config,
+    read_face_net,
 )
 
-
-def dlib_layer_list() -> list[LayerSpec]:
-    """The layers of ``anet_type`` innermost first, as the ``.dat`` file stores them."""
-    specs: list[LayerSpec] = ["con", "affine", "relu", "max_pool"]
-    for _, down in _BLOCKS:
-        specs += ["tag1", "con", "affine", "relu", "con", "affine"]
-        specs += ["tag2", "skip1", "avg_pool", "add_prev", "relu"] if down else ["add_prev", "relu"]
-    return [*specs, "avg_pool", "fc"]
+__all__ = [
+    "ARCHITECTURE",
+    "CHIP_PADDING",
+    "DLIB_COSINE_THRESHOLD",
+    "DLIB_DISTANCE_THRESHOLD",
+    "FACE_TEMPLATE",
+    "INPUT_SIZE",
+    "MODEL_NAME",
+    "NUM_FEATURES",
+    "PIXEL_MEANS",
+    "PIXEL_SCALE",
+    "PREPROCESS",
+    "PRETRAINED_CFG",
+    "DlibFaceResNet",
+    "DlibResidualBlock",
+    "chips_to_tensor",
+    "convert_dlib_net",
+    "dlib_layer_list",
+    "dlib_resnet_v1",
+    "dlib_state_dict",
+    "load_dlib_face_resnet",
+    "load_safetensors",
+    "packaged_weights",
+    "preprocess_config",
+    "save_safetensors",
+]
 
 
 class _ConvUnit(nn.Conv2d):
@@ -148,7 +146,7 @@ class DlibFaceResNet(nn.Module):
 
     num_features = NUM_FEATURES
     input_size = INPUT_SIZE
-    face_template = "dlib150"  # the chips it was trained on (faceverify.faces.align)
+    face_template = FACE_TEMPLATE  # the chips it was trained on (faceverify.faces.align)
     cosine_threshold = DLIB_COSINE_THRESHOLD  # dlib's own rule, see the constant
 
     def __init__(self, num_classes: int = 0, in_chans: int = 3) -> None:
@@ -158,10 +156,10 @@ class DlibFaceResNet(nn.Module):
                 f"dlib's face network takes RGB chips and has no classifier; got in_chans={in_chans}, "
                 f"num_classes={num_classes} (faceverify adds heads of its own when training)"
             )
-        self.stem = _ConvUnit(3, 32, 7, 2)
+        self.stem = _ConvUnit(3, STEM_FILTERS, STEM_KERNEL, 2)
         blocks: list[nn.Module] = []
-        cin = 32
-        for cout, down in _BLOCKS:
+        cin = STEM_FILTERS
+        for cout, down in BLOCKS:
             blocks.append(DlibResidualBlock(cin, cout, down))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
@@ -189,13 +187,6 @@ class DlibFaceResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def preprocess_config() -> PreprocessConfig:
-    """The input contract as faceverify's :class:`~faceverify.preprocess.PreprocessConfig`."""
-    from faceverify.preprocess import PreprocessConfig
-
-    return PreprocessConfig(**PREPROCESS)
-
-
 def chips_to_tensor(chips: np.ndarray | torch.Tensor) -> torch.Tensor:
     """dlib's input layer: ``[N, 150, 150, 3]`` uint8 RGB chips to the network's input."""
     array = torch.as_tensor(chips)
@@ -216,62 +207,17 @@ def chips_to_tensor(chips: np.ndarray | torch.Tensor) -> torch.Tensor:
 def convert_dlib_net(net: DlibNet) -> dict[str, torch.Tensor]:
     """A state dict for :class:`DlibFaceResNet` from a parsed ``.dat`` network.
 
-    Each convolution is checked against the module's (kernel, stride, padding, filters)
-    and merged with the affine layer that follows it.
+    Each convolution is checked against ``anet_type``'s (filters, kernel, stride,
+    padding) and merged with the affine layer that follows it
+    (:func:`~faceverify.models.dlib_spec.face_net_weights`).
     """
-    _check_input(net.input)
-    reference = DlibFaceResNet()
-    convs = [i for i, layer in enumerate(net.layers) if layer.kind == "con"]
-    names = ["stem", *(f"blocks.{b}.conv{j}" for b in range(len(_BLOCKS)) for j in (1, 2))]
-    if len(convs) != len(names):
-        raise ModelError(f"expected {len(names)} convolutions in dlib's face network, found {len(convs)}")
+    weights = face_net_weights(net)
     state: dict[str, torch.Tensor] = {}
-    for name, index in zip(names, convs):
-        _check_conv(net.layers[index], reference.get_submodule(name), name)
-        weight, bias = _fold(net.layers[index], net.layers[index + 1])
+    for name, (weight, bias) in weights.convs.items():
         state[f"{name}.weight"] = torch.from_numpy(weight)
         state[f"{name}.bias"] = torch.from_numpy(bias)
-    for layer in net.layers:
-        if layer.kind in ("max_pool", "avg_pool") and layer.attrs["padding_y"] != 0:
-            raise ModelError(f"dlib's face network pools without padding; found {layer.attrs}")
-    fc = net.layers[-1]
-    if "bias" in fc.params or fc.params["weight"].shape != (NUM_FEATURES, 256):
-        raise ModelError(f"dlib's face network ends in a 256→128 fc without bias; found {fc.attrs}")
-    state["fc.weight"] = torch.from_numpy(fc.params["weight"])
+    state["fc.weight"] = torch.from_numpy(weights.fc)
     return state
-
-
-def _check_conv(layer: DlibLayer, module: nn.Module, name: str) -> None:
-    assert isinstance(module, nn.Conv2d)
-    found = (
-        layer.attrs["num_filters"],
-        layer.attrs["rows"],
-        layer.attrs["stride_y"],
-        layer.attrs["padding_y"],
-    )
-    expected = (module.out_channels, module.kernel_size[0], module.stride[0], module.padding[0])
-    if found != expected:
-        raise ModelError(
-            f"convolution {name} of the dlib file has (filters, kernel, stride, padding) {found}, "
-            f"expected {expected}: this is not dlib_face_recognition_resnet_model_v1"
-        )
-
-
-def _fold(con: DlibLayer, affine: DlibLayer) -> tuple[np.ndarray, np.ndarray]:
-    if affine.kind != "affine":
-        raise ModelError(f"expected an affine layer after a convolution, found '{affine.version}'")
-    gamma = affine.params["gamma"].astype(np.float64)
-    weight = con.params["weight"].astype(np.float64) * gamma[:, None, None, None]
-    bias = con.params.get("bias", np.zeros_like(gamma)).astype(np.float64) * gamma + affine.params["beta"]
-    return weight.astype(np.float32), bias.astype(np.float32)
-
-
-def _check_input(layer: DlibLayer) -> None:
-    means = (layer.attrs["mean_red"], layer.attrs["mean_green"], layer.attrs["mean_blue"])
-    if not np.allclose(means, PIXEL_MEANS, atol=1e-3) or layer.attrs.get("rows") != INPUT_SIZE:
-        raise ModelError(
-            f"dlib input layer {layer.attrs} differs from the expected 150×150, means {PIXEL_MEANS}"
-        )
 
 
 def load_dlib_face_resnet(source: str | os.PathLike[str] | bytes) -> DlibFaceResNet:
@@ -281,13 +227,9 @@ def load_dlib_face_resnet(source: str | os.PathLike[str] | bytes) -> DlibFaceRes
         source: the path of ``dlib_face_recognition_resnet_model_v1.dat`` (see
             ``faceverify.faces.dlib_files``), or its uncompressed bytes.
     """
-    if isinstance(source, bytes):
-        data, name = source, "<bytes>"
-    else:
-        data, name = read_dlib_bytes(source), os.fspath(source)
-    net = parse_dlib_net(data, dlib_layer_list(), name=name)
+    state = convert_dlib_net(read_face_net(source))
     model = DlibFaceResNet()
-    model.load_state_dict(convert_dlib_net(net), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -329,9 +271,6 @@ def load_safetensors(path: str | os.PathLike[str]) -> DlibFaceResNet:
 # plus where its published weights are and how its own file format reads (faceverify's
 # CustomWeights): nothing else in the package tests this name.
 
-#: The model name in faceverify (build_model, the CLI, galleries, training).
-MODEL_NAME = "dlib_resnet_v1"
-
 default_cfgs = generate_default_cfgs(
     {
         MODEL_NAME: {
@@ -349,13 +288,6 @@ def dlib_resnet_v1(pretrained: bool = False, **kwargs: Any) -> DlibFaceResNet:
     """dlib's face network; faceverify loads its weights (dlib's ``.dat`` file) itself."""
     model: DlibFaceResNet = build_model_with_cfg(DlibFaceResNet, MODEL_NAME, pretrained, **kwargs)
     return model
-
-
-def packaged_weights() -> Path:
-    """dlib's own ``.dat`` file from the installed ``face-recognition-models`` (offline)."""
-    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
-
-    return dlib_model_path(RECOGNITION_NET)
 
 
 def dlib_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -100,6 +100,10 @@ def list_models(*, use_cache: bool = True) -> list[ModelInfo]:
         use_cache: reuse descriptions saved under ``$XDG_CACHE_HOME/faceverify`` (or
             ``~/.cache/faceverify``) for the installed timm and torch versions.
     """
+    from faceverify.extras import TORCH
+
+    if not TORCH.installed():  # the base install: describe what runs, name the extra for the rest
+        return [_described_without_torch(entry, TORCH.install) for entry in _ZOO.values()]
     cache = _cache_file() if use_cache else None
     known = _read_cache(cache) if cache is not None else {}
     infos = [known.get(entry.name) or _describe(entry) for entry in _ZOO.values()]
@@ -148,3 +152,21 @@ def _describe(entry: ZooEntry) -> ModelInfo:
         hub_id=getattr(model, "pretrained_cfg", {}).get("hf_hub_id"),
         note=entry.note,
     )
+
+
+def _described_without_torch(entry: ZooEntry, install: str) -> ModelInfo:
+    """dlib's network from its own description (it runs on ONNX Runtime); the others need
+    PyTorch to be read at all, so their sizes are unknown (0) and the note says so."""
+    from faceverify.models import dlib_spec
+
+    if entry.name == dlib_spec.MODEL_NAME:
+        return ModelInfo(
+            name=entry.name,
+            family=entry.family,
+            embedding_dim=dlib_spec.NUM_FEATURES,
+            input_size=(dlib_spec.INPUT_SIZE, dlib_spec.INPUT_SIZE),
+            interpolation=str(dlib_spec.PREPROCESS["interpolation"]),
+            hub_id=None,
+            note=entry.note,
+        )
+    return ModelInfo(entry.name, entry.family, 0, (0, 0), "", None, f"{entry.note} (needs: {install})")

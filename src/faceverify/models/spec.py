@@ -48,7 +48,7 @@ class ModelSpec:
         channels_last: feed the network channels-last tensors.
         cache_dir: the Hugging Face cache folder; None: the standard one.
         model_args: extra architecture arguments (e.g. ``{"width": 32}``).
-        backend: ``torch``, ``onnxruntime`` or ``auto``.
+        backend: ``torch``, ``onnxruntime`` or ``auto``; None: PyTorch when installed, else ONNX Runtime.
         face_template, pixel_mean, pixel_std, channel_order: for ONNX graphs faceverify
             did not write: their alignment and pixel normalisation (0-255 units); None:
             the insightface convention (see :mod:`faceverify.runtime.foreign_onnx`).
@@ -65,7 +65,7 @@ class ModelSpec:
     channels_last: bool = True
     cache_dir: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
-    backend: str = "torch"
+    backend: str | None = None
     face_template: str | None = None
     pixel_mean: float | tuple[float, float, float] | None = None
     pixel_std: float | tuple[float, float, float] | None = None

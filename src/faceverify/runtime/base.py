@@ -15,8 +15,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
     from faceverify.preprocess import PreprocessConfig
@@ -48,11 +49,14 @@ class Embedder(ABC):
     tta: str = ""
 
     @abstractmethod
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        """Embed ``[N, 3, H, W]`` float input that already follows the contract.
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed ``[N, 3, H, W]`` float32 input that already follows the contract.
+
+        Arrays, not tensors, so that every runtime (ONNX Runtime without PyTorch
+        installed, PyTorch on a GPU) takes and gives the same thing.
 
         Returns:
-            float32 ``[N, D]`` on the CPU, not normalised.
+            float32 ``[N, D]``, not normalised.
 
         Raises:
             InputError: the network cannot take input of this shape.
@@ -61,11 +65,11 @@ class Embedder(ABC):
 
     @property
     @abstractmethod
-    def device(self) -> torch.device:
-        """Where the computation runs."""
+    def device(self) -> str:
+        """Where the computation runs: ``cpu``, ``cuda:0``, ``mps``."""
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """One decoded RGB image as model-ready ``[3, H, W]`` input: the contract applied.
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """One decoded RGB image as model-ready float32 ``[3, H, W]`` input: the contract applied.
 
         Called from several threads at once. An embedder that finds and aligns faces
         itself overrides this, raising :class:`~faceverify.errors.ImageError` for an
@@ -120,14 +124,14 @@ class WrappedEmbedder(Embedder):
         self.weights_source, self.weights_file = inner.weights_source, inner.weights_file
         self.tta = inner.tta
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+    def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.inner.embed(batch)
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> str:
         return self.inner.device
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
+    def prepare(self, image: Image.Image) -> np.ndarray:
         return self.inner.prepare(image)
 
     def weights_sha256(self, *, refresh: bool = False) -> str:

@@ -14,18 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
-from faceverify.device import DeviceLike, resolve_device
+from faceverify.device import DeviceLike, resolve_device, resolve_device_name
 from faceverify.errors import ConfigError, ModelError
-from faceverify.models.factory import LoadedNetwork, load_network
-from faceverify.models.weights import WeightsLike
+from faceverify.extras import require_torch, torch_installed
+from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.runtime import BACKENDS
 from faceverify.runtime.base import Embedder
 from faceverify.runtime.threshold import Threshold, ThresholdSource, given, model_threshold
-from faceverify.runtime.torch_backend import EmbeddingModel
 from faceverify.runtime.tta import with_tta
 
 if TYPE_CHECKING:
+    from faceverify.models.factory import LoadedNetwork
     from faceverify.models.spec import ModelSpec
+    from faceverify.models.weights import WeightsLike
+    from faceverify.runtime.torch_backend import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def build_model(
     channels_last: bool = True,
     cache_dir: str | None = None,
     model_args: dict[str, Any] | None = None,
-    backend: str = "torch",
+    backend: str | None = None,
     face_template: str | None = None,
     pixel_mean: float | Sequence[float] | None = None,
     pixel_std: float | Sequence[float] | None = None,
@@ -77,12 +79,14 @@ def build_model(
         cache_dir: Hugging Face cache folder; None uses the standard one.
         model_args: extra architecture arguments (e.g. ``{"width": 32}`` for face_resnet).
         backend: ``"torch"`` runs the network in PyTorch (any device; a trainable
-            ``nn.Module``). ``"onnxruntime"`` exports it once to ONNX (cached on disk) and
-            runs it in ONNX Runtime on the CPU, faster than PyTorch there; needs
-            ``pip install 'faceverify[onnx]'``. ``"auto"`` (what the CLI uses) picks ONNX
-            Runtime on a CPU when it is installed and the network exports cleanly, PyTorch
-            otherwise and on GPUs. A ``.onnx`` file written by faceverify (for example by
-            ``faceverify quantize``) as ``weights`` always runs in ONNX Runtime.
+            ``nn.Module``; needs ``pip install 'faceverify[torch]'``). ``"onnxruntime"``
+            runs its ONNX graph in ONNX Runtime on the CPU, faster than PyTorch there:
+            dlib's network is written from dlib's own file, without PyTorch; any other
+            network is exported once from PyTorch (cached on disk). ``"auto"`` (what the
+            CLI uses) picks ONNX Runtime on a CPU when the network has a graph, PyTorch
+            otherwise and on GPUs. None (default): ``"torch"`` when PyTorch is installed,
+            else ``"onnxruntime"`` (the base install). A ``.onnx`` file as ``weights``
+            always runs in ONNX Runtime.
         face_template, pixel_mean, pixel_std, channel_order: for an ONNX graph faceverify
             did not write (an ArcFace-family model: ``build_model("w600k_r50.onnx")``),
             how faces are cut out and pixels normalised, as it was trained: the default is
@@ -105,8 +109,7 @@ def build_model(
             the message says how to supply them.
         DeviceError: the requested device does not exist here.
     """
-    import torch
-
+    backend = backend or ("torch" if torch_installed() else "onnxruntime")
     check_choice("backend", backend, BACKENDS)
     if weights is None and _is_onnx_file(name):
         name, weights = None, name  # build_model("model.onnx"): the graph is the model
@@ -121,6 +124,14 @@ def build_model(
             f"{', '.join(inputs)} describe ONNX graphs faceverify did not write; "
             f"{name or 'this model'} carries its own preprocessing contract"
         )
+    overrides = (input_size, crop_pct, interpolation, model_args)
+    if _dlib_graph_serves(name, weights, backend, device, overrides):
+        return _dlib_graph_model(weights, (threshold, tta))
+    _require_torch_for(name, backend)
+    import torch
+
+    from faceverify.models.factory import load_network
+
     target = resolve_device(device)
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)
     contract = loaded.contract.override(input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
@@ -131,8 +142,58 @@ def build_model(
     log.info("built %s (%d-dim) from %s on %s", model.name, model.embedding_dim, loaded.source, target)
     built = with_tta(_in_runtime(model, backend), tta)
     # resolved on what is returned: a threshold holds for these exact vectors (augmented or not)
-    built.threshold = given(threshold) if threshold is not None else _own_threshold(built, loaded)
+    published = getattr(loaded.network, "cosine_threshold", None)
+    built.threshold = given(threshold) if threshold is not None else _own_threshold(built, published, loaded)
     return built
+
+
+def _require_torch_for(name: str | None, backend: str) -> None:
+    """One line naming the extra (and dlib's network, which needs none) when torch is absent."""
+    from faceverify.errors import MissingDependencyError
+    from faceverify.models.dlib_spec import MODEL_NAME
+
+    try:
+        require_torch(f"model {name or DEFAULT_MODEL!r}" + (" in PyTorch" if backend == "torch" else ""))
+    except MissingDependencyError as exc:
+        if name is not None and name == MODEL_NAME:
+            raise MissingDependencyError(
+                f"{exc}; or drop backend 'torch': {MODEL_NAME} runs without it"
+            ) from None
+        raise MissingDependencyError(
+            f"{exc}; or use dlib's face network, which runs without it: --model {MODEL_NAME} "
+            f'(build_model("{MODEL_NAME}"))'
+        ) from None
+
+
+def _dlib_graph_serves(
+    name: str | None, weights: WeightsLike, backend: str, device: DeviceLike, overrides: tuple[Any, ...]
+) -> bool:
+    """Whether dlib's network as a graph written from its own file is what was asked for:
+    dlib's name and file, ONNX Runtime (or auto) on the CPU, nothing reshaped."""
+    from faceverify.models.dlib_spec import MODEL_NAME
+    from faceverify.runtime.dlib_onnx import is_dlib_weights
+
+    if name != MODEL_NAME or not is_dlib_weights(weights) or backend == "torch":
+        return False
+    if any(value not in (None, {}) for value in overrides):
+        if not torch_installed():
+            raise ConfigError(
+                f"{MODEL_NAME} runs as dlib made it (150-pixel chips, its own architecture); "
+                "input_size, crop_pct, interpolation and model_args need the torch extra: "
+                'pip install "faceverify[torch]"'
+            )
+        return False
+    return resolve_device_name(device) == "cpu"
+
+
+def _dlib_graph_model(weights: WeightsLike, decided: tuple[float | None, str | None]) -> Embedder:
+    from faceverify.runtime.dlib_onnx import dlib_onnx_embedder
+
+    threshold, tta = decided
+    model = with_tta(dlib_onnx_embedder(None if weights is None else Path(str(weights))), tta)
+    published = model.threshold.value
+    model.threshold = given(threshold) if threshold is not None else _own_threshold(model, published)
+    return model
 
 
 def build_from_spec(spec: ModelSpec) -> Embedder:
@@ -143,20 +204,20 @@ def build_from_spec(spec: ModelSpec) -> Embedder:
 
 def _in_runtime(model: EmbeddingModel, backend: str) -> Embedder:
     """The model in the runtime asked for; ``auto`` falls back to PyTorch with one warning."""
-    from faceverify.runtime import onnx_backend
+    from faceverify.runtime import onnx_backend, onnx_export
 
-    if backend == "torch" or (backend == "auto" and model.device.type != "cpu"):
+    if backend == "torch" or (backend == "auto" and model.device != "cpu"):
         return model
     if backend == "auto" and not onnx_backend.onnxruntime_available():
         log.info("ONNX Runtime is not installed; running %s in PyTorch", model.name)
         return model
-    if model.device.type != "cpu":
+    if model.device != "cpu":
         raise ModelError(
             f"backend 'onnxruntime' runs on the CPU only, not on {model.device}; "
             "use backend='torch' for GPUs, or device='cpu'"
         )
     try:
-        return onnx_backend.onnx_embedder_for(model)
+        return onnx_export.onnx_embedder_for(model)
     except ModelError as exc:
         if backend == "onnxruntime":
             raise
@@ -177,8 +238,8 @@ def _onnx_file_embedder(
     from faceverify.runtime.foreign_onnx import foreign_embedder, input_options, is_foreign
     from faceverify.runtime.onnx_backend import load_onnx_embedder
 
-    target = resolve_device(device if device is not None else "cpu")
-    if target.type != "cpu":
+    target = resolve_device_name(device if device is not None else "cpu")
+    if target != "cpu":
         raise ModelError(f"an ONNX graph runs on the CPU only, not on {target}; use device='cpu'")
     if not path.is_file():
         raise ModelError(f"ONNX graph {path} not found")
@@ -214,6 +275,8 @@ def embedder_for(
         threshold: the threshold to carry (None: the default until one is resolved).
         channels_last: feed the network channels-last tensors.
     """
+    from faceverify.runtime.torch_backend import EmbeddingModel
+
     return EmbeddingModel(
         loaded.network,
         name=loaded.name,
@@ -225,17 +288,19 @@ def embedder_for(
     )
 
 
-def _own_threshold(model: Embedder, loaded: LoadedNetwork) -> Threshold:
+def _own_threshold(
+    model: Embedder, published: float | None, loaded: LoadedNetwork | None = None
+) -> Threshold:
     """The model's threshold by :func:`~faceverify.runtime.threshold.model_threshold`'s
     precedence: a calibration for these weights, the checkpoint's, the published rule."""
     from faceverify.compare.calibration import carried_calibration, load_calibration
 
     sidecar = load_calibration(model)
-    carried = carried_calibration(model, loaded.calibration)
+    carried = carried_calibration(model, loaded.calibration) if loaded is not None else None
     chosen = model_threshold(
         calibrated=sidecar.as_threshold(ThresholdSource.CALIBRATED) if sidecar else None,
         checkpoint=carried.as_threshold(ThresholdSource.CHECKPOINT) if carried else None,
-        published=getattr(loaded.network, "cosine_threshold", None),
+        published=published,
     )
     if chosen.source in (ThresholdSource.CALIBRATED, ThresholdSource.CHECKPOINT):
         log.info("using the threshold %s", chosen.describe())

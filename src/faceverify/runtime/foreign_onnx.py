@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import ConfigError, ModelError
 from faceverify.paths import file_sha256
-from faceverify.runtime.onnx_backend import METADATA_KEY, OnnxEmbedder, _import_onnxruntime
+from faceverify.runtime.onnx_backend import METADATA_KEY, OnnxEmbedder, import_onnxruntime
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
     from faceverify.preprocess import PreprocessConfig
 
@@ -98,7 +98,7 @@ def _three(what: str, values: float | Sequence[float]) -> tuple[float, float, fl
 
 def is_foreign(graph_file: Path) -> bool:
     """Whether ``graph_file`` lacks the metadata faceverify writes into its own graphs."""
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     try:
         session = ort.InferenceSession(str(graph_file), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -115,7 +115,7 @@ def foreign_embedder(graph_file: Path, options: InputOptions) -> OnnxEmbedder:
         ModelError: the graph does not take a 4-D image batch, does not give one vector
             per image, or cannot take the template's chips; said before any photo is read.
     """
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     session = ort.InferenceSession(str(graph_file), providers=["CPUExecutionProvider"])
     image = image_input(session, graph_file)
     contract = _contract(options, image, graph_file)
@@ -220,24 +220,21 @@ class ForeignOnnxEmbedder(OnnxEmbedder):
         self.layout = str(facts.get("layout", "NCHW"))
         self.fixed_batch: int | None = facts.get("batch")
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        import torch
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        import numpy as np
 
-        x = batch.permute(0, 2, 3, 1) if self.layout == "NHWC" else batch
+        x = batch.transpose(0, 2, 3, 1) if self.layout == "NHWC" else batch
         size = self.fixed_batch
         if size is None or len(x) == size:
-            vectors: torch.Tensor = super().embed(x)
+            vectors: np.ndarray = super().embed(x)
             return vectors
         parts = []
         for start in range(0, len(x), size):
             part = x[start : start + size]
-            padded = (
-                torch.cat([part, part[-1:].expand(size - len(part), *part.shape[1:])])
-                if len(part) < size
-                else part
-            )
-            parts.append(super().embed(padded)[: len(part)])
-        return torch.cat(parts)
+            if len(part) < size:  # repeat the last input to fill the graph's fixed batch
+                part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            parts.append(super().embed(part)[: min(size, len(x) - start)])
+        return np.concatenate(parts)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "graph": "foreign", "layout": self.layout}

@@ -1,59 +1,50 @@
-"""The ONNX Runtime runtime: the same network, exported once, run at the CPU's fp32 limit.
+"""The ONNX Runtime runtime: a network's graph run at the CPU's fp32 limit, without PyTorch.
 
-On CPUs ONNX Runtime runs the exported graph of a network faster than PyTorch eager
-(fused kernels, no dispatcher overhead at batch 1; docs/benchmarks.md has the figures). The
-graph is exported from the
-PyTorch embedder, checked against it on a probe batch, and cached on disk under a key made
-of everything that changes its numbers: the weights, the architecture, the preprocessing
-contract, the opset and the exporter's torch version. A changed key builds a new graph; a
-cached graph whose bytes no longer match the hash recorded beside it is rebuilt, not
-trusted. Files are written to a temporary name and renamed, so two processes never read
-half a graph.
+On CPUs ONNX Runtime runs the graph of a network faster than PyTorch eager (fused
+kernels, no dispatcher overhead at batch 1; docs/benchmarks.md has the figures). Graphs
+come from three places: dlib's network is written from dlib's own file
+(:mod:`faceverify.runtime.dlib_graph`), other networks are exported from PyTorch
+(:mod:`faceverify.runtime.onnx_export`, the torch extra), and users bring their own
+(:mod:`faceverify.runtime.foreign_onnx`). Nothing here imports PyTorch.
 
-The embedder reports the PyTorch weights' hash (:meth:`Embedder.weights_sha256`), so
+Graphs made by faceverify are cached on disk with their hash beside them: a cached graph
+whose bytes no longer match the hash is rebuilt, not trusted. The embedder reports the
+hash of the weights a graph was made from (:meth:`Embedder.weights_sha256`), so
 galleries and calibrations made with one runtime are accepted by the other.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import warnings
+import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
 
 from faceverify.errors import FaceVerifyError, InputError, MissingDependencyError, ModelError
-from faceverify.paths import atomic_path, cache_dir, file_sha256
+from faceverify.paths import file_sha256
 from faceverify.runtime.base import Embedder
 from faceverify.runtime.threshold import DEFAULT, Threshold, ThresholdSource
 
-if TYPE_CHECKING:
-    from faceverify.runtime.torch_backend import EmbeddingModel
-
 log = logging.getLogger(__name__)
 
-OPSET = 18
-#: Bumped when the way graphs are exported changes, so old cached graphs are not reused.
+#: Bumped when the way graphs are made changes, so old cached graphs are not reused.
 EXPORT_FORMAT = 1
-#: Largest difference to PyTorch accepted on the probe batch, relative to the outputs'
-#: largest magnitude (when above 1); fp32 graphs agree to ~1e-6.
-EXPORT_TOLERANCE = 1e-4
 METADATA_KEY = "faceverify"
-INSTALL_HINT = "install the extra: pip install 'faceverify[onnx]'"
+INSTALL_HINT = "reinstall faceverify (ONNX Runtime is part of its base install): pip install faceverify"
 
 
 def onnxruntime_available() -> bool:
-    """Whether ONNX Runtime (and the exporter's onnx packages) can be imported."""
+    """Whether ONNX Runtime and onnx can be imported (both are in the base install)."""
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
-def _import_onnxruntime() -> Any:
+def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -96,38 +87,74 @@ class OnnxEmbedder(Embedder):
         self.precision = str(facts.get("precision", "fp32"))
         self._weights_sha256 = source_sha256 or str(facts.get("weights_sha256", ""))
         self.threads = threads or default_threads()
-        self._session = _open_session(self.graph_file, self.threads)
+        self._session = open_session(self.graph_file, self.threads)
         self._input = self._session.get_inputs()[0].name
 
     @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
+    def device(self) -> str:
+        return "cpu"
 
     def weights_sha256(self, *, refresh: bool = False) -> str:
         """The hash of the PyTorch weights this graph was exported from (see the module)."""
         return self._weights_sha256
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        import numpy as np
-
-        x = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
         try:
             (out,) = self._session.run(None, {self._input: x})
         except Exception as exc:  # onnxruntime raises its own exception types
             detail = str(exc).strip().splitlines()[0][:200]
             raise InputError(f"the model cannot process input of shape {tuple(x.shape)}: {detail}") from exc
-        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+        return np.asarray(out, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "runtime": "onnxruntime", "precision": self.precision}
 
 
+#: Threads set by :func:`set_threads` (the service's ``--threads``); None: per machine.
+_threads: int | None = None
+
+
+def set_threads(count: int) -> None:
+    """Use ``count`` threads for every network built from now on, in ONNX Runtime and, when
+    it is installed, in PyTorch."""
+    import importlib.util
+
+    global _threads
+    _threads = count
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(count)
+
+
 def default_threads() -> int:
-    """Intra-op threads: the physical cores torch chose (one thread per core is fastest)."""
-    return max(1, torch.get_num_threads())
+    """Intra-op threads: one per physical core this process may use (fastest for convolutions;
+    a second thread on a core's sibling only contends), as PyTorch chooses its own."""
+    if _threads is not None:
+        return _threads
+    torch = sys.modules.get("torch")
+    if torch is not None:  # already loaded: agree with it
+        return max(1, int(torch.get_num_threads()))
+    return physical_cores()
 
 
-def _open_session(graph_file: Path, threads: int) -> Any:
+def physical_cores() -> int:
+    """The physical cores among the CPUs this process may run on (Linux: from sysfs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not cpus:
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(siblings.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def open_session(graph_file: Path, threads: int) -> Any:
     """A CPU session; FACEVERIFY_ORT_SPINNING=1 lets its threads spin while a call runs.
 
     Spinning is off by default: idle worker threads would otherwise spin and slow the
@@ -146,7 +173,7 @@ def _open_session(graph_file: Path, threads: int) -> Any:
     spinning = os.environ.get("FACEVERIFY_ORT_SPINNING", "").strip() or "0"
     if spinning not in ("0", "1"):
         raise ConfigError(f"FACEVERIFY_ORT_SPINNING must be 0 (the default) or 1, not {spinning!r:.50}")
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -245,63 +272,18 @@ def threshold_of(facts: dict[str, Any]) -> Threshold:
 
 def load_onnx_embedder(graph_file: Path, *, threads: int | None = None) -> OnnxEmbedder:
     """An embedder for an ``.onnx`` file faceverify wrote (an exported or quantised graph)."""
-    _import_onnxruntime()
+    import_onnxruntime()
     facts = read_graph_facts(graph_file)
     return OnnxEmbedder(graph_file, facts, threads=threads, weights_file=Path(graph_file))
 
 
-def onnx_embedder_for(model: EmbeddingModel, *, threads: int | None = None) -> OnnxEmbedder:
-    """The ONNX Runtime twin of a PyTorch embedder, exported (or found in the cache).
-
-    Raises:
-        MissingDependencyError: onnxruntime or onnx is not installed.
-        ModelError: the network does not export, or its graph disagrees with PyTorch.
-    """
-    _import_onnxruntime()
-    path = cached_graph_path(model)
-    if not _trusted(path):
-        export_graph(model, path)
-    return OnnxEmbedder(
-        path,
-        graph_facts(model),
-        threads=threads,
-        source_sha256=model.weights_sha256(),
-        weights_file=model.weights_file,
-    )
-
-
-def cached_graph_path(model: EmbeddingModel) -> Path:
-    """Where the graph of this exact network, contract and opset is cached."""
-    identity = model.identity()
-    key = {
-        **identity.to_dict(),
-        "weights_sha256": identity.weights_sha256 or _state_digest(model),
-        "architecture": hashlib.sha256(repr(model.backbone).encode()).hexdigest(),
-        "opset": OPSET,
-        "format": EXPORT_FORMAT,
-        "torch": torch.__version__,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in model.name)[:60]
-    return cache_dir() / "onnx" / f"{safe_name}-{digest}.onnx"
-
-
-def _state_digest(model: EmbeddingModel) -> str:
-    """Digest of the network's tensors, for weights that have no file (random, in memory)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.backbone.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _sidecar(path: Path) -> Path:
+def hash_file_of(path: Path) -> Path:
     return path.with_suffix(".sha256")
 
 
-def _trusted(path: Path) -> bool:
+def trusted_graph(path: Path) -> bool:
     """A cached graph is used only when its bytes match the hash written after export."""
-    sidecar = _sidecar(path)
+    sidecar = hash_file_of(path)
     if not (path.is_file() and sidecar.is_file()):
         return False
     if file_sha256(path) == sidecar.read_text().strip():
@@ -310,91 +292,9 @@ def _trusted(path: Path) -> bool:
     return False
 
 
-def export_graph(model: EmbeddingModel, path: Path, *, precision: str = "fp32") -> Path:
-    """Export ``model`` to ``path`` with a dynamic batch, check it, and write it atomically.
-
-    Raises:
-        ModelError: the network does not export, or the graph's output differs from
-            PyTorch's by more than :data:`EXPORT_TOLERANCE` on a probe batch.
-    """
-    import onnx
-
-    probe = _probe_batch(model)
-    network = _Backbone(model.backbone).eval().cpu()
-    try:
-        with atomic_path(path) as temporary:
-            _torch_export(network, probe, temporary)
-            graph = onnx.load(str(temporary))
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = METADATA_KEY, json.dumps(graph_facts(model, precision=precision))
-            onnx.save(graph, str(temporary))
-            _check_agreement(temporary, network, probe)
-    except ModelError:
-        raise
-    except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{model.name} does not export to ONNX: {detail}") from exc
+def write_graph_hash(path: Path) -> None:
+    """Record ``path``'s hash beside it, after it was written and checked: from then on
+    :func:`trusted_graph` accepts it."""
     from faceverify.paths import atomic_write_text
 
-    atomic_write_text(_sidecar(path), file_sha256(path) + "\n")
-    log.info("exported %s to %s", model.name, path)
-    return path
-
-
-class _Backbone(nn.Module):
-    """The backbone alone, fed contiguous (not channels-last) input: the graph to export."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.backbone(x)
-        return out
-
-
-def _probe_batch(model: EmbeddingModel) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    return torch.randn(2, 3, *model.preprocess.input_size, generator=generator)
-
-
-def _torch_export(network: Any, probe: torch.Tensor, target: Path) -> None:
-    """torch.export-based exporter first; the TorchScript one for networks it cannot trace."""
-    common: dict[str, Any] = {
-        "input_names": ["input"],
-        "output_names": ["embedding"],
-        "opset_version": OPSET,
-    }
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        try:
-            batch = torch.export.Dim("batch", min=1, max=65536)
-            torch.onnx.export(
-                network,
-                (probe,),
-                str(target),
-                dynamic_shapes={"x": {0: batch}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-                **common,
-            )
-        except Exception as exc:
-            log.info("torch.export-based ONNX export failed (%s); trying the TorchScript exporter", exc)
-            axes = {"input": {0: "batch"}, "embedding": {0: "batch"}}
-            torch.onnx.export(network, (probe,), str(target), dynamic_axes=axes, dynamo=False, **common)
-
-
-def _check_agreement(graph_file: Path, network: Any, probe: torch.Tensor) -> None:
-    session = _open_session(graph_file, default_threads())
-    with torch.no_grad():
-        expected = network(probe).float().numpy()
-    scale = max(1.0, float(abs(expected).max()))  # fp32 rounding grows with the outputs' size
-    for batch in (probe, probe[:1]):  # the batch axis really is dynamic
-        (got,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
-        difference = float(abs(got - expected[: len(batch)]).max()) / scale
-        if not difference <= EXPORT_TOLERANCE:
-            raise ModelError(
-                f"the ONNX graph disagrees with PyTorch by {difference:.2e} of the output's scale "
-                f"(> {EXPORT_TOLERANCE:g}) on a probe batch; use backend='torch' for this model"
-            )
+    atomic_write_text(hash_file_of(path), file_sha256(path) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,15 +56,21 @@ class EmbeddingModel(Embedder, nn.Module):
         return features
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> str:
+        return str(self.torch_device)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """:attr:`device` as PyTorch names it."""
         return next(self.parameters()).device
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        device = self.device
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        device = self.torch_device
         try:
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             if device.type == "cuda":
-                batch = batch.pin_memory()
-            x = batch.to(device, dtype=torch.float32, non_blocking=True)
+                tensor = tensor.pin_memory()
+            x = tensor.to(device, non_blocking=True)
             with torch.inference_mode():
                 out: torch.Tensor = self(x)
         except torch.cuda.OutOfMemoryError as exc:
@@ -78,4 +85,4 @@ class EmbeddingModel(Embedder, nn.Module):
             raise InputError(
                 f"the model cannot process input of shape {tuple(batch.shape)}: {detail}"
             ) from exc
-        return out.float().cpu()
+        return out.float().cpu().numpy()

@@ -11,13 +11,10 @@ to mix them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
 
 from faceverify.checks import check_choice
 from faceverify.runtime.base import Embedder, WrappedEmbedder
-
-if TYPE_CHECKING:
-    import torch
 
 #: The augmentations offered ("" is none).
 TTA_MODES = ("flip",)
@@ -34,13 +31,12 @@ class FlipEmbedder(WrappedEmbedder):
         super().__init__(inner)
         self.tta = "flip"
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        import torch
-        import torch.nn.functional as F
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        from faceverify.vectors import l2_normalize
 
-        both = self.inner.embed(torch.cat([batch, batch.flip(-1)]))  # mirror the width axis
+        both = self.inner.embed(np.concatenate([batch, batch[..., ::-1]]))  # mirror the width axis
         count = len(batch)
-        summed: torch.Tensor = F.normalize(both[:count], dim=1) + F.normalize(both[count:], dim=1)
+        summed: np.ndarray = l2_normalize(both[:count]) + l2_normalize(both[count:])
         return summed
 
 

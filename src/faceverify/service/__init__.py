@@ -10,9 +10,9 @@ once (model, batcher, galleries); ``deps`` what routes need from a request; ``ro
 one module per resource; ``schemas`` the JSON shapes; ``static`` the web page.
 
 This package adds transport only: detection, alignment, embedding, verification and
-gallery work is done by the library's own functions. FastAPI and uvicorn are needed
-only here (``pip install 'faceverify[serve]'``) and are imported when an application is
-built, not when this package is.
+gallery work is done by the library's own functions. FastAPI and uvicorn (part of the
+base install) are needed only here and are imported when an application is built, not
+when this package is.
 
 May import: ``errors``, ``paths``, ``decode``, ``photos``, ``runtime``, ``embed``,
 ``compare`` and ``gallery`` (never evaluation, training or the CLI).

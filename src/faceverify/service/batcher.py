@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from faceverify.errors import OverloadedError, RequestTimeoutError
 from faceverify.runtime.base import Embedder, WrappedEmbedder
@@ -40,8 +40,8 @@ CONCURRENCY_MEMORY_S = 1.0
 
 @dataclass(eq=False)  # jobs are told apart by identity, never by their tensors
 class _Job:
-    inputs: torch.Tensor
-    future: Future[torch.Tensor] = field(default_factory=Future)
+    inputs: np.ndarray
+    future: Future[np.ndarray] = field(default_factory=Future)
 
 
 class Batcher:
@@ -56,7 +56,7 @@ class Batcher:
 
     def __init__(
         self,
-        forward: Callable[[torch.Tensor], torch.Tensor],
+        forward: Callable[[np.ndarray], np.ndarray],
         config: Batching,
         *,
         wait_timeout_s: float = 30.0,
@@ -96,7 +96,7 @@ class Batcher:
             self._thread.join()
             self._thread = None
 
-    def submit(self, inputs: torch.Tensor) -> Future[torch.Tensor]:
+    def submit(self, inputs: np.ndarray) -> Future[np.ndarray]:
         """Queue ``inputs`` (``[n, ...]``); refuse at once if the queue is full."""
         job = _Job(inputs)
         with self._cond:
@@ -112,7 +112,7 @@ class Batcher:
             self._cond.notify_all()
         return job.future
 
-    def run(self, inputs: torch.Tensor) -> torch.Tensor:
+    def run(self, inputs: np.ndarray) -> np.ndarray:
         """:meth:`submit` and wait for the result (errors of the network are re-raised)."""
         future = self.submit(inputs)
         try:
@@ -167,7 +167,7 @@ class Batcher:
         if not live:
             return
         try:
-            batch = live[0].inputs if len(live) == 1 else torch.cat([j.inputs for j in live])
+            batch = live[0].inputs if len(live) == 1 else np.concatenate([j.inputs for j in live])
             output = self.forward(batch)
         except BaseException as exc:  # every waiting caller gets the network's error
             for job in live:
@@ -195,5 +195,5 @@ class BatchedEmbedder(WrappedEmbedder):
         super().__init__(inner)
         self.batcher = batcher
 
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+    def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.batcher.run(batch)

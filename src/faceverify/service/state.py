@@ -218,9 +218,9 @@ class ServiceState:
                     keys.path,
                 )
         if settings.threads is not None:
-            import torch
+            from faceverify.runtime.onnx_backend import set_threads
 
-            torch.set_num_threads(settings.threads)
+            set_threads(settings.threads)
         inner = build_from_spec(settings.spec)
         batcher = Batcher(
             inner.embed,

@@ -106,7 +106,7 @@ class CalibrationPairs:
 
             log_problems(log, [str(f) for f in result.failures], context="held-out images: ")
             self._reported = True
-        vectors = result.embeddings.numpy().astype(np.float64)
+        vectors = result.embeddings.astype(np.float64)
         who = np.asarray(self.people, dtype=np.int64)[result.indices]
         first, second = np.triu_indices(len(who), k=1)
         scores = np.einsum("ij,ij->i", vectors[first], vectors[second])

@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -28,7 +29,7 @@ class IdentityFolder(Dataset[Sample]):
     def __init__(
         self,
         root: str | Path,
-        transform: Callable[[Any], torch.Tensor],
+        transform: Callable[[Any], torch.Tensor | np.ndarray],
         classes: list[str] | None = None,
         *,
         exclude: Collection[str] = (),
@@ -63,7 +64,9 @@ class IdentityFolder(Dataset[Sample]):
     def __getitem__(self, i: int) -> Sample:
         path, label = self.samples[i]
         try:
-            return self.transform(load_image(path)), label
+            image = self.transform(load_image(path))
+            # the inference contract gives numpy arrays (it runs without torch); training's tensors
+            return (torch.from_numpy(image) if isinstance(image, np.ndarray) else image), label
         except ImageError:
             return None  # counted by collate(); one bad file must not stop a run
 

@@ -115,13 +115,13 @@ class Trainer:
             margin=config.loss.margin,
         )
         center = CenterLoss(len(self.classes), dim) if config.loss.center_weight > 0 else None
-        self.net = TrainNet(self.model, head, center).to(world.device)
-        self.channels_last = use_channels_last(config.channels_last, self.net, world.device)
+        self.net = TrainNet(self.model, head, center).to(world.torch_device)
+        self.channels_last = use_channels_last(config.channels_last, self.net, world.torch_device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.optimizer, self.center_optimizer, self.scheduler = make_optimizers(config, self.net)
-        self.autocast_dtype, scaled = precision(config.precision, world.device)
-        self.scaler = torch.amp.GradScaler(world.device.type, enabled=scaled)
+        self.autocast_dtype, scaled = precision(config.precision, world.torch_device)
+        self.scaler = torch.amp.GradScaler(world.torch_device.type, enabled=scaled)
         self.sampler: DistributedSampler[Any] = DistributedSampler(
             self.train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed
         )
@@ -130,7 +130,7 @@ class Trainer:
             batch_size=config.batch_size,
             sampler=self.sampler,
             num_workers=config.data.workers,
-            pin_memory=config.data.pin_memory and world.device.type == "cuda",
+            pin_memory=config.data.pin_memory and world.torch_device.type == "cuda",
             collate_fn=collate,
             drop_last=len(self.train_set)
             > config.batch_size * world.world_size,  # BatchNorm dislikes a batch of 1
@@ -140,7 +140,7 @@ class Trainer:
         if config.compile:
             self.runner = torch.compile(self.runner)  # type: ignore[assignment]
         if world.active:
-            ids = [world.device.index] if world.device.type == "cuda" else None
+            ids = [world.torch_device.index] if world.torch_device.type == "cuda" else None
             self.runner = nn.parallel.DistributedDataParallel(self.runner, device_ids=ids)
         self.start_epoch, self.best = 0, -float("inf")
         self.early_stop = EarlyStop(config.early_stop)
@@ -176,7 +176,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.net.train()
-        config, device = self.config, self.world.device
+        config, device = self.config, self.world.torch_device
         total_loss = correct = seen = skipped = 0.0
         started = time.perf_counter()
         bar = _progress(
@@ -217,7 +217,7 @@ class Trainer:
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
         config = self.config
         with torch.autocast(
-            self.world.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+            self.world.torch_device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             logits, plain, center = self.runner(images, labels)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.loss.label_smoothing)
@@ -261,7 +261,9 @@ class Trainer:
         for images, labels, _ in loader:
             if labels.numel() == 0:
                 continue
-            _, plain = self.net.head(self.model(images.to(self.world.device)), labels.to(self.world.device))
+            _, plain = self.net.head(
+                self.model(images.to(self.world.torch_device)), labels.to(self.world.torch_device)
+            )
             correct += int((plain.argmax(dim=1).cpu() == labels).sum())
             seen += labels.numel()
         return correct / max(seen, 1)
