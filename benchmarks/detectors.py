@@ -98,8 +98,6 @@ def _dlib_run(detector_name: str, upsample: int, max_side: int = 0):  # type: ig
 
 
 def _faceverify_run(detector_name: str, upsample: int, max_side: int = 1600):  # type: ignore[no-untyped-def]
-    import torch
-
     import faceverify
     from faceverify.faces import align_faces, detect_faces
 
@@ -121,8 +119,8 @@ def _faceverify_run(detector_name: str, upsample: int, max_side: int = 1600):  #
         if faces:
             chips = align_faces(image, faces, template)
             t3 = time.perf_counter()
-            batch = torch.stack([model.prepare(Image.fromarray(chip)) for chip in chips])
-            vector = model.embed(batch)[0].numpy()  # the largest face: verification's choice
+            batch = np.stack([model.prepare(Image.fromarray(chip)) for chip in chips])
+            vector = model.embed(batch)[0]  # the largest face: verification's choice
             t4 = time.perf_counter()
         else:
             t3 = t4 = t2

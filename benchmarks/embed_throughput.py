@@ -7,7 +7,8 @@ For each model (ConvNeXt-Atto 224, the course ResNet 64×64, and dlib's face net
   the way most scripts run it (timm's own model for timm architectures);
 * ``fv torch``: ``compute_embedding`` with ``backend="torch"`` (inference mode,
   channels-last, batching);
-* ``fv onnx fp32``: ``backend="onnxruntime"``;
+* ``fv onnx fp32``: ``backend="onnxruntime"`` (dlib's network: the graph written from
+  its ``.dat`` file; the others: exported from PyTorch);
 * ``fv onnx int8``: ``faceverify quantize``'s graph (static QDQ, per-channel weights),
   calibrated on random images (enough to time it; its accuracy is reported as the cosine
   to the fp32 embeddings on other random images).
@@ -147,7 +148,12 @@ def _runtimes(
     from faceverify.runtime.onnx_export import onnx_embedder_for
 
     size = model.preprocess.input_size
-    runtimes: dict[str, Any] = {"fv torch": model, "fv onnx fp32": onnx_embedder_for(model)}
+    fp32 = (
+        fv.build_model(label, device="cpu", backend="onnxruntime")  # written from dlib's file
+        if label == "dlib_resnet_v1"
+        else onnx_embedder_for(model)
+    )
+    runtimes: dict[str, Any] = {"fv torch": model, "fv onnx fp32": fp32}
     if int8:
         images = _random_pngs(folder / f"{label}-calibration", 40, max(size))
         report = quantize_model(model, images, folder / f"{label}-int8.onnx", force=True)
@@ -193,22 +199,34 @@ def _eager_run(network: torch.nn.Module, x: torch.Tensor, batch: int) -> Callabl
 
 
 def _embed_run(embedder: Any, x: torch.Tensor, batch: int) -> Callable[[], object]:
+    """``compute_embedding`` as users call it with model-ready input: a float tensor (a 4-D
+    numpy array would be read as N images), embedded in numpy by every runtime."""
+
     def run() -> None:
         fv.compute_embedding(embedder, x, batch_size=batch)
 
     return run
 
 
-def _max_difference(embedder: Any, eager: torch.nn.Module, probe: torch.Tensor) -> str:
+def _eager_and_embedded(
+    embedder: Any, eager: torch.nn.Module, probe: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        expected = eager(probe)
-    return f"max |diff| {float((embedder.embed(probe) - expected).abs().max()):.1e}"
+        expected = eager(probe).float().numpy()
+    got = embedder.embed(probe.numpy())
+    assert got.dtype == np.float32 and got.shape == expected.shape, (got.dtype, got.shape, expected.shape)
+    return got, expected
+
+
+def _max_difference(embedder: Any, eager: torch.nn.Module, probe: torch.Tensor) -> str:
+    got, expected = _eager_and_embedded(embedder, eager, probe)
+    return f"max |diff| {float(np.abs(got - expected).max()):.1e}"
 
 
 def _mean_cosine(embedder: Any, eager: torch.nn.Module, probe: torch.Tensor) -> float:
-    with torch.no_grad():
-        expected = eager(probe)
-    return float(torch.nn.functional.cosine_similarity(embedder.embed(probe), expected, dim=1).mean())
+    got, expected = _eager_and_embedded(embedder, eager, probe)
+    norms = np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1), 1e-8)
+    return float(((got * expected).sum(axis=1) / norms).mean())
 
 
 if __name__ == "__main__":

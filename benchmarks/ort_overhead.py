@@ -7,7 +7,7 @@ ways to run it, timed interleaved in one process:
   fed the numpy array (``session.run(None, {input: x})``);
 * ``b bare fv opts``: a bare session with the SessionOptions faceverify uses
   (``faceverify.runtime.onnx_backend.open_session``);
-* ``c embed``: ``model.embed(tensor)`` on the :class:`OnnxEmbedder`;
+* ``c embed``: ``model.embed(x)`` on the :class:`OnnxEmbedder`, fed the same numpy array;
 * ``d compute_emb``: ``compute_embedding(model, tensor)``: a preprocessed float tensor,
   so no decoding, only the input checks, batching and concatenation;
 * ``e embed, spinning``: ``model.embed`` on an embedder built with
@@ -119,10 +119,13 @@ def _table(title: str, samples: dict[str, list[float]], baseline: str, per: str 
 
 
 def _check_same(model: Any, session: Any, tensor: torch.Tensor) -> float:
-    """Largest difference between faceverify's output and a bare session's (expect 0)."""
-    (bare,) = session.run(None, {session.get_inputs()[0].name: tensor.numpy()})
-    ours = compute_embedding(model, tensor, batch_size=len(tensor)).numpy()
-    return float(np.abs(ours - bare).max())
+    """Largest difference between faceverify's outputs (``embed`` on the array,
+    ``compute_embedding`` on the tensor) and a bare session's (expect 0)."""
+    array = tensor.numpy()
+    (bare,) = session.run(None, {session.get_inputs()[0].name: array})
+    embedded = model.embed(array)
+    computed = compute_embedding(model, tensor, batch_size=len(tensor))
+    return max(float(np.abs(ours - bare).max()) for ours in (embedded, computed))
 
 
 def _spinning_embedder(model: Any) -> Any:
@@ -154,9 +157,9 @@ def run_overhead(model: Any, args: argparse.Namespace) -> None:
         variants: dict[str, Variant] = {
             "a bare default": partial(bare_default.run, None, {name: array}),
             "b bare fv opts": partial(bare_fv.run, None, {name: array}),
-            "c embed": partial(model.embed, tensor),
+            "c embed": partial(model.embed, array),
             "d compute_emb": partial(compute_embedding, model, tensor, batch_size=batch),
-            "e embed, spinning": partial(spinning.embed, tensor),
+            "e embed, spinning": partial(spinning.embed, array),
         }
         calls = max(1, args.images // batch)
         samples = _interleaved(variants, calls, args.rounds, args.warmup)

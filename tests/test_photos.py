@@ -78,7 +78,7 @@ def test_every_face_of_a_group_photo_and_crops_as_given(dlib_model: Any, shared_
     pixels = np.asarray(Image.open(group).convert("RGB"))
     chips = align_faces(pixels, detect_faces(pixels), "dlib150")
     as_crops = fv.embed_images(dlib_model, list(chips), faces=FaceOptions(detect=False))
-    np.testing.assert_allclose(as_crops.embeddings.numpy(), every.embeddings.numpy(), atol=1e-5)
+    np.testing.assert_allclose(as_crops.embeddings, every.embeddings, atol=1e-5)
 
 
 def test_a_crop_model_can_be_asked_to_detect(atto_model: Any, shared_faces: Path) -> None:
@@ -86,7 +86,7 @@ def test_a_crop_model_can_be_asked_to_detect(atto_model: Any, shared_faces: Path
     plain = fv.embed_images(atto_model, [photo])
     detected = fv.embed_images(atto_model, [photo], faces=FaceOptions(detect=True, upsample=0))
     assert plain.faces == [None] and detected.faces[0] is not None
-    assert not np.allclose(plain.embeddings.numpy(), detected.embeddings.numpy())
+    assert not np.allclose(plain.embeddings, detected.embeddings)
 
 
 def test_one_policy_for_several_faces_with_a_default_per_job(
@@ -98,7 +98,7 @@ def test_one_policy_for_several_faces_with_a_default_per_job(
     assert largest.indices == [0] and "3 faces found; using the largest" in caplog.text
     every = fv.embed_images(dlib_model, [group], faces=FaceOptions().for_job("identify"))
     assert every.indices == [0, 0, 0]
-    np.testing.assert_allclose(every.embeddings[0].numpy(), largest.embeddings[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(every.embeddings[0], largest.embeddings[0], atol=1e-6)
     for policy in ("refuse", "skip"):
         left_out = fv.embed_images(dlib_model, [group], faces=FaceOptions(several=policy))
         [failure] = left_out.failures
@@ -125,7 +125,7 @@ def test_faces_found_already_are_embedded_without_detecting_again(
     # the second face alone, as a user who picked it would pass it
     picked = fv.embed_images(dlib_model, [group, group], found=[[faces[1]], None])
     assert picked.faces[0] is faces[1] and picked.faces_found == [1, 3]
-    np.testing.assert_allclose(picked.embeddings[0].numpy(), every.embeddings[1].numpy(), atol=1e-6)
+    np.testing.assert_allclose(picked.embeddings[0], every.embeddings[1], atol=1e-6)
     with pytest.raises(fv.InputError, match="one per image"):
         fv.embed_images(dlib_model, [group], found=[])
 
@@ -151,7 +151,7 @@ def test_a_photo_without_a_face_can_be_embedded_whole_when_asked(
     assert "blank.png: no face found; embedding the whole photo" in caplog.text
     resized = Image.open(blank).convert("RGB").resize((150, 150), Image.Resampling.BILINEAR)
     expected = fv.compute_embedding(dlib_model, resized, faces=FaceOptions(detect=False))
-    np.testing.assert_allclose(whole.embeddings.numpy(), expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(whole.embeddings, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(

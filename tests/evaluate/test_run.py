@@ -33,7 +33,7 @@ def _hand_scores(model: Any, root: Path, rows: list[tuple[str, str, int]]) -> tu
     """Cosines of the rows from embed_images itself; -1.0 where an image did not embed."""
     images = sorted({p for a, b, _ in rows for p in (a, b)})
     result = embed_images(model, [str(root / p) for p in images], normalize=True)
-    vectors = {images[i]: v for i, v in zip(result.indices, result.embeddings.numpy().astype(np.float64))}
+    vectors = {images[i]: v for i, v in zip(result.indices, result.embeddings.astype(np.float64))}
     scores = [float(vectors[a] @ vectors[b]) if a in vectors and b in vectors else -1.0 for a, b, _ in rows]
     return np.array(scores), np.array([label for _, _, label in rows])
 
@@ -122,7 +122,7 @@ def test_faceless_photos_lower_the_headline_on_real_faces(
     assert report["failed_pairs"]["by_kind"] == {"no_face": 2}
     images = sorted({p for a, b, _ in rows for p in (a, b)})
     result = embed_images(atto_model, images, normalize=True, faces=faces)
-    vectors = {images[i]: v for i, v in zip(result.indices, result.embeddings.numpy().astype(np.float64))}
+    vectors = {images[i]: v for i, v in zip(result.indices, result.embeddings.astype(np.float64))}
     scores = np.array([vectors[a] @ vectors[b] if str(blank) not in (a, b) else -1.0 for a, b, _ in rows])
     labels = np.array([y for _, _, y in rows])
     assert report["verification"]["roc_auc"] == pytest.approx(_pairwise_auc(scores, labels), abs=1e-9)

@@ -64,7 +64,9 @@ def test_preprocess_config_describes_the_input_layer() -> None:
     chip = np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)
     config = PreprocessConfig(**PREPROCESS)
     via_config = config(Image.fromarray(chip))
-    assert torch.allclose(via_config, chips_to_tensor(chip)[0], atol=1e-6)
+    assert isinstance(via_config, np.ndarray) and via_config.dtype == np.float32
+    assert via_config.shape == (3, 150, 150)
+    np.testing.assert_allclose(via_config, chips_to_tensor(chip)[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ def test_default_architecture_is_headless_convnext_atto_with_320_dims(atto_model
     assert atto_model.name == "convnext_atto.d2_in1k"
     assert atto_model.embedding_dim == 320  # not 768: that is ConvNeXt-Tiny
     assert not atto_model.training
-    assert atto_model.device.type == "cpu"
+    assert atto_model.device == "cpu" and atto_model.torch_device.type == "cpu"
     assert isinstance(atto_model.backbone.head.fc, torch.nn.Identity)
     with torch.inference_mode():
         assert atto_model(torch.zeros(1, 3, 224, 224)).shape == (1, 320)

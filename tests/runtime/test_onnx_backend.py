@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -22,10 +23,12 @@ FP32_TOLERANCE = 1e-4
 
 
 def _agree(torch_model: Any, onnx_model: Any, size: tuple[int, int]) -> float:
-    batch = torch.randn(5, 3, *size, generator=torch.Generator().manual_seed(1))
+    batch = np.random.default_rng(1).standard_normal((5, 3, *size), dtype=np.float32)
     expected, got = torch_model.embed(batch), onnx_model.embed(batch)
-    assert got.shape == expected.shape and got.dtype == torch.float32
-    return float((got - expected).abs().max())
+    assert isinstance(expected, np.ndarray) and isinstance(got, np.ndarray)
+    assert got.shape == expected.shape == (5, onnx_model.embedding_dim)
+    assert got.dtype == expected.dtype == np.float32
+    return float(np.abs(got - expected).max())
 
 
 @pytest.fixture
@@ -138,6 +141,7 @@ def test_an_exported_graph_file_loads_as_weights(resnet_file: Path) -> None:
     assert loaded.name == "face_resnet" and loaded.preprocess.input_size == (32, 32)
     assert _agree(_resnet(resnet_file, "torch"), loaded, (32, 32)) <= FP32_TOLERANCE
     embeddings = fv.compute_embedding(loaded, torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8))
+    assert isinstance(embeddings, np.ndarray) and embeddings.dtype == np.float32
     assert embeddings.shape == (2, loaded.embedding_dim)
 
 
@@ -149,9 +153,17 @@ def test_a_file_that_is_not_a_graph_is_refused_with_a_reason(tmp_path: Path) -> 
 
 
 def test_missing_onnxruntime_names_the_extra(resnet_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime is part of the base install now: its absence means a broken install, and
+    the message says to reinstall faceverify, naming no extra."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what Python does when it is not installed
-    with pytest.raises(MissingDependencyError, match=r"pip install 'faceverify\[onnx\]'"):
+    with pytest.raises(MissingDependencyError) as info:
         _resnet(resnet_file, "onnxruntime")
+    message = str(info.value)
+    assert message == (
+        "the onnxruntime backend needs ONNX Runtime; reinstall faceverify (ONNX Runtime is part "
+        "of its base install): pip install faceverify"
+    )
+    assert "faceverify[" not in message
 
 
 def test_cache_key_follows_the_preprocessing(resnet_file: Path) -> None:
@@ -160,13 +172,31 @@ def test_cache_key_follows_the_preprocessing(resnet_file: Path) -> None:
     assert cached_graph_path(small) != cached_graph_path(large)
 
 
-def test_dlib_face_network_runs_in_onnxruntime() -> None:
+def test_dlib_face_network_runs_in_onnxruntime(caplog: pytest.LogCaptureFixture) -> None:
+    """On the CPU dlib's network runs as the graph written from dlib's ``.dat`` file (not
+    exported from PyTorch), cached under the file's hash, with the PyTorch port's numbers."""
     pytest.importorskip("dlib")
+    from faceverify.paths import cache_dir
+    from faceverify.runtime.dlib_onnx import GRAPH_FORMAT
+    from faceverify.runtime.torch_backend import EmbeddingModel
+
     try:
-        torch_model = fv.build_model("dlib_resnet_v1", device="cpu")
+        torch_model = fv.build_model("dlib_resnet_v1", device="cpu", backend="torch")
     except fv.FaceVerifyError as exc:
         pytest.skip(f"dlib's model files are not installed: {exc}")
-    onnx_model = fv.build_model("dlib_resnet_v1", device="cpu", backend="onnxruntime")
+    assert isinstance(torch_model, EmbeddingModel)  # the PyTorch port, to compare with
+    with caplog.at_level(logging.INFO, logger="faceverify.runtime"):
+        onnx_model = fv.build_model("dlib_resnet_v1", device="cpu", backend="onnxruntime")
+    assert isinstance(onnx_model, OnnxEmbedder)
+    sha = torch_model.weights_sha256()
+    assert onnx_model.weights_sha256() == sha != ""  # the .dat file's hash, as the port's
+    assert onnx_model.graph_file == cache_dir() / "onnx" / f"dlib_resnet_v1-{sha[:24]}-g{GRAPH_FORMAT}.onnx"
+    assert onnx_model.graph_file.is_file()
+    assert "exported" not in caplog.text  # written from dlib's file, not exported from PyTorch
+    auto = fv.build_model("dlib_resnet_v1", device="cpu", backend="auto")
+    assert isinstance(auto, OnnxEmbedder) and auto.graph_file == onnx_model.graph_file
+    assert onnx_model.preprocess == torch_model.preprocess
     assert onnx_model.preprocess.face_template == "dlib150"
+    assert (onnx_model.name, onnx_model.embedding_dim) == (torch_model.name, 128)
     assert onnx_model.threshold == torch_model.threshold
     assert _agree(torch_model, onnx_model, (150, 150)) <= FP32_TOLERANCE

@@ -47,23 +47,26 @@ def resnet_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return onnx_model.graph_file
 
 
-def _bare(graph: Path, batch: torch.Tensor) -> np.ndarray:
+def _bare(graph: Path, batch: np.ndarray) -> np.ndarray:
     """What a bare session with ONNX Runtime's default options gives."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+    (out,) = session.run(None, {session.get_inputs()[0].name: batch})
     return np.asarray(out)
 
 
-def _assert_same(got: torch.Tensor, expected: np.ndarray) -> None:
-    assert got.dtype == torch.float32 and tuple(got.shape) == expected.shape
+def _assert_same(got: np.ndarray, expected: np.ndarray) -> None:
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == np.float32 and got.shape == expected.shape
     scale = max(1.0, float(np.abs(expected).max()))
-    assert float(np.abs(got.numpy() - expected).max()) <= 1e-6 * scale
+    assert float(np.abs(got - expected).max()) <= 1e-6 * scale
 
 
-def _batch(model: Any, size: int) -> torch.Tensor:
-    return torch.randn(size, 3, *model.preprocess.input_size, generator=torch.Generator().manual_seed(size))
+def _batch(model: Any, size: int) -> np.ndarray:
+    """Model-ready float32 input, ``[size, 3, H, W]``."""
+    rng = np.random.default_rng(size)
+    return rng.standard_normal((size, 3, *model.preprocess.input_size), dtype=np.float32)
 
 
 @pytest.mark.parametrize("size", [1, 8])
@@ -72,9 +75,10 @@ def test_embed_and_compute_embedding_give_a_bare_sessions_numbers(resnet_graph: 
     batch = _batch(model, size)
     expected = _bare(resnet_graph, batch)
     _assert_same(model.embed(batch), expected)
-    _assert_same(compute_embedding(model, batch), expected)
-    _assert_same(compute_embedding(model, batch, batch_size=3), expected)  # several chunks
-    _assert_same(compute_embedding(model, list(batch)), expected)  # a list of float tensors
+    tensor = torch.from_numpy(batch)  # compute_embedding takes model-ready input as float tensors
+    _assert_same(compute_embedding(model, tensor), expected)
+    _assert_same(compute_embedding(model, tensor, batch_size=3), expected)  # several chunks
+    _assert_same(compute_embedding(model, list(tensor)), expected)  # a list of float tensors
 
 
 @pytest.mark.parametrize("size", [1, 8])
@@ -84,15 +88,20 @@ def test_convnext_atto_gives_a_bare_sessions_numbers(atto_file: Path, size: int)
     batch = _batch(model, size)
     expected = _bare(model.graph_file, batch)
     _assert_same(model.embed(batch), expected)
-    _assert_same(compute_embedding(model, batch), expected)
+    _assert_same(compute_embedding(model, torch.from_numpy(batch)), expected)
 
 
 def test_channels_last_and_float64_input_give_the_same_numbers(resnet_graph: Path) -> None:
     model = load_onnx_embedder(resnet_graph)
     batch = _batch(model, 4)
     expected = _bare(resnet_graph, batch)
-    _assert_same(model.embed(batch.contiguous(memory_format=torch.channels_last)), expected)
-    _assert_same(model.embed(batch.double()), expected)  # fp32 values, held in fp64
+    channels_last = np.ascontiguousarray(batch.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert channels_last.shape == batch.shape and not channels_last.flags.c_contiguous
+    _assert_same(model.embed(channels_last), expected)
+    _assert_same(model.embed(batch.astype(np.float64)), expected)  # fp32 values, held in fp64
+    tensor = torch.from_numpy(batch)  # the same through compute_embedding, as tensors
+    _assert_same(compute_embedding(model, tensor.contiguous(memory_format=torch.channels_last)), expected)
+    _assert_same(compute_embedding(model, tensor.double()), expected)
 
 
 def _config(model: OnnxEmbedder, key: str) -> str | None:
@@ -166,7 +175,8 @@ def test_images_embed_to_a_bare_sessions_numbers_on_their_prepared_input(
 
     model = load_onnx_embedder(resnet_graph)
     files = _files(face_dir)
-    prepared = torch.stack([model.prepare(Image.open(path).convert("RGB")) for path in files])
+    prepared = np.stack([model.prepare(Image.open(path).convert("RGB")) for path in files])
+    assert prepared.dtype == np.float32
     for batch_size in (1, 3, 32):
         result = embed_images(model, files, batch_size=batch_size, faces=FaceOptions(detect=False))
         assert result.indices == list(range(len(files))) and not result.failures
