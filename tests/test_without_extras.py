@@ -104,6 +104,7 @@ def test_what_needs_an_extra_says_which_in_one_line() -> None:
         (("embed", photo, "--model", "resnet18.a1_in1k"), "torch"),
         (("embed", photo, *MODEL, "--device", "cuda"), "torch"),
         (("train", "data.root=x"), "torch"),
+        (("serve", "--insecure", "--port", "9"), "torch"),  # refused before it starts, not inside uvicorn
     ):
         done = base(*args, check=False)
         lines = done.stderr.strip().splitlines()
@@ -188,3 +189,57 @@ def _scores(answer: dict[str, Any]) -> list[float]:
         for face in answer["faces"]
         for match in sorted(face["matches"], key=lambda match: str(match["name"]))
     ]
+
+
+#: Packages that must never become base dependencies (each is an extra's, or a future one's).
+HEAVY = {"torch", "torchvision", "timm", "matplotlib", "scikit-learn", "av", "supervision", "opencv-python"}
+
+
+def test_the_base_install_depends_on_nothing_heavy() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    base_names = {_name(requirement) for requirement in project["dependencies"]}
+    assert not base_names & HEAVY, f"heavy packages in the base install: {sorted(base_names & HEAVY)}"
+    torch_extra = {_name(requirement) for requirement in project["optional-dependencies"]["torch"]}
+    assert {"torch", "timm"} <= torch_extra
+
+
+def _name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+
+
+GALLERY_WITHOUT_FAISS = """
+import logging, sys
+sys.modules["faiss"] = None
+import numpy as np
+from faceverify.errors import MissingDependencyError
+from faceverify.gallery.base import StoredFace
+from faceverify.gallery.sqlite import SQLiteStore
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+vectors = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+store = SQLiteStore(sys.argv[1], index_min_faces=20, background=False)
+store.bind({"model": "m", "embedding_dim": 16, "preprocess_fingerprint": "f", "weights_sha256": "w"})
+for i, vector in enumerate(vectors):
+    store.add(f"p{i}", [StoredFace(vector, f"h{i}", "x")], None)
+print(store.search(vectors[7], 1, "best")[0].name, type(store._cache.index).__name__)
+try:
+    SQLiteStore(sys.argv[1] + "-pq", index="pq")
+except MissingDependencyError as exc:
+    print(exc)
+"""
+
+
+def test_galleries_are_searched_exactly_without_faiss_and_say_so(tmp_path: Path) -> None:
+    """Past the size where ``auto`` picks the faiss ``pq`` index, a base install searches
+    every face (right, slower) and warns once with the fix; asking for ``pq`` names the extra."""
+    done = subprocess.run(
+        [sys.executable, "-c", GALLERY_WITHOUT_FAISS, str(tmp_path / "g")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    found, refused = done.stdout.splitlines()
+    assert found == "p7 ExactIndex"
+    assert done.stderr.count("searched exactly") == 1 and 'pip install "faceverify[index]"' in done.stderr
+    assert "'pq' gallery index needs faiss" in refused and 'pip install "faceverify[index]"' in refused

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres) and of the
+#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index) and of the
 #: test tools that only the full install has.
 OPTIONAL = (
     "torch",
@@ -26,6 +26,7 @@ OPTIONAL = (
     "psycopg_pool",
     "pgvector",
     "pgserver",
+    "faiss",
 )
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def models(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
     if not args.quiet:
-        log.info("* default. Any timm model name also works with --model.")
+        log.info("* default. Any timm model name also works with --model (with the torch extra).")
     return EXIT_OK
 
 

@@ -29,9 +29,11 @@ def serve(args: argparse.Namespace) -> int:
     """Build the settings, make sure keys exist (or say loudly that none are used), run uvicorn."""
     import uvicorn
 
+    from faceverify.runtime.build import check_installed_for
     from faceverify.service.settings import SETTINGS_ENV
 
     settings = settings_from_args(args)
+    check_installed_for(settings.spec)  # one line now, not a traceback from inside uvicorn
     _announce_access(settings, args.port)
     options: dict[str, Any] = {
         "host": args.host,

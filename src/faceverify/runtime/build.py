@@ -196,6 +196,23 @@ def _dlib_graph_model(weights: WeightsLike, decided: tuple[float | None, str | N
     return model
 
 
+def check_installed_for(spec: ModelSpec) -> None:
+    """Raise now, in one line, when building ``spec`` needs an extra that is not installed:
+    what a long-running command (the service) checks before it starts, not at its first request.
+
+    Raises:
+        MissingDependencyError: naming the extra to install (and, for PyTorch models, that
+            dlib's network needs none).
+    """
+    name, weights = spec.model, spec.weights
+    if _is_onnx_file(weights) or (weights is None and _is_onnx_file(name)):
+        return
+    backend = spec.backend or ("torch" if torch_installed() else "onnxruntime")
+    overrides = (spec.input_size, spec.crop_pct, spec.interpolation, spec.model_args)
+    if not _dlib_graph_serves(name, weights, backend, spec.device, overrides):
+        _require_torch_for(name, backend)
+
+
 def build_from_spec(spec: ModelSpec) -> Embedder:
     """The embedder ``spec`` describes: :func:`build_model` with the spec's fields."""
     options = spec.to_dict()
