@@ -23,18 +23,20 @@ def pixels(face_dir: Path) -> np.ndarray:
 def test_single_tensor_gains_a_batch_dimension(atto_model: Any) -> None:
     x = torch.randn(3, 224, 224)
     out = compute_embedding(atto_model, x)
+    assert isinstance(out, np.ndarray)
     assert out.shape == (1, 320)
-    assert out.dtype == torch.float32
+    assert out.dtype == np.float32
     assert compute_embedding(atto_model, x.unsqueeze(0).repeat(4, 1, 1, 1)).shape == (4, 320)
 
 
 def test_a_batch_gives_the_same_vectors_as_each_image_alone(atto_model: Any, face_dir: Path) -> None:
     paths = sorted(str(p) for p in face_dir.rglob("*.*"))
     together = compute_embedding(atto_model, paths, batch_size=4)
-    alone = torch.cat([compute_embedding(atto_model, p) for p in paths])
+    alone = np.concatenate([compute_embedding(atto_model, p) for p in paths])
     in_twos = compute_embedding(atto_model, paths, batch_size=2)
-    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(together, in_twos, rtol=1e-4, atol=1e-4)
+    assert together.dtype == alone.dtype == in_twos.dtype == np.float32
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(together, in_twos, rtol=1e-4, atol=1e-4)
 
 
 def test_every_input_form_of_one_image_gives_the_same_embedding(
@@ -58,15 +60,18 @@ def test_every_input_form_of_one_image_gives_the_same_embedding(
     for form in forms:
         out = compute_embedding(atto_model, form)
         assert out.shape == (1, 320), type(form)
-        torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+        assert out.dtype == np.float32, type(form)
+        np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5, err_msg=str(type(form)))
 
 
 def test_images_match_timms_own_preprocessing_and_forward(atto_model: Any, face_dir: Path) -> None:
     image = Image.open(face_dir / "face1.png").convert("RGB")
     transform = create_transform(**atto_model.preprocess.to_timm(), is_training=False)
     with torch.inference_mode():
-        expected = atto_model.backbone(transform(image)[None])
-    torch.testing.assert_close(compute_embedding(atto_model, image), expected, rtol=1e-5, atol=1e-5)
+        expected = atto_model.backbone(transform(image)[None]).numpy()
+    got = compute_embedding(atto_model, image)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_mixed_lists_and_normalisation(atto_model: Any, face_dir: Path, pixels: np.ndarray) -> None:
@@ -74,14 +79,17 @@ def test_mixed_lists_and_normalisation(atto_model: Any, face_dir: Path, pixels: 
         atto_model, [face_dir / "face0.png", pixels, face_dir / "face2.png"], normalize=True
     )
     assert out.shape == (3, 320)
-    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
-    torch.testing.assert_close(out[0], out[1], rtol=1e-5, atol=1e-5)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), np.ones(3), rtol=1.3e-6, atol=1e-5)
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-5, atol=1e-5)
     assert compute_embedding(atto_model, []).shape == (0, 320)
 
 
 def test_a_list_of_float_tensors_is_stacked_as_model_input(atto_model: Any) -> None:
     x = torch.randn(2, 3, 224, 224)
-    torch.testing.assert_close(compute_embedding(atto_model, list(x)), compute_embedding(atto_model, x))
+    stacked, batch = compute_embedding(atto_model, list(x)), compute_embedding(atto_model, x)
+    assert stacked.dtype == batch.dtype == np.float32
+    np.testing.assert_allclose(stacked, batch, rtol=1.3e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +142,26 @@ def test_bad_files_in_a_batch_lose_no_good_ones(atto_model: Any, face_dir: Path,
     ]
     assert "file not found" in result.failures[0].reason
     good = compute_embedding(atto_model, [inputs[i] for i in (0, 2, 5)])
-    torch.testing.assert_close(result.embeddings, good, rtol=1e-4, atol=1e-4)
+    assert result.embeddings.dtype == good.dtype == np.float32
+    np.testing.assert_allclose(result.embeddings, good, rtol=1e-4, atol=1e-4)
     with pytest.raises(BatchImageError, match="3 of 6 images could not be used") as info:
         compute_embedding(atto_model, inputs)
     assert len(info.value.failures) == 3
     with pytest.raises(ImageError, match=r"missing\.png: file not found"):
         compute_embedding(atto_model, tmp_path / "missing.png")
+
+
+def test_prepared_numpy_input_is_embedded_as_it_is(atto_model: Any, face_dir: Path) -> None:
+    """What ``prepare`` gives goes straight to the network, as float tensors do: the way to
+    feed model-ready input on an install without PyTorch."""
+    from faceverify.decode import load_image
+
+    prepared = np.stack([atto_model.prepare(load_image(face_dir / f"face{i}.png")) for i in range(3)])
+    expected = compute_embedding(atto_model, [face_dir / f"face{i}.png" for i in range(3)])
+    batch = compute_embedding(atto_model, prepared)
+    one = compute_embedding(atto_model, prepared[1])
+    assert batch.dtype == np.float32 and batch.shape == expected.shape
+    np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(one[0], expected[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        compute_embedding(atto_model, np.full_like(prepared, np.nan))

@@ -117,8 +117,9 @@ def compute_embedding(
         model: an embedder, e.g. from :func:`faceverify.build_model`.
         images: a file path, the bytes of an encoded image, a PIL image, an RGB numpy
             array (H×W×3, or N×H×W×3 for a batch), a uint8 tensor of pixels
-            (``[3, H, W]`` or ``[N, 3, H, W]``), a float tensor that is already
-            preprocessed model input, or a list of any of these.
+            (``[3, H, W]`` or ``[N, 3, H, W]``), model input that is already
+            preprocessed (a float array or tensor, channels first: ``[3, H, W]`` or
+            ``[N, 3, H, W]``, as ``model.prepare`` gives), or a list of any of these.
         batch_size: images per forward pass; 32-64 suits CPUs, 128-512 GPUs.
         normalize: L2-normalise each embedding (dot product then equals cosine).
         progress: show a progress bar on stderr; None shows it on a terminal only.
@@ -193,10 +194,27 @@ def _is_tensor(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def _is_model_input(value: Any) -> bool:
+    """A float array channels first, ``[3, H, W]`` or ``[N, 3, H, W]`` (what ``model.prepare``
+    gives): model-ready input, as float tensors are. Float *images* are channels last."""
+    return (
+        isinstance(value, np.ndarray)
+        and value.ndim in (3, 4)
+        and np.issubdtype(value.dtype, np.floating)
+        and value.shape[-3] == 3
+        and value.shape[-1] != 3
+    )
+
+
 def _classify(images: EmbedInput) -> tuple[np.ndarray | None, list[Any]]:
     """Split inputs into model-ready float input or a list of decodable items."""
     if _is_tensor(images):
         return _classify_tensor(images)
+    if _is_model_input(images):
+        batch = np.ascontiguousarray(images[None] if images.ndim == 3 else images, dtype=np.float32)
+        if not np.isfinite(batch).all():
+            raise InputError("array holds NaN or infinite values")
+        return batch, []
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return None, list(images)
     if not isinstance(images, (list, tuple)):
