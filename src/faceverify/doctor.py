@@ -12,7 +12,7 @@ few seconds at most without torch installed.
 Statuses: ``ok``; ``warn`` (works, but not as well as it could: a GPU nothing uses);
 ``missing`` (not installed: an optional extra, or no keys file yet); ``broken``
 (installed or asked for, but unusable). A check is ``required`` when its failure must
-fail the command: base components (onnxruntime, onnx, dlib, its model files, faiss...)
+fail the command: base components (onnxruntime, onnx, dlib, its model files...)
 and what the user named (``--db``, ``--keys``). Missing extras never fail it.
 """
 
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from faceverify.extras import INDEX, PLOTS, POSTGRES, TORCH
 from faceverify.faces.dlib_files import CNN_DETECTOR, HOG_LANDMARKS, RECOGNITION_NET
 
 Status = Literal["ok", "warn", "missing", "broken"]
@@ -47,9 +48,7 @@ CONNECT_TIMEOUT_S = 3
 #: Seconds ``nvidia-smi -L`` may take; a hung driver must not hang the doctor.
 GPU_PROBE_TIMEOUT_S = 3
 
-TORCH_FIX = 'pip install "faceverify[torch]"'
-PLOTS_FIX = 'pip install "faceverify[plots]"'
-POSTGRES_FIX = 'pip install "faceverify[postgres]"'
+TORCH_FIX, PLOTS_FIX, POSTGRES_FIX = TORCH.install, PLOTS.install, POSTGRES.install
 ORT_GPU_FIX = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 #: The ONNX Runtime providers that run on a GPU.
 GPU_PROVIDERS = (
@@ -744,7 +743,11 @@ def check_faiss() -> Check:
     """faiss searches the embedded galleries; its instruction set decides how fast."""
     if not installed("faiss"):
         return Check(
-            "faiss", "broken", "not installed (embedded galleries need it)", "pip install faiss-cpu", True
+            "faiss",
+            "missing",
+            "not installed (galleries are searched exactly; large galleries' pq/ivf/hnsw indexes need it)",
+            INDEX.install,
+            False,
         )
     try:
         import faiss
@@ -766,7 +769,7 @@ def check_faiss() -> Check:
     gpus = int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
     if gpus:
         parts.append(f"{gpus} GPU(s)")
-    return Check("faiss", "ok", "; ".join(parts), required=True)
+    return Check("faiss", "ok", "; ".join(parts))
 
 
 def _faiss_simd_level(faiss: Any) -> str:

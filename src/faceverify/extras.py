@@ -45,7 +45,8 @@ class Extra:
 TORCH = Extra("torch", ("torch", "timm"), "PyTorch: training, timm backbones, GPUs")
 PLOTS = Extra("plots", ("matplotlib",), "figures")
 POSTGRES = Extra("postgres", ("psycopg", "psycopg_pool", "pgvector"), "PostgreSQL galleries")
-EXTRAS = (TORCH, PLOTS, POSTGRES)
+INDEX = Extra("index", ("faiss",), "faiss indexes for galleries of tens of thousands of faces and more")
+EXTRAS = (TORCH, PLOTS, POSTGRES, INDEX)
 
 
 def torch_installed() -> bool:

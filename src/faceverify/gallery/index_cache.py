@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceverify.errors import GalleryError
+from faceverify.extras import INDEX
 from faceverify.gallery.index import FaceIndex, Progress, unit_centroids
 from faceverify.gallery.index_sizing import INDEX_MIN_FACES, IVF_PROBE_SHARE, check_kind, choose_kind
 
@@ -82,13 +83,36 @@ class IndexOptions:
     def __post_init__(self) -> None:
         if self.kind != "auto":
             check_kind(self.kind)
+            if self.kind != "exact":
+                INDEX.require(f"the {self.kind!r} gallery index")
         if not 0 < self.probe_share <= 1:
             raise GalleryError(
                 f"probe_share {self.probe_share} must be above 0 and at most 1 (the default is 0.5)"
             )
 
     def wanted_kind(self, count: int) -> str:
-        return choose_kind(count, self.min_faces) if self.kind == "auto" else self.kind
+        if self.kind != "auto":
+            return self.kind
+        kind = choose_kind(count, self.min_faces)
+        if kind != "exact" and not INDEX.installed():
+            _say_exact_search_once(count)
+            return "exact"
+        return kind
+
+
+_said_exact = threading.Event()
+
+
+def _say_exact_search_once(count: int) -> None:
+    """Exact search stays right on any gallery, only slower: said once per process, with the fix."""
+    if not _said_exact.is_set():
+        _said_exact.set()
+        log.warning(
+            "a gallery of %d faces is searched exactly (every face per query): faiss is not "
+            "installed; %s for the faster pq index",
+            count,
+            INDEX.install,
+        )
 
 
 class IndexCache:
