@@ -23,9 +23,11 @@ def resolve_device_name(device: DeviceLike = None) -> str:
     """
     from faceverify.extras import TORCH
 
-    if TORCH.installed():
-        return str(resolve_device(device))
     name = str(device) if device is not None else "auto"
+    if TORCH.installed():
+        if name == "auto" and not _may_have_accelerator():
+            return "cpu"  # nothing to ask PyTorch about: importing it alone takes a second
+        return str(resolve_device(device))
     if name == "cpu":
         return name
     if name != "auto":
@@ -39,6 +41,20 @@ def resolve_device_name(device: DeviceLike = None) -> str:
             TORCH.install,
         )
     return "cpu"
+
+
+def _may_have_accelerator() -> bool:
+    """Whether PyTorch might find a GPU here: an NVIDIA or AMD (ROCm) device node, or a Mac
+    (MPS). False means the CPU, for certain."""
+    import sys
+
+    devices = Path("/dev")
+    return bool(
+        nvidia_gpus()
+        or sys.platform == "darwin"
+        or (devices / "kfd").exists()
+        or any(devices.glob("nvidia[0-9]*"))
+    )
 
 
 def nvidia_gpus() -> list[str]:
