@@ -19,6 +19,7 @@ LAYERS = (
     (
         "faceverify",
         "faceverify.errors",
+        "faceverify.onnx_proto",
         "faceverify.checks",
         "faceverify.paths",
         "faceverify.device",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index) and of the
+#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index, onnx) and of the
 #: test tools that only the full install has.
 OPTIONAL = (
     "torch",
@@ -27,6 +27,7 @@ OPTIONAL = (
     "pgvector",
     "pgserver",
     "faiss",
+    "onnx",
 )
 
 if __name__ == "__main__":

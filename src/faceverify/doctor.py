@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from faceverify.extras import INDEX, PLOTS, POSTGRES, TORCH
+from faceverify.extras import INDEX, ONNX, PLOTS, POSTGRES, TORCH
 from faceverify.faces.dlib_files import CNN_DETECTOR, HOG_LANDMARKS, RECOGNITION_NET
 
 Status = Literal["ok", "warn", "missing", "broken"]
@@ -315,10 +315,11 @@ def check_onnxruntime() -> Check:
 
 
 def check_onnx() -> Check:
-    """onnx writes the graphs of dlib's networks; without it dlib_resnet_v1 and mmod fail."""
+    """onnx (the onnx extra, in the torch one too): int8 quantisation and PyTorch's exporter;
+    faceverify writes and reads its own graphs without it."""
     if not installed("onnx"):
-        return Check("onnx", "broken", "not installed", "pip install onnx", True)
-    return Check("onnx", "ok", dist_version("onnx") or "?", required=True)
+        return Check("onnx", "missing", "not installed (faceverify quantize needs it)", ONNX.install)
+    return Check("onnx", "ok", dist_version("onnx") or "?")
 
 
 @dataclass(frozen=True)
@@ -466,17 +467,16 @@ def ort_gpu_providers() -> list[str]:
 def _cuda_session_starts() -> bool:
     try:
         import onnxruntime
-        from onnx import TensorProto, helper
 
-        value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-        graph = helper.make_graph(
-            [helper.make_node("Identity", ["x"], ["y"])],
+        from faceverify import onnx_proto as proto
+
+        graph = proto.make_graph(
+            [proto.make_node("Identity", ["x"], ["y"])],
             "probe",
-            [value],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+            [proto.make_value_info("x", proto.FLOAT, [1])],
+            [proto.make_value_info("y", proto.FLOAT, [1])],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = 8  # read by every onnxruntime faceverify supports
+        model = proto.make_model(graph, opsets={"": 13}, ir_version=8)  # every supported onnxruntime reads 8
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4  # the fallback's error line is what this check reports
         session = onnxruntime.InferenceSession(
@@ -639,7 +639,7 @@ def _dlib_file(path: Path) -> Check:
 DETECTOR_NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hog": (("dlib",), (HOG_LANDMARKS,)),
     "cnn": (("dlib",), (HOG_LANDMARKS, CNN_DETECTOR)),
-    "mmod": (("dlib", "onnxruntime", "onnx"), (HOG_LANDMARKS, CNN_DETECTOR)),
+    "mmod": (("dlib", "onnxruntime"), (HOG_LANDMARKS, CNN_DETECTOR)),
 }
 
 
@@ -693,7 +693,7 @@ def check_dlib_model() -> Check:
             REINSTALL_FILES,
             True,
         )
-    lacks = [m for m in ("onnxruntime", "onnx") if not installed(m)]
+    lacks = [m for m in ("onnxruntime",) if not installed(m)]
     if lacks:
         return Check(
             name, "broken", f"needs {' and '.join(lacks)} to run", f"pip install {' '.join(lacks)}", True

@@ -46,7 +46,8 @@ TORCH = Extra("torch", ("torch", "timm"), "PyTorch: training, timm backbones, GP
 PLOTS = Extra("plots", ("matplotlib",), "figures")
 POSTGRES = Extra("postgres", ("psycopg", "psycopg_pool", "pgvector"), "PostgreSQL galleries")
 INDEX = Extra("index", ("faiss",), "faiss indexes for galleries of tens of thousands of faces and more")
-EXTRAS = (TORCH, PLOTS, POSTGRES, INDEX)
+ONNX = Extra("onnx", ("onnx",), "ONNX tools: int8 quantisation")
+EXTRAS = (TORCH, PLOTS, POSTGRES, INDEX, ONNX)
 
 
 def torch_installed() -> bool:

@@ -19,8 +19,7 @@ import pytest
 
 from faceverify.errors import ModelError
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")  # the graph itself is written without the onnx package
 
 #: Small photos (dlib's CNN: about 1.5 and 2.3 s each at upsample 0 on a CPU core).
 COMPARED = ("gallery/kit_harington/john2.jpeg", "probes/kit_with_rose.jpg")

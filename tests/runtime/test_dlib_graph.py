@@ -2,7 +2,8 @@
 
 The graph must give the PyTorch port's descriptors (which match dlib's own, see
 ``tests/models/test_dlib_resnet.py``) on any batch size, refuse files of other networks by
-what they are, and build in a process where torch and timm cannot be imported.
+what they are, and build in a process where torch, timm and onnx cannot be imported.
+The graph is a :data:`faceverify.onnx_proto.ModelProto`, written without the onnx package.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from faceverify import onnx_proto
 from faceverify.dlib_format import DlibNet
 from faceverify.errors import ModelError
 from faceverify.models.dlib_spec import conv_geometry, face_net_weights, read_face_net
@@ -66,6 +68,7 @@ def _torch_vectors(net: Any, x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def test_graph_declares_a_dynamic_batch_and_keeps_the_metadata(graph: Any) -> None:
+    assert isinstance(graph, onnx_proto.ModelProto)
     (inp,), (out,) = graph.graph.input, graph.graph.output
     dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
     assert (inp.name, dims(inp)) == ("input", ["batch", 3, 150, 150])
@@ -152,20 +155,21 @@ def test_a_layer_of_other_geometry_is_named(parsed: DlibNet) -> None:
         face_net_weights(dataclasses.replace(parsed, input=wrong_input))
 
 
-def test_graph_builds_where_torch_and_timm_cannot_be_imported(
+def test_graph_builds_where_torch_timm_and_onnx_cannot_be_imported(
     dat_file: Path, graph: Any, tmp_path: Path
 ) -> None:
-    """Written by a process without torch, the file holds the very graph written here."""
+    """Written by a process without torch and onnx, the file holds the very graph written here."""
     target = tmp_path / "dlib.onnx"
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"
         "sys.modules['timm'] = None\n"
+        "sys.modules['onnx'] = None\n"
         "from pathlib import Path\n"
         "from faceverify.runtime.dlib_graph import write_dlib_graph\n"
         "metadata = dict(zip(sys.argv[3::2], sys.argv[4::2]))\n"
         "write_dlib_graph(sys.argv[1], Path(sys.argv[2]), metadata=metadata)\n"
-        "assert sys.modules['torch'] is None and sys.modules['timm'] is None\n"
+        "assert all(sys.modules[name] is None for name in ('torch', 'timm', 'onnx'))\n"
     )
     pairs = [item for pair in METADATA.items() for item in pair]
     done = subprocess.run(

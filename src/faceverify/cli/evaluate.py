@@ -171,7 +171,9 @@ def quantize(args: argparse.Namespace) -> int:
     """An int8 ONNX graph of the model, saved only when it keeps the embeddings."""
     from faceverify.decode import iter_image_paths
     from faceverify.evaluate.quantize import MIN_MEAN_COSINE, quantize_model
+    from faceverify.extras import ONNX
 
+    ONNX.require("int8 quantisation (ONNX Runtime's quantisation tools)")  # before loading anything
     args.backend = "onnxruntime"  # the fp32 graph the int8 one is made from
     model = build_from_args(args)
     images = list(iter_image_paths([args.calibration_images]))

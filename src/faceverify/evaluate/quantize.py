@@ -102,6 +102,9 @@ def quantize_model(
     """
     if output.suffix != ".onnx":
         raise ConfigError(f"output {output} must end in .onnx")
+    from faceverify.extras import ONNX
+
+    ONNX.require("int8 quantisation (ONNX Runtime's quantisation tools)")
     fp32 = model if isinstance(model, OnnxEmbedder) else _exported(model)
     tensors = _prepared(fp32, images)
     held_out = tensors[::HOLD_OUT_EVERY]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from faceverify import onnx_proto
 from faceverify.dlib_format import DlibLayer, DlibNet, parse_dlib_net, read_dlib_bytes
 from faceverify.errors import MissingDependencyError, ModelError
 from faceverify.faces import mmod_pyramid
@@ -129,10 +130,12 @@ def _output_size(layers: Sequence[DlibLayer], size: int) -> int:
     return size
 
 
-def build_onnx_model(net: DlibNet) -> Any:
-    """The network as an ``onnx.ModelProto``: ``pixels [1, 3, H, W]`` to ``scores [1, n, h, w]``."""
-    from onnx import TensorProto, helper, numpy_helper
+def build_onnx_model(net: DlibNet) -> onnx_proto.Proto:
+    """The network as an ONNX model: ``pixels [1, 3, H, W]`` to ``scores [1, n, h, w]``.
 
+    A :data:`faceverify.onnx_proto.ModelProto` (written without the ``onnx`` package);
+    ``SerializeToString()`` gives the bytes onnxruntime loads.
+    """
     nodes, weights = [], []
     current = _INPUT
     for index, layer in enumerate(net.layers):
@@ -140,34 +143,29 @@ def build_onnx_model(net: DlibNet) -> Any:
         if layer.kind == "con":
             weight, bias = _folded(net.layers, index)
             weights += [
-                numpy_helper.from_array(weight, f"{name}.w"),
-                numpy_helper.from_array(bias, f"{name}.b"),
+                onnx_proto.make_tensor(weight, f"{name}.w"),
+                onnx_proto.make_tensor(bias, f"{name}.b"),
             ]
             pad = int(layer.attrs["padding_y"])
             stride = int(layer.attrs["stride_y"])
-            nodes.append(
-                helper.make_node(
-                    "Conv", [current, f"{name}.w", f"{name}.b"], [name], pads=[pad] * 4, strides=[stride] * 2
-                )
-            )
+            inputs = [current, f"{name}.w", f"{name}.b"]
+            nodes.append(onnx_proto.make_node("Conv", inputs, [name], pads=[pad] * 4, strides=[stride] * 2))
         elif layer.kind == "relu":
-            nodes.append(helper.make_node("Relu", [current], [name]))
+            nodes.append(onnx_proto.make_node("Relu", [current], [name]))
         elif layer.kind == "affine":
             continue  # folded into the convolution before it
         else:
             raise ModelError(f"layer kind '{layer.kind}' is not supported in an MMOD network")
         current = name
-    nodes.append(helper.make_node("Identity", [current], [_OUTPUT]))
-    graph = helper.make_graph(
+    nodes.append(onnx_proto.make_node("Identity", [current], [_OUTPUT]))
+    graph = onnx_proto.make_graph(
         nodes,
         "dlib_mmod_face_detector",
-        [helper.make_tensor_value_info(_INPUT, TensorProto.FLOAT, [1, 3, "height", "width"])],
-        [helper.make_tensor_value_info(_OUTPUT, TensorProto.FLOAT, [1, None, None, None])],
-        initializer=weights,
+        [onnx_proto.make_value_info(_INPUT, onnx_proto.FLOAT, [1, 3, "height", "width"])],
+        [onnx_proto.make_value_info(_OUTPUT, onnx_proto.FLOAT, [1, None, None, None])],
+        initializers=weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
-    model.ir_version = _IR_VERSION
-    return model
+    return onnx_proto.make_model(graph, opsets={"": _OPSET}, ir_version=_IR_VERSION)
 
 
 def _folded(layers: Sequence[DlibLayer], index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,9 @@
 The ``onnxruntime`` backend otherwise reaches a network through ``torch.onnx.export`` of
 its PyTorch module. dlib's network does not need that detour: its file is read with
 :mod:`faceverify.dlib_format`, checked and folded by :mod:`faceverify.models.dlib_spec`,
-and written here node by node with ``onnx.helper``, so an install without PyTorch (and
-without timm) can still compute dlib's descriptors in ONNX Runtime. Nothing here may
-import torch or timm, not even lazily.
+and written here node by node with :mod:`faceverify.onnx_proto`, so an install without
+PyTorch, timm or the ``onnx`` package can still compute dlib's descriptors in ONNX
+Runtime. Nothing here may import torch, timm or onnx, not even lazily.
 
 The graph reproduces the PyTorch port (:mod:`faceverify.models.dlib_resnet`) and dlib:
 
@@ -26,11 +26,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from faceverify.errors import MissingDependencyError
+from faceverify import onnx_proto
 from faceverify.models.dlib_spec import (
     BLOCKS,
     INPUT_SIZE,
@@ -41,9 +41,6 @@ from faceverify.models.dlib_spec import (
     read_face_net,
 )
 from faceverify.paths import atomic_path
-
-if TYPE_CHECKING:
-    import onnx
 
 INPUT_NAME, OUTPUT_NAME = "input", "embedding"
 #: The symbolic batch dimension of both.
@@ -56,8 +53,10 @@ _GRAPH_NAME = "dlib_face_recognition_resnet_model_v1"
 
 def dlib_graph(
     source: str | os.PathLike[str] | bytes, *, metadata: Mapping[str, str] | None = None
-) -> onnx.ModelProto:
-    """The ONNX graph of ``dlib_face_recognition_resnet_model_v1.dat``.
+) -> onnx_proto.Proto:
+    """The ONNX graph of ``dlib_face_recognition_resnet_model_v1.dat``, as a
+    :data:`faceverify.onnx_proto.ModelProto` (not an ``onnx.ModelProto``: its
+    ``SerializeToString()`` is the file, which ``onnx.ModelProto.FromString`` reads).
 
     Args:
         source: the ``.dat`` file (raw or the ``.bz2`` download) or its uncompressed bytes.
@@ -66,14 +65,10 @@ def dlib_graph(
     Raises:
         ModelError: the file is unreadable or damaged, or holds another network (the
             message names the layer that differs and what was expected).
-        MissingDependencyError: the ``onnx`` package is not installed.
     """
-    onnx = _import_onnx()
     weights = face_net_weights(read_face_net(source))
-    model = _Builder(onnx).network(weights)
-    if metadata:
-        onnx.helper.set_model_props(model, dict(metadata))
-    onnx.checker.check_model(model)
+    model = _Builder().network(weights, metadata or {})
+    onnx_proto.check_graph(model.graph)
     return model
 
 
@@ -81,57 +76,45 @@ def write_dlib_graph(
     source: str | os.PathLike[str] | bytes, target: Path, metadata: Mapping[str, str] | None = None
 ) -> Path:
     """:func:`dlib_graph` saved to ``target`` (via a temporary file: readers never see half a graph)."""
-    onnx = _import_onnx()
-    model = dlib_graph(source, metadata=metadata)
+    data = dlib_graph(source, metadata=metadata).SerializeToString()
     target = Path(target)
     with atomic_path(target, suffix=".onnx") as temporary:
-        onnx.save_model(model, os.fspath(temporary))
+        temporary.write_bytes(data)
     return target
-
-
-def _import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError(
-            "writing dlib's face network as an ONNX graph needs onnx; run: pip install onnx"
-        ) from None
-    return onnx
 
 
 class _Builder:
     """Nodes and initializers of the graph, with the static ``(channels, rows, cols)`` of
     every tensor: where a residual sum must pad is known when the graph is written."""
 
-    def __init__(self, onnx: Any) -> None:
-        self._helper = onnx.helper
-        self._numpy_helper = onnx.numpy_helper
-        self._float = onnx.TensorProto.FLOAT
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+    def __init__(self) -> None:
+        self.nodes: list[onnx_proto.Proto] = []
+        self.initializers: list[onnx_proto.Proto] = []
         self.shapes: dict[str, tuple[int, ...]] = {INPUT_NAME: (3, INPUT_SIZE, INPUT_SIZE)}
         self._geometry = dict(conv_geometry())
 
-    def network(self, weights: FaceNetWeights) -> Any:
-        """The whole graph: stem, residual blocks, pooled 128-d projection."""
+    def network(self, weights: FaceNetWeights, metadata: Mapping[str, str]) -> onnx_proto.Proto:
+        """The whole model: stem, residual blocks, pooled 128-d projection."""
         x = self.conv(INPUT_NAME, "stem", weights)
         x = self.pool("MaxPool", self.relu(x), 3)
         for index, (_, down) in enumerate(BLOCKS):
             x = self.block(x, index, down, weights)
         self.head(x, weights.fc)
-        value = self._helper.make_tensor_value_info
-        graph = self._helper.make_graph(
+        value = onnx_proto.make_value_info
+        graph = onnx_proto.make_graph(
             self.nodes,
             _GRAPH_NAME,
-            [value(INPUT_NAME, self._float, [BATCH, 3, INPUT_SIZE, INPUT_SIZE])],
-            [value(OUTPUT_NAME, self._float, [BATCH, NUM_FEATURES])],
-            initializer=self.initializers,
+            [value(INPUT_NAME, onnx_proto.FLOAT, [BATCH, 3, INPUT_SIZE, INPUT_SIZE])],
+            [value(OUTPUT_NAME, onnx_proto.FLOAT, [BATCH, NUM_FEATURES])],
+            initializers=self.initializers,
         )
-        model = self._helper.make_model(
-            graph, opset_imports=[self._helper.make_opsetid("", OPSET)], producer_name="faceverify"
+        return onnx_proto.make_model(
+            graph,
+            opsets={"": OPSET},
+            ir_version=IR_VERSION,
+            producer_name="faceverify",
+            metadata=metadata,
         )
-        model.ir_version = IR_VERSION
-        return model
 
     def block(self, x: str, index: int, down: bool, weights: FaceNetWeights) -> str:
         """``ares``/``ares_down``: relu(conv2(relu(conv1(x))) + shortcut), dlib's sum."""
@@ -145,8 +128,8 @@ class _Builder:
         weight, bias = weights.convs[name]
         filters, kernel, stride, pad = self._geometry[name]
         self.initializers += [
-            self._numpy_helper.from_array(weight, f"{name}.weight"),
-            self._numpy_helper.from_array(bias, f"{name}.bias"),
+            onnx_proto.make_tensor(weight, f"{name}.weight"),
+            onnx_proto.make_tensor(bias, f"{name}.bias"),
         ]
         _, rows, cols = self.shapes[x]
         return self._node(
@@ -202,15 +185,15 @@ class _Builder:
         pooled = self._node("GlobalAveragePool", [x], (self.shapes[x][0], 1, 1))
         flat = self._node("Flatten", [pooled], self.shapes[x][:1], axis=1)
         matrix = self._constant("fc.weight", np.ascontiguousarray(fc.T))
-        self.nodes.append(self._helper.make_node("MatMul", [flat, matrix], [OUTPUT_NAME]))
+        self.nodes.append(onnx_proto.make_node("MatMul", [flat, matrix], [OUTPUT_NAME]))
 
     def _constant(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(self._numpy_helper.from_array(value, name))
+        self.initializers.append(onnx_proto.make_tensor(value, name))
         return name
 
     def _node(self, op: str, inputs: list[str], shape: tuple[int, ...], **attrs: Any) -> str:
         name = f"n{len(self.nodes)}.{op.lower()}"
-        self.nodes.append(self._helper.make_node(op, inputs, [name], name=name, **attrs))
+        self.nodes.append(onnx_proto.make_node(op, inputs, [name], name=name, **attrs))
         self.shapes[name] = shape
         return name
 

@@ -38,10 +38,10 @@ INSTALL_HINT = "reinstall faceverify (ONNX Runtime is part of its base install):
 
 
 def onnxruntime_available() -> bool:
-    """Whether ONNX Runtime and onnx can be imported (both are in the base install)."""
+    """Whether ONNX Runtime can be imported (it is in the base install)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def import_onnxruntime() -> Any:
@@ -197,14 +197,17 @@ def graph_facts(model: Embedder, *, precision: str = "fp32") -> dict[str, Any]:
 
 
 def read_graph_facts(graph_file: Path) -> dict[str, Any]:
-    """The faceverify metadata of an ``.onnx`` file, or a ModelError saying it has none."""
-    import onnx
+    """The faceverify metadata of an ``.onnx`` file, or a ModelError saying it has none.
+
+    Read without the ``onnx`` package (not in the base install): only the metadata is
+    decoded, the graph is skipped (:func:`faceverify.onnx_proto.read_metadata`).
+    """
+    from faceverify.onnx_proto import read_metadata
 
     try:
-        graph = onnx.load(str(graph_file), load_external_data=False)
-    except Exception as exc:
+        props = read_metadata(graph_file)
+    except OSError as exc:
         raise ModelError(f"{graph_file} is not a readable ONNX graph: {exc}") from exc
-    props = {p.key: p.value for p in graph.metadata_props}
     if METADATA_KEY not in props:
         raise ModelError(
             f"{graph_file} was not written by faceverify (no '{METADATA_KEY}' metadata); export "
