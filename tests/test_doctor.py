@@ -98,7 +98,7 @@ def test_base_components_of_this_install_are_ok() -> None:
     for check in files:
         path = Path(check.detail.rsplit(" (", 1)[0])
         assert path.is_file() and check.status == "ok"
-    assert "hog (default)" in checks["detectors"].detail
+    assert "hog+mmod (default)" in checks["detectors"].detail
     assert checks["faiss"].detail.startswith(__import__("faiss").__version__)
 
 

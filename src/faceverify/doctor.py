@@ -640,6 +640,7 @@ DETECTOR_NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hog": (("dlib",), (HOG_LANDMARKS,)),
     "cnn": (("dlib",), (HOG_LANDMARKS, CNN_DETECTOR)),
     "mmod": (("dlib", "onnxruntime"), (HOG_LANDMARKS, CNN_DETECTOR)),
+    "hog+mmod": (("dlib", "onnxruntime"), (HOG_LANDMARKS, CNN_DETECTOR)),
 }
 
 

@@ -142,7 +142,7 @@ def test_serve_hands_its_settings_to_uvicorn(
     assert (faces["detect"], faces["upsample"], faces["detector"], faces["several"]) == (
         False,
         0,
-        "hog",
+        "hog+mmod",
         None,
     )
     from faceverify.service.app import app_from_environment

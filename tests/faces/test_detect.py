@@ -230,3 +230,51 @@ def test_a_detector_installed_as_a_plugin_is_chosen_by_name(
         "right": 79.0,
         "bottom": 59.0,
     }
+
+
+def test_the_default_is_hog_and_dlibs_cnn_where_hog_finds_no_face(
+    dlib_ready: None, pixels: Callable[[str], np.ndarray]
+) -> None:
+    """``hog+mmod``: HOG's very faces wherever HOG finds one; dlib's CNN (``mmod``) on a photo
+    where it finds none, such as a tight crop of a face, each face naming who found it."""
+    from faceverify.faces.detect import DEFAULT_DETECTOR
+
+    assert DEFAULT_DETECTOR == "hog+mmod"
+    photo = pixels("probes/obama_and_biden.jpg")
+    default = detect_faces(photo)
+    hog = detect_faces(photo, detector="hog")
+    assert [(f.box, f.detector) for f in default] == [(f.box, "hog") for f in hog] and len(default) == 3
+    assert all(np.array_equal(a.landmarks, b.landmarks) for a, b in zip(default, hog))
+
+    face = detect_faces(pixels("gallery/obama/obama.jpg"), detector="hog")[0]
+    left, top, right, bottom = (int(v) for v in face.box)
+    half, cx, cy = int(0.35 * (bottom - top)), (left + right) // 2, (top + bottom) // 2
+    crop = np.ascontiguousarray(
+        pixels("gallery/obama/obama.jpg")[cy - half : cy + half, cx - half : cx + half]
+    )
+    assert detect_faces(crop, detector="hog") == []
+    (found,) = detect_faces(crop)
+    (cnn,) = detect_faces(crop, detector="mmod")
+    assert found.detector == "mmod" and found.box == cnn.box
+    np.testing.assert_array_equal(found.landmarks, cnn.landmarks)
+
+
+def test_a_fallback_needs_detectors_with_the_same_landmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceverify.faces import detect
+    from faceverify.faces.detect import FallbackDetector
+
+    monkeypatch.setattr(detect, "_FACTORIES", dict(detect._FACTORIES))  # leave no stub behind
+    monkeypatch.setattr(detect, "_INSTANCES", dict(detect._INSTANCES))
+
+    class Points68:
+        name, landmark_scheme = "points68", "ibug68"
+
+        def detect(self, image: np.ndarray, *, upsample: int, score_threshold: float) -> list[RawDetection]:
+            return []
+
+        def landmarks(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+            return np.zeros((len(boxes), 68, 2))
+
+    register_detector("points68", Points68)
+    with pytest.raises(ConfigError, match="different landmarks"):
+        FallbackDetector("hog+points68", "hog", "points68")

@@ -30,7 +30,7 @@ def test_detect_boxes_every_face_with_landmarks(faces_client: TestClient, shared
         "/v1/detect", files=[_file(shared_faces, GROUP), ("images", ("noise.png", png(1, (200, 200))))]
     ).json()
     group, noise = body["images"]
-    assert body["detector"] == "hog" and noise["faces"] == []
+    assert body["detector"] == "hog+mmod" and noise["faces"] == []
     assert len(group["faces"]) == 3
     widths = [f["box"]["right"] - f["box"]["left"] for f in group["faces"]]
     assert widths == sorted(widths, reverse=True)  # largest first

@@ -135,7 +135,8 @@ def add_detector_arguments(group: argparse._ActionsContainer, *, embeds: bool = 
     group.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
-        help="hog (default, fast on CPUs), mmod (dlib's CNN on ONNX Runtime: turned and small faces), "
+        help="hog+mmod (default: hog, then mmod on photos where hog finds no face), hog (fast on CPUs), "
+        "mmod (dlib's CNN on ONNX Runtime: turned faces and tight crops; 2-3x slower), "
         "cnn (the same CNN in dlib: slow), or an installed plugin's",
     )
     group.add_argument(

