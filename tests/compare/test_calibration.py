@@ -121,3 +121,24 @@ def test_choose_threshold_is_the_most_lenient_within_the_target() -> None:
     eer, name = choose_threshold(scores, labels)
     assert name == "eer"
     assert abs(eer.far - eer.frr) < 0.05
+
+
+def test_a_packaged_models_threshold_is_stored_in_faceverifys_folder_not_in_site_packages(
+    tmp_path: Path,
+) -> None:
+    """dlib's ``.dat`` lives in an installed package (read-only in system installs, replaced
+    by the next install): its calibration goes to the data folder; a copy of the file kept
+    by the user still gets its sidecar beside it."""
+    import shutil
+
+    from faceverify.paths import data_dir
+
+    packaged = build_model("dlib_resnet_v1", device="cpu")
+    path = calibration_path(packaged)
+    assert path.parent == data_dir() / "thresholds" and "site-packages" not in str(path)
+    assert path.name == "dlib_resnet_v1--dlib_face_recognition_resnet_model_v1.dat.threshold.json"
+    assert packaged.weights_file is not None
+    copy = tmp_path / packaged.weights_file.name
+    shutil.copyfile(packaged.weights_file, copy)
+    mine = build_model("dlib_resnet_v1", weights=str(copy), device="cpu")
+    assert calibration_path(mine) == copy.with_name(copy.name + ".threshold.json")

@@ -3,7 +3,9 @@
 ``faceverify calibrate`` scores validation pairs, :func:`choose_threshold` picks the
 threshold for a target false accept rate (or the equal error rate), and the result is
 saved in a small JSON sidecar: next to local weights (``<weights file>.threshold.json``), or under the
-faceverify data folder for hub weights (the HF cache is not ours to write into).
+faceverify data folder for hub weights and for weights an installed package holds (dlib's
+``.dat`` in ``face-recognition-models``): the HF cache and site-packages are not ours to
+write into (read-only in system installs, replaced by the next install).
 ``build_model`` loads it, so ``verify`` and identification use it by default.
 
 A threshold only holds for the exact weights and preprocessing it was measured with:
@@ -151,7 +153,20 @@ def calibration_path(model: Embedder) -> Path:
     if model.weights_source.startswith("hf-hub:"):
         safe = model.weights_source.removeprefix("hf-hub:").replace("/", "--")
         return data_dir() / "thresholds" / f"{safe}{suffix}"
+    if _installed_by_a_package(model.weights_file):
+        return data_dir() / "thresholds" / f"{model.name}--{model.weights_file.name}{suffix}"
     return model.weights_file.with_name(model.weights_file.name + suffix)
+
+
+def _installed_by_a_package(path: Path) -> bool:
+    """Whether ``path`` lies in an installed package (site-packages, dist-packages)."""
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(Path(folder).resolve()) for folder in folders) or any(
+        part in ("site-packages", "dist-packages") for part in resolved.parts
+    )
 
 
 def save_calibration(model: Embedder, calibration: Calibration) -> Path:
