@@ -24,12 +24,12 @@ def resolve_device_name(device: DeviceLike = None) -> str:
     from faceverify.extras import TORCH
 
     name = str(device) if device is not None else "auto"
+    if name == "cpu":
+        return name
     if TORCH.installed():
         if name == "auto" and not _may_have_accelerator():
             return "cpu"  # nothing to ask PyTorch about: importing it alone takes a second
         return str(resolve_device(device))
-    if name == "cpu":
-        return name
     if name != "auto":
         raise MissingDependencyError(
             f"device {name!r} needs PyTorch, which the base install leaves out: {TORCH.install} "
