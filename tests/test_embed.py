@@ -160,6 +160,8 @@ def test_prepared_numpy_input_is_embedded_as_it_is(atto_model: Any, face_dir: Pa
     expected = compute_embedding(atto_model, [face_dir / f"face{i}.png" for i in range(3)])
     batch = compute_embedding(atto_model, prepared)
     one = compute_embedding(atto_model, prepared[1])
+    listed = compute_embedding(atto_model, list(prepared))
+    np.testing.assert_array_equal(listed, batch)
     assert batch.dtype == np.float32 and batch.shape == expected.shape
     np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(one[0], expected[1], rtol=1e-5, atol=1e-5)

@@ -219,6 +219,11 @@ def _classify(images: EmbedInput) -> tuple[np.ndarray | None, list[Any]]:
         return None, list(images)
     if not isinstance(images, (list, tuple)):
         return None, [images]
+    if images and all(_is_model_input(x) and x.ndim == 3 for x in images):  # prepare()'s outputs
+        shapes = {tuple(x.shape) for x in images}
+        if len(shapes) != 1:
+            raise InputError(f"prepared arrays in one list must share a shape; got {sorted(shapes)}")
+        return _classify(np.stack(images))
     floats = [_is_tensor(x) and x.is_floating_point() for x in images]
     if images and all(floats):
         shapes = {tuple(x.shape) for x in images}
