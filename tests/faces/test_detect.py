@@ -278,3 +278,36 @@ def test_a_fallback_needs_detectors_with_the_same_landmarks(monkeypatch: pytest.
     register_detector("points68", Points68)
     with pytest.raises(ConfigError, match="different landmarks"):
         FallbackDetector("hog+points68", "hog", "points68")
+
+
+def test_a_fallback_runs_when_the_first_finds_no_face_that_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faces under ``min_size`` do not count as found; a negative threshold (a HOG margin)
+    is the first detector's only, and the next keeps its own cut."""
+    from faceverify.faces import detect
+    from faceverify.faces.detect import FallbackDetector
+
+    monkeypatch.setattr(detect, "_FACTORIES", dict(detect._FACTORIES))
+    monkeypatch.setattr(detect, "_INSTANCES", dict(detect._INSTANCES))
+    asked: dict[str, float] = {}
+
+    class Boxes:
+        landmark_scheme = "dlib5"
+
+        def __init__(self, name: str, side: float) -> None:
+            self.name, self.side = name, side
+
+        def detect(self, image: np.ndarray, *, upsample: int, score_threshold: float) -> list[RawDetection]:
+            asked[self.name] = score_threshold
+            return [RawDetection((10.0, 10.0, 10.0 + self.side - 1, 10.0 + self.side - 1), 1.0)]
+
+        def landmarks(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+            return np.zeros((len(boxes), 5, 2))
+
+    register_detector("tiny", lambda: Boxes("tiny", 12))
+    register_detector("big", lambda: Boxes("big", 60))
+    register_detector("tiny+big", lambda: FallbackDetector("tiny+big", "tiny", "big"))
+    image = np.zeros((100, 100, 3), np.uint8)
+    (face,) = detect_faces(image, detector="tiny+big", score_threshold=-0.5)
+    assert (face.detector, face.width, asked) == ("tiny", 12, {"tiny": -0.5})
+    (face,) = detect_faces(image, detector="tiny+big", min_size=20, score_threshold=-0.5)
+    assert (face.detector, face.width, asked) == ("big", 60, {"tiny": -0.5, "big": 0.0})

@@ -224,9 +224,14 @@ def detect_faces(
         )
     backend = get_detector(detector)
     small, scale = _reduce(pixels, max_side)
-    found = backend.detect(small, upsample=upsample, score_threshold=score_threshold)
-    boxes = [_to_original(d.box, scale) for d in found]
-    keep = [i for i, box in enumerate(boxes) if box[2] - box[0] + 1 >= min_size]
+    stages = backend.stages(score_threshold) if isinstance(backend, FallbackDetector) else None
+    # a fallback's next detector runs when the one before found no face that counts (min_size)
+    for stage, threshold in stages or [(backend, score_threshold)]:
+        found = stage.detect(small, upsample=upsample, score_threshold=threshold)
+        boxes = [_to_original(d.box, scale) for d in found]
+        keep = [i for i, box in enumerate(boxes) if box[2] - box[0] + 1 >= min_size]
+        if keep:
+            break
     boxes = [boxes[i] for i in keep]
     marks = backend.landmarks(pixels, boxes) if boxes else np.zeros((0, 5, 2))
     height, width = pixels.shape[:2]
@@ -236,7 +241,7 @@ def detect_faces(
             score=float(found[i].score),
             landmarks=_frozen(marks[k]),
             landmark_scheme=backend.landmark_scheme,
-            detector=found[i].detector or backend.name,
+            detector=found[i].detector or stage.name,
         )
         for k, (i, box) in enumerate(zip(keep, boxes))
     ]
@@ -362,7 +367,13 @@ def _box(rect: Any) -> tuple[float, float, float, float]:
 
 class FallbackDetector:
     """``first``'s faces; on an image where it finds none, ``then``'s. Both must give the
-    same landmark scheme: landmarks are ``first``'s, for either's boxes."""
+    same landmark scheme: landmarks are ``first``'s, for either's boxes.
+
+    The score threshold is ``first``'s; ``then`` gets it only when it is 0 or more (a
+    negative one is a HOG margin asking for weaker HOG boxes, not a CNN confidence).
+    :func:`detect_faces` runs :meth:`stages` itself, so that a first detector whose faces
+    are all under ``min_size`` counts as having found none.
+    """
 
     def __init__(self, name: str, first: str, then: str) -> None:
         self.name = name
@@ -374,9 +385,13 @@ class FallbackDetector:
             )
         self.landmark_scheme = self._first.landmark_scheme
 
+    def stages(self, score_threshold: float) -> list[tuple[FaceDetector, float]]:
+        """The detectors in the order they are tried, each with its score threshold."""
+        return [(self._first, score_threshold), (self._then, max(score_threshold, 0.0))]
+
     def detect(self, image: np.ndarray, *, upsample: int, score_threshold: float) -> list[RawDetection]:
-        for backend in (self._first, self._then):
-            found = backend.detect(image, upsample=upsample, score_threshold=score_threshold)
+        for backend, threshold in self.stages(score_threshold):
+            found = backend.detect(image, upsample=upsample, score_threshold=threshold)
             if found:
                 return [RawDetection(d.box, d.score, d.detector or backend.name) for d in found]
         return []
