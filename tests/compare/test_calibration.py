@@ -142,3 +142,35 @@ def test_a_packaged_models_threshold_is_stored_in_faceverifys_folder_not_in_site
     shutil.copyfile(packaged.weights_file, copy)
     mine = build_model("dlib_resnet_v1", weights=str(copy), device="cpu")
     assert calibration_path(mine) == copy.with_name(copy.name + ".threshold.json")
+
+
+def test_a_packaged_models_calibration_is_saved_loaded_and_read_where_it_used_to_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights under a ``site-packages`` folder: the calibration goes to the data folder and
+    comes back from there; one an earlier release left beside the file is still read."""
+    from faceverify.compare.calibration import Calibration, save_calibration
+    from faceverify.faces.dlib_files import RECOGNITION_NET, dlib_model_path
+
+    # the same weights anywhere share a calibration: keep this one from the session's models
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+    packaged = tmp_path / "site-packages" / "face_recognition_models" / RECOGNITION_NET
+    packaged.parent.mkdir(parents=True)
+    shutil.copyfile(dlib_model_path(RECOGNITION_NET), packaged)
+    model = build_model("dlib_resnet_v1", weights=str(packaged), device="cpu", backend="onnxruntime")
+    identity = model.identity()
+    fields = {
+        "target": "eer", "far": 0.01, "frr": 0.01, "genuine": 10, "impostor": 10, "pairs_file": "p.csv",
+        "model": identity.model, "weights": str(packaged), "weights_sha256": identity.weights_sha256,
+        "preprocess_fingerprint": identity.preprocess_fingerprint, "created": "2026-12-05",
+    }  # fmt: skip
+    beside = packaged.with_name(packaged.name + ".threshold.json")
+    beside.write_text(json.dumps(Calibration(threshold=0.8, **fields).to_dict()))
+    again = build_model("dlib_resnet_v1", weights=str(packaged), device="cpu", backend="onnxruntime")
+    assert (again.threshold.value, again.threshold.source.value) == (0.8, "calibrated")
+    saved = save_calibration(again, Calibration(threshold=0.85, **fields))
+    assert saved == calibration_path(again) and saved.parent.name == "thresholds" and saved != beside
+    beside.unlink()
+    last = build_model("dlib_resnet_v1", weights=str(packaged), device="cpu", backend="onnxruntime")
+    assert (last.threshold.value, last.threshold.source.value) == (0.85, "calibrated")

@@ -149,13 +149,23 @@ def calibration_path(model: Embedder) -> Path:
             "a model with random weights cannot carry a calibrated threshold; calibrate a model "
             "whose weights are saved (--weights PATH or a hub model)"
         )
-    suffix = f".threshold.{model.tta}.json" if model.tta else SUFFIX
+    suffix = _suffix(model)
     if model.weights_source.startswith("hf-hub:"):
         safe = model.weights_source.removeprefix("hf-hub:").replace("/", "--")
         return data_dir() / "thresholds" / f"{safe}{suffix}"
     if _installed_by_a_package(model.weights_file):
         return data_dir() / "thresholds" / f"{model.name}--{model.weights_file.name}{suffix}"
-    return model.weights_file.with_name(model.weights_file.name + suffix)
+    return _beside_the_weights(model)
+
+
+def _beside_the_weights(model: Embedder) -> Path:
+    assert model.weights_file is not None
+    return model.weights_file.with_name(model.weights_file.name + _suffix(model))
+
+
+def _suffix(model: Embedder) -> str:
+    """Augmented vectors have their own calibration."""
+    return f".threshold.{model.tta}.json" if model.tta else SUFFIX
 
 
 def _installed_by_a_package(path: Path) -> bool:
@@ -206,7 +216,10 @@ def load_calibration(model: Embedder) -> Calibration | None:
         return None
     path = calibration_path(model)
     if not path.is_file():
-        return None
+        path = _beside_the_weights(model)  # where earlier releases stored every calibration
+        if not path.is_file():
+            return None
+        log.info("using the calibration %s; `faceverify calibrate` now stores it elsewhere", path)
     try:
         calibration = Calibration(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as exc:
