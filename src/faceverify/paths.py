@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,13 +102,32 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(descriptor)  # closing releases the lock
 
 
+#: Hashes of files this process read, by (path, inode, size, mtime): building a model hashes
+#: its weights and its cached graph (40-50 ms for dlib's); once per file version is enough.
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+_HASHES_KEPT = 256
+
+
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks (weights files are large)."""
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (weights files are large); a file
+    unchanged since this process last hashed it (same inode, size and mtime) is not read again."""
+    stat = path.stat()
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _HASHES_LOCK:
+        known = _HASHES.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    hashed = digest.hexdigest()
+    with _HASHES_LOCK:
+        if len(_HASHES) >= _HASHES_KEPT:
+            _HASHES.clear()
+        _HASHES[key] = hashed
+    return hashed
 
 
 def timestamp() -> str:
