@@ -49,16 +49,6 @@ CONNECT_TIMEOUT_S = 3
 GPU_PROBE_TIMEOUT_S = 3
 
 TORCH_FIX, PLOTS_FIX, POSTGRES_FIX = TORCH.install, PLOTS.install, POSTGRES.install
-ORT_GPU_FIX = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
-#: The ONNX Runtime providers that run on a GPU.
-GPU_PROVIDERS = (
-    "CUDAExecutionProvider",
-    "TensorrtExecutionProvider",
-    "ROCMExecutionProvider",
-    "MIGraphXExecutionProvider",
-    "DmlExecutionProvider",
-    "CoreMLExecutionProvider",
-)
 #: The wheels that all install the module ``onnxruntime``: two at once shadow each other.
 ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")  # as faceverify.gallery.gallery.open_store
@@ -244,6 +234,7 @@ def check_faceverify() -> Check:
 
 def check_core_packages() -> Check:
     pairs = [("numpy", "numpy"), ("PIL", "Pillow"), ("tqdm", "tqdm"), ("yaml", "PyYAML")]
+    pairs.append(("google.protobuf", "protobuf"))  # faceverify writes and reads ONNX graphs with it
     return _package_check("core packages", pairs)
 
 
@@ -451,42 +442,6 @@ def _nvidia_smi_gpus() -> list[str]:
     return [name.strip() for name in names]
 
 
-def ort_gpu_providers() -> list[str]:
-    """The GPU providers ONNX Runtime can really start a session on. CUDA's is listed by
-    onnxruntime-gpu even when CUDA's libraries are missing, and a session then falls back
-    to the CPU with only a log line: a one-node graph tells which it is."""
-    info = ort_info()
-    if info is None or info.error:
-        return []
-    listed = [p for p in info.providers if p in GPU_PROVIDERS]
-    if "CUDAExecutionProvider" in listed and not _cuda_session_starts():
-        listed.remove("CUDAExecutionProvider")
-    return listed
-
-
-def _cuda_session_starts() -> bool:
-    try:
-        import onnxruntime
-
-        from faceverify import onnx_proto as proto
-
-        graph = proto.make_graph(
-            [proto.make_node("Identity", ["x"], ["y"])],
-            "probe",
-            [proto.make_value_info("x", proto.FLOAT, [1])],
-            [proto.make_value_info("y", proto.FLOAT, [1])],
-        )
-        model = proto.make_model(graph, opsets={"": 13}, ir_version=8)  # every supported onnxruntime reads 8
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 4  # the fallback's error line is what this check reports
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
-        )
-        return "CUDAExecutionProvider" in session.get_providers()
-    except Exception:
-        return False
-
-
 def check_gpu() -> Check:
     """A GPU that nothing can use is the slow path users never notice: say so, with the fix."""
     hardware = gpu_hardware()
@@ -519,13 +474,14 @@ def _gpu_users() -> list[str]:
         users.append(f"torch ({'ROCm' if info.hip_build else 'CUDA'})")
     if info is not None and not info.error and info.mps:
         users.append("torch (MPS)")
-    users += [f"onnxruntime ({provider})" for provider in ort_gpu_providers()]
+    # ONNX Runtime's GPU providers are listed on the onnxruntime line, not counted here:
+    # faceverify opens CPU sessions only, so a GPU serves faceverify through PyTorch alone
     return users
 
 
 def _why_unused() -> str:
-    """`` (torch ...; onnxruntime ...)``: why each runtime leaves the GPU alone."""
-    return f" ({_torch_reason()}; {_ort_reason()})"
+    """`` (torch ...)``: why PyTorch, the runtime faceverify runs on GPUs, leaves it alone."""
+    return f" ({_torch_reason()}; faceverify's ONNX Runtime sessions run on the CPU)"
 
 
 def _torch_reason() -> str:
@@ -539,18 +495,9 @@ def _torch_reason() -> str:
     return f"torch {info.version}: {info.note or 'CUDA not available'}"
 
 
-def _ort_reason() -> str:
-    info = ort_info()
-    if info is None or info.error:
-        return "onnxruntime is not usable"
-    if "CUDAExecutionProvider" in info.providers:
-        return "onnxruntime-gpu cannot start CUDA (its CUDA or cuDNN libraries are missing)"
-    return "onnxruntime is the CPU build"
-
-
 def _gpu_fix() -> str:
-    """A fix for each runtime: torch (the one most of faceverify uses) first."""
-    return f"{_torch_fix()}; or for ONNX Runtime: {_ort_fix()}"
+    """PyTorch is how faceverify computes on a GPU (its ONNX Runtime sessions are CPU ones)."""
+    return _torch_fix()
 
 
 def _torch_fix() -> str:
@@ -563,16 +510,6 @@ def _torch_fix() -> str:
         "pip install --force-reinstall torch torchvision --index-url "
         "https://download.pytorch.org/whl/cu126 (a CUDA build; see pytorch.org/get-started)"
     )
-
-
-def _ort_fix() -> str:
-    info = ort_info()
-    if info is not None and "CUDAExecutionProvider" in info.providers:
-        return (
-            f"install the CUDA and cuDNN versions onnxruntime-gpu {info.version} was built for "
-            "(onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html)"
-        )
-    return ORT_GPU_FIX
 
 
 # ----------------------------------------------------------------------------------------
