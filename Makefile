@@ -22,7 +22,6 @@ install: $(BIN)/python
 	$(PIP_INSTALL) -e .
 
 # Everything: PyTorch (training, timm backbones, GPUs), plots, PostgreSQL, and the test tools.
-
 install-test: $(BIN)/python
 	$(PIP_INSTALL) -e '.[test]'
 

@@ -23,7 +23,7 @@ MODEL = ("--model", "dlib_resnet_v1")
 #: Base and full installs compute the same vectors (ONNX Runtime vs PyTorch, fp32).
 TOLERANCE = 1e-4
 
-pytestmark = pytest.mark.skipif(not SHARED_FACES.is_dir(), reason=f"{SHARED_FACES} is absent")
+needs_photos = pytest.mark.skipif(not SHARED_FACES.is_dir(), reason=f"{SHARED_FACES} is absent")
 
 
 def base(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,6 +52,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
+@needs_photos
 def test_embedding_and_verifying_give_the_full_installs_numbers(tmp_path: Path) -> None:
     gallery = SHARED_FACES / "gallery"
     base("embed", str(gallery), *MODEL, "--out", str(tmp_path / "base.npy"), "-q")
@@ -67,6 +68,7 @@ def test_embedding_and_verifying_give_the_full_installs_numbers(tmp_path: Path) 
     assert got["threshold"] == expected["threshold"] and got["threshold_source"] == "published"
 
 
+@needs_photos
 def test_a_gallery_enrolled_on_the_base_install_serves_the_full_one(tmp_path: Path) -> None:
     db = str(tmp_path / "gallery")
     for person in sorted((SHARED_FACES / "gallery").iterdir()):
@@ -80,6 +82,7 @@ def test_a_gallery_enrolled_on_the_base_install_serves_the_full_one(tmp_path: Pa
     assert "obama" in found and "biden" in found
 
 
+@needs_photos
 def test_evaluating_and_calibrating_need_no_extra(tmp_path: Path, weights: Path) -> None:
     pairs = _pairs_file(tmp_path)
     model = (*MODEL, "--weights", str(weights))
@@ -97,6 +100,7 @@ def test_evaluating_and_calibrating_need_no_extra(tmp_path: Path, weights: Path)
     )
 
 
+@needs_photos
 def test_what_needs_an_extra_says_which_in_one_line() -> None:
     photo = str(SHARED_FACES / "probes" / "obama1.jpg")
     for args, extra in (
@@ -117,6 +121,7 @@ def test_what_needs_an_extra_says_which_in_one_line() -> None:
     assert "dlib_resnet_v1" in listed and 'needs: pip install "faceverify[torch]"' in listed
 
 
+@needs_photos
 def test_the_service_answers_without_extras(tmp_path: Path) -> None:
     import httpx
 

@@ -4,12 +4,15 @@
 optional extra (PyTorch, timm, matplotlib, the PostgreSQL drivers...) made unimportable
 before faceverify loads: an ``import torch`` anywhere on the way raises
 ModuleNotFoundError, as on a machine where ``pip install faceverify`` installed nothing
-more. At exit it checks that none of them was imported anyway.
+more. At exit it checks that nothing tried to import one of them (an attempt caught by
+``except ImportError`` is a hidden dependency on an extra too).
 """
 
 from __future__ import annotations
 
+import builtins
 import sys
+from typing import Any
 
 #: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index, onnx) and of the
 #: test tools that only the full install has.
@@ -30,14 +33,28 @@ OPTIONAL = (
     "onnx",
 )
 
+#: Optional modules something tried to import (and was refused): a base command tries none,
+#: not even inside ``try: import ... except ImportError`` (extras are checked with find_spec).
+ATTEMPTED: set[str] = set()
+
+
+def _guarded(name: str, *args: Any, **kwargs: Any) -> Any:
+    level = kwargs.get("level", args[3] if len(args) > 3 else 0)
+    if level == 0 and name.split(".")[0] in OPTIONAL:
+        ATTEMPTED.add(name.split(".")[0])
+    return _import(name, *args, **kwargs)
+
+
+_import = builtins.__import__
+
 if __name__ == "__main__":
     for name in OPTIONAL:
-        sys.modules[name] = None  # type: ignore[assignment]  # import now raises
+        sys.modules[name] = None  # type: ignore[assignment]  # import now raises; find_spec says absent
+    builtins.__import__ = _guarded
     from faceverify.cli.main import main
 
     code = main(sys.argv[1:])
-    leaked = sorted(n for n in sys.modules if n.split(".")[0] in OPTIONAL and sys.modules[n] is not None)
-    if leaked:
-        print(f"optional modules imported on the base path: {leaked}", file=sys.stderr)
+    if ATTEMPTED:
+        print(f"optional modules imported on the base path: {sorted(ATTEMPTED)}", file=sys.stderr)
         code = code or 99
     sys.exit(code)

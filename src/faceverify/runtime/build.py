@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from faceverify.checks import check_choice
 from faceverify.device import DeviceLike, resolve_device, resolve_device_name
 from faceverify.errors import ConfigError, ModelError
-from faceverify.extras import require_torch, torch_installed
+from faceverify.extras import TORCH, require_torch, torch_installed
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.runtime import BACKENDS
 from faceverify.runtime.base import Embedder
@@ -179,8 +179,7 @@ def _dlib_graph_serves(
         if not torch_installed():
             raise ConfigError(
                 f"{MODEL_NAME} runs as dlib made it (150-pixel chips, its own architecture); "
-                "input_size, crop_pct, interpolation and model_args need the torch extra: "
-                'pip install "faceverify[torch]"'
+                f"input_size, crop_pct, interpolation and model_args need the torch extra: {TORCH.install}"
             )
         return False
     return resolve_device_name(device) == "cpu"
@@ -221,12 +220,9 @@ def build_from_spec(spec: ModelSpec) -> Embedder:
 
 def _in_runtime(model: EmbeddingModel, backend: str) -> Embedder:
     """The model in the runtime asked for; ``auto`` falls back to PyTorch with one warning."""
-    from faceverify.runtime import onnx_backend, onnx_export
+    from faceverify.runtime import onnx_export
 
     if backend == "torch" or (backend == "auto" and model.device != "cpu"):
-        return model
-    if backend == "auto" and not onnx_backend.onnxruntime_available():
-        log.info("ONNX Runtime is not installed; running %s in PyTorch", model.name)
         return model
     if model.device != "cpu":
         raise ModelError(

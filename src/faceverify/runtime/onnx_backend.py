@@ -37,13 +37,6 @@ METADATA_KEY = "faceverify"
 INSTALL_HINT = "reinstall faceverify (ONNX Runtime is part of its base install): pip install faceverify"
 
 
-def onnxruntime_available() -> bool:
-    """Whether ONNX Runtime can be imported (it is in the base install)."""
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
 def import_onnxruntime() -> Any:
     try:
         import onnxruntime
