@@ -489,3 +489,16 @@ class _Reader:
         if not np.isfinite(values).all():
             raise self.error(f"{what} holds NaN or infinite values")
         return values
+
+
+def fold_affine(con: DlibLayer, affine: DlibLayer | None) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution's float32 weight and bias with the ``affine`` layer after it (None: no
+    such layer) merged in: one layer, the same output up to float32 rounding (computed in
+    float64). dlib's networks (face recognition and MMOD detection) store batch norm so."""
+    weight = con.params["weight"].astype(np.float64)
+    bias = con.params.get("bias", np.zeros(weight.shape[0])).astype(np.float64)
+    if affine is not None:
+        gamma = affine.params["gamma"].astype(np.float64)
+        weight = weight * gamma[:, None, None, None]
+        bias = bias * gamma + affine.params["beta"].astype(np.float64)
+    return weight.astype(np.float32), bias.astype(np.float32)

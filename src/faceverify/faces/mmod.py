@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from faceverify import onnx_proto
-from faceverify.dlib_format import DlibLayer, DlibNet, parse_dlib_net, read_dlib_bytes
+from faceverify.dlib_format import DlibLayer, DlibNet, fold_affine, parse_dlib_net, read_dlib_bytes
 from faceverify.errors import MissingDependencyError, ModelError
 from faceverify.faces import mmod_pyramid
 from faceverify.faces.detect import RawDetection, _DlibDetector
@@ -170,15 +170,10 @@ def build_onnx_model(net: DlibNet) -> onnx_proto.Proto:
 
 def _folded(layers: Sequence[DlibLayer], index: int) -> tuple[np.ndarray, np.ndarray]:
     """A convolution's weight and bias with the affine layer that follows it (if any) merged in."""
-    con = layers[index]
-    weight = con.params["weight"].astype(np.float64)
-    bias = con.params.get("bias", np.zeros(weight.shape[0])).astype(np.float64)
     following = layers[index + 1] if index + 1 < len(layers) else None
-    if following is not None and following.kind == "affine":
-        gamma = following.params["gamma"].astype(np.float64)
-        weight = weight * gamma[:, None, None, None]
-        bias = bias * gamma + following.params["beta"].astype(np.float64)
-    return weight.astype(np.float32), bias.astype(np.float32)
+    return fold_affine(
+        layers[index], following if following is not None and following.kind == "affine" else None
+    )
 
 
 def _session(model: Any, threads: int | None) -> Any:

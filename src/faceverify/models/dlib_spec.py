@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from faceverify.dlib_format import DlibLayer, DlibNet, LayerSpec, parse_dlib_net, read_dlib_bytes
+from faceverify.dlib_format import DlibLayer, DlibNet, LayerSpec, fold_affine, parse_dlib_net, read_dlib_bytes
 from faceverify.errors import ModelError
 
 if TYPE_CHECKING:
@@ -229,10 +229,7 @@ def fold(con: DlibLayer, affine: DlibLayer) -> tuple[np.ndarray, np.ndarray]:
     up to float32 rounding (computed in float64)."""
     if affine.kind != "affine":
         raise ModelError(f"expected an affine layer after a convolution, found '{affine.version}'")
-    gamma = affine.params["gamma"].astype(np.float64)
-    weight = con.params["weight"].astype(np.float64) * gamma[:, None, None, None]
-    bias = con.params.get("bias", np.zeros_like(gamma)).astype(np.float64) * gamma + affine.params["beta"]
-    return weight.astype(np.float32), bias.astype(np.float32)
+    return fold_affine(con, affine)
 
 
 # ----------------------------------------------------------------------------------------
