@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import faceverify as fv
-from faceverify.errors import FailureKind
+from faceverify.errors import ConfigError, FailureKind
 from faceverify.photos import FaceOptions
 
 pytest.importorskip("dlib")
@@ -175,3 +175,19 @@ def test_dlibs_chip_is_the_same_whichever_detector_found_the_face(
         dlib_model, list(chips.values()), normalize=True, faces=FaceOptions(detect=False)
     )
     assert float(vectors[0] @ vectors[1]) > 0.995
+
+
+def test_detection_on_a_reduced_photo_is_the_users_trade(shared_faces: Path) -> None:
+    """``max_side``: a photo reduced further for detection is faster to search and loses the
+    faces the reduction shrinks under the detector's window (HOG at upsample 0: 80 px)."""
+    from faceverify.decode import load_image
+    from faceverify.photos import find_faces
+
+    # 910×1137 with a 259 px face box: 46 px after a reduction to 200, 114 px at 500
+    pixels = np.asarray(load_image(shared_faces / "gallery" / "obama" / "obama.jpg"))
+    (face,) = find_faces(pixels, FaceOptions(detector="hog", upsample=0))
+    assert find_faces(pixels, FaceOptions(detector="hog", upsample=0, max_side=200)) == []
+    (again,) = find_faces(pixels, FaceOptions(detector="hog", upsample=0, max_side=500))
+    assert abs(again.width - face.width) < 0.15 * face.width  # boxes in the photo's own pixels
+    with pytest.raises(ConfigError, match="max_side 8 is too small"):
+        FaceOptions(max_side=8)

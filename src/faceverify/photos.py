@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
 from faceverify.errors import Choice, ConfigError, NoFaceError, SeveralFacesError
-from faceverify.faces.detect import DEFAULT_DETECTOR
+from faceverify.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, MIN_MAX_SIDE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,10 +74,16 @@ class FaceOptions:
         detect: True searches every image for faces, False takes images as they are
             (already aligned chips or crops), None (default) detects exactly when the
             model's contract names a face template (dlib's network does).
-        detector: ``hog`` (fast on CPUs), ``cnn`` (finds turned faces; slow on CPUs), or
-            any detector registered with :func:`faceverify.faces.register_detector` or
-            installed as a plugin.
+        detector: ``hog+mmod`` (default: HOG, then dlib's CNN where HOG finds no face),
+            ``hog`` (fast on CPUs), ``mmod`` (dlib's CNN on ONNX Runtime), ``cnn`` (the
+            same CNN in dlib; slow), or any detector registered with
+            :func:`faceverify.faces.register_detector` or installed as a plugin.
         upsample: 0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px (slower).
+        max_side: photos whose longer side is larger are reduced to it for detection
+            (landmarks and chips still use every pixel). Smaller is faster on large photos
+            and misses more small faces: the smallest face found grows by the reduction
+            (40 px at ``upsample=1`` becomes 100 px in a 4000 px photo at 1600). None
+            detects at full resolution.
         min_size: ignore faces narrower than this many pixels.
         score_threshold: the detector's cut; lower finds more (and more false) faces.
         several: ``largest``, ``all``, ``refuse`` or ``skip`` for photos with several
@@ -91,6 +97,7 @@ class FaceOptions:
     detect: bool | None = None
     detector: str = DEFAULT_DETECTOR
     upsample: int = 1
+    max_side: int | None = DEFAULT_MAX_SIDE
     min_size: float = 0.0
     score_threshold: float = 0.0
     several: SeveralFaces | str | None = None
@@ -102,6 +109,11 @@ class FaceOptions:
         check_detector(self.detector)
         if self.upsample < 0:
             raise ConfigError(f"upsample {self.upsample!r} must be 0 or more (0: faces of 80 px and up)")
+        if self.max_side is not None and self.max_side < MIN_MAX_SIDE:
+            raise ConfigError(
+                f"max_side {self.max_side!r} is too small; use at least {MIN_MAX_SIDE} pixels, or None "
+                f"for full resolution (default {DEFAULT_MAX_SIDE})"
+            )
         if self.several is not None:
             policy = check_choice("several-faces policy", str(self.several), POLICIES)
             object.__setattr__(self, "several", SeveralFaces(policy))
@@ -203,6 +215,7 @@ def find_faces(pixels: np.ndarray, options: FaceOptions) -> list[Face]:
         pixels,
         detector=options.detector,
         upsample=options.upsample,
+        max_side=options.max_side,
         min_size=options.min_size,
         score_threshold=options.score_threshold,
     )

@@ -148,3 +148,15 @@ def test_one_faces_flag_with_a_default_per_command(
     assert [face["name"] for face in json.loads(out)["faces"]] == ["obama"]
     code, _, err = _run(capsys, "embed", group, "--detector", "yolo", *MODEL)
     assert code != EXIT_OK and "unknown face detector 'yolo'; valid names: cnn, hog" in err
+
+
+def test_max_side_reduces_photos_for_detection_only(
+    capsys: pytest.CaptureFixture[str], shared_root: Path
+) -> None:
+    photo = str(shared_root / "gallery" / "obama" / "obama.jpg")  # a 259 px face box
+    hog0 = ("--detector", "hog", "--upsample", "0", "--json")
+    code, out, _ = _run(capsys, "detect", photo, *hog0, "--max-side", "500")
+    (face,) = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_OK and 220 < face["box"]["right"] - face["box"]["left"] < 300  # the photo's pixels
+    code, out, err = _run(capsys, "detect", photo, *hog0, "--max-side", "200")  # 46 px: under HOG's window
+    assert code == EXIT_OK and out == "" and "no face found" in err

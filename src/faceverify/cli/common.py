@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from faceverify.errors import ConfigError
-from faceverify.faces.detect import DEFAULT_DETECTOR
+from faceverify.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.photos import POLICIES
 from faceverify.runtime import BACKENDS
@@ -142,6 +142,13 @@ def add_detector_arguments(group: argparse._ActionsContainer, *, embeds: bool = 
     group.add_argument(
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
     )
+    group.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"detect on photos reduced to this longer side ({DEFAULT_MAX_SIDE}); smaller is faster on "
+        "large photos and misses more small faces (landmarks and chips keep every pixel)",
+    )
     group.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
     if embeds:  # what a photo without a face gives matters only where photos are embedded
         group.add_argument(
@@ -168,6 +175,7 @@ def face_options(args: argparse.Namespace, job: str | None) -> FaceOptions:
         detect=args.detect,
         detector=args.detector,
         upsample=args.upsample,
+        max_side=args.max_side,
         min_size=args.min_face,
         several=getattr(args, "faces", None),
         whole_if_no_face=getattr(args, "whole_if_no_face", False),

@@ -45,6 +45,8 @@ from faceverify.errors import ConfigError, InputError, MissingDependencyError
 
 #: Photos whose longer side exceeds this are reduced before detection (landmarks are not).
 DEFAULT_MAX_SIDE = 1600
+#: Below this a reduced photo holds no face any detector here finds.
+MIN_MAX_SIDE = 32
 #: The detector used when none is named: HOG's speed, and dlib's CNN where HOG finds nothing.
 DEFAULT_DETECTOR = "hog+mmod"
 
@@ -218,9 +220,10 @@ def detect_faces(
         The faces, largest box first.
     """
     pixels = _check_rgb(image)
-    if upsample < 0 or (max_side is not None and max_side < 32):
+    if upsample < 0 or (max_side is not None and max_side < MIN_MAX_SIDE):
         raise ConfigError(
-            f"upsample {upsample} / max_side {max_side} invalid; use upsample >= 0, max_side >= 32"
+            f"upsample {upsample} / max_side {max_side} invalid; "
+            f"use upsample >= 0, max_side >= {MIN_MAX_SIDE}"
         )
     backend = get_detector(detector)
     small, scale = _reduce(pixels, max_side)
