@@ -131,6 +131,9 @@ def build_model(
     import torch
 
     from faceverify.models.factory import load_network
+    from faceverify.runtime.onnx_backend import apply_torch_threads
+
+    apply_torch_threads()  # the service's --threads, set before PyTorch was loaded
 
     target = resolve_device(device)
     loaded = load_network(name, weights=weights, cache_dir=cache_dir, model_args=model_args)

@@ -109,16 +109,19 @@ _threads: int | None = None
 
 
 def set_threads(count: int) -> None:
-    """Use ``count`` threads for every network built from now on, in ONNX Runtime and, when
-    it is installed, in PyTorch."""
-    import importlib.util
-
+    """Use ``count`` threads for every network built from now on, in ONNX Runtime and in
+    PyTorch (now if it is loaded, else when ``build_model`` loads it: importing it here
+    would cost a second and its memory to a process that runs ONNX Runtime only)."""
     global _threads
     _threads = count
-    if importlib.util.find_spec("torch") is not None:
-        import torch
+    apply_torch_threads()
 
-        torch.set_num_threads(count)
+
+def apply_torch_threads() -> None:
+    """Give a loaded PyTorch the threads :func:`set_threads` asked for (if any)."""
+    torch = sys.modules.get("torch")
+    if _threads is not None and torch is not None:
+        torch.set_num_threads(_threads)
 
 
 def default_threads() -> int:
