@@ -49,7 +49,7 @@ def detect(args: argparse.Namespace) -> int:
             faces = find_faces(pixels, options)
             names = [None] * len(faces)
         for index, (face, name) in enumerate(zip(faces, names)):
-            rows.append(_row(photo, index, face, name))
+            rows.append(_row(photo, index, face, name, pixels if args.quality else None))
         if args.crops:
             _write_crops(Path(args.crops), photo, pixels, faces, args.template)
         if annotate is not None:
@@ -100,8 +100,13 @@ def _named_faces(gallery: Gallery, pixels: np.ndarray) -> tuple[list[Face], list
     return faces, labels
 
 
-def _row(photo: Path, index: int, face: Face, name: str | None) -> dict[str, Any]:
+def _row(photo: Path, index: int, face: Face, name: str | None, pixels: np.ndarray | None) -> dict[str, Any]:
+    """One face's output row; with the photo's ``pixels``, its quality too."""
     row = {"path": str(photo), "face": index, **face.to_dict()}
+    if pixels is not None:
+        from faceverify.faces.quality import face_quality
+
+        row["quality"] = face_quality(pixels, face).to_dict()
     if name is not None:
         row["name"] = name
     return row
@@ -113,7 +118,9 @@ def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
             print(json.dumps(row))
         else:
             box = ",".join(f"{v:.0f}" for v in row["box"].values())
-            print(f"{row['path']}\t{row['face']}\t{box}\t{row['score']:.2f}\t{row.get('name', '')}".rstrip())
+            quality = f"\t{row['quality']['score']:.2f}" if "quality" in row else ""
+            name = row.get("name", "")
+            print(f"{row['path']}\t{row['face']}\t{box}\t{row['score']:.2f}{quality}\t{name}".rstrip())
 
 
 def _write_crops(folder: Path, photo: Path, pixels: np.ndarray, faces: list[Face], template: str) -> None:
@@ -148,4 +155,10 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         help="draw boxes, landmarks (and names with --db) into OUT.png or folder OUT",
     )
     p.add_argument("--db", help="a gallery: label each face with its name or 'unknown'")
+    p.add_argument(
+        "--quality",
+        action="store_true",
+        help="score how usable each face is (size, sharpness, detector score, head turn): a "
+        "'quality' object in --json, a column after the detector score otherwise",
+    )
     p.set_defaults(handler=detect)

@@ -8,7 +8,8 @@ The pipeline, in three calls::
 
 ``detect`` finds faces through pluggable backends (dlib's ``hog`` and ``cnn``, and
 ``mmod``: dlib's CNN on ONNX Runtime);
-``align`` cuts chips of a model's template from the landmarks; ``dlib_files`` locates
+``align`` cuts chips of a model's template from the landmarks; ``quality`` scores how
+usable each face is (size, sharpness, detector score, head turn); ``dlib_files`` locates
 dlib's model files. dlib is imported only when a dlib backend is first used, and
 importing this package loads nothing heavy.
 
@@ -32,18 +33,24 @@ _LAZY = {
     "Template": "faceverify.faces.align",
     "DLIB_150": "faceverify.faces.align",
     "ARCFACE_112": "faceverify.faces.align",
+    "face_quality": "faceverify.faces.quality",
+    "FaceQuality": "faceverify.faces.quality",
+    "MIN_QUALITY": "faceverify.faces.quality",
 }
 
 __all__ = [
     "ARCFACE_112",
     "DLIB_150",
+    "MIN_QUALITY",
     "Face",
     "FaceDetector",
+    "FaceQuality",
     "Template",
     "align_faces",
     "align_landmarks",
     "available_detectors",
     "detect_faces",
+    "face_quality",
     "register_detector",
 ]
 
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
         detect_faces,
         register_detector,
     )
+    from faceverify.faces.quality import MIN_QUALITY, FaceQuality, face_quality
 
 
 def __getattr__(name: str) -> Any:
