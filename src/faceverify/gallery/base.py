@@ -13,6 +13,7 @@ import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +130,8 @@ class AddResult:
 #: or ``library`` (Python code that did not say).
 LIBRARY_ACTOR = "library"
 #: What the audit log records (never a name, a vector or a photo's hash).
-AUDIT_ACTIONS = ("create", "enrol", "add", "erase", "delete")
+#: ``remove``: some faces of a person were taken away (a photo library moved them elsewhere).
+AUDIT_ACTIONS = ("create", "enrol", "add", "remove", "erase", "delete")
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,29 @@ class GalleryStore(ABC):
         """Erase the person with this id (see :class:`PersonInfo`) as :meth:`remove`
         does; returns their name and how many faces went. Works for any stored name, even
         one that today's :func:`check_name` would refuse."""
+
+    @abstractmethod
+    def remove_faces(self, name: str, image_sha256: Sequence[str], *, change: Change | None = None) -> int:
+        """Take these faces (by ``image_sha256``) away from ``name``, who stays enrolled even
+        with none left; returns how many went. Erased as :meth:`remove` erases, with a
+        ``remove`` audit entry."""
+
+    #: The SQL the store speaks (``sqlite`` or ``postgres``): a photo library
+    #: (:mod:`faceverify.cluster`) keeps its tables in the gallery's database.
+    dialect: str = ""
+
+    def sql_write(self) -> AbstractContextManager[Any]:
+        """A connection inside one write transaction (committed at the end, rolled back on
+        an error), for the tables of a photo library kept beside the gallery's."""
+        raise GalleryError(
+            f"gallery {self.location} keeps no SQL tables; photo libraries need SQLite or PostgreSQL"
+        )
+
+    def sql_read(self) -> AbstractContextManager[Any]:
+        """A connection whose reads see one committed state."""
+        raise GalleryError(
+            f"gallery {self.location} keeps no SQL tables; photo libraries need SQLite or PostgreSQL"
+        )
 
     @abstractmethod
     def record(self, action: str, change: Change | None = None) -> None:

@@ -306,6 +306,12 @@ class Gallery:
             share=(rank, world_size),
         )
 
+    def bind(self) -> None:
+        """Record this gallery's model now (it is recorded on first enrolment otherwise)."""
+        if not self._bound:
+            self.store.bind(self._manifest)
+            self._bound = True
+
     def store_faces(
         self,
         person: str,
@@ -319,9 +325,7 @@ class Gallery:
         """Store embedded faces of one person in one transaction (binding the model first)."""
         if not faces:
             raise nothing_enrolled(person, skipped)
-        if not self._bound:
-            self.store.bind(self._manifest)
-            self._bound = True
+        self.bind()
         result = self.store.add(person, faces, meta, create=create, change=change or Change(self.actor))
         refused = [str(d) for d in result.skipped]
         if result.replayed:

@@ -36,7 +36,11 @@ BASE_TABLES = (
     "answer TEXT NOT NULL, person_id BIGINT, created TIMESTAMPTZ DEFAULT now())",
 )
 #: Every table a gallery schema may hold, for a reset (faces first: they reference people).
-ALL_TABLES = "faceverify_faces, faceverify_people, faceverify_meta, faceverify_audit, faceverify_requests"
+ALL_TABLES = (
+    "faceverify_library_apart, faceverify_library_rejections, faceverify_library_faces, "
+    "faceverify_library_groups, faceverify_library_photos, faceverify_library_meta, "
+    "faceverify_faces, faceverify_people, faceverify_meta, faceverify_audit, faceverify_requests"
+)
 #: Deleted galleries' audit logs, beside the galleries (see ``PostgresCatalog.delete``).
 ARCHIVE_TABLE = (
     "CREATE TABLE IF NOT EXISTS public.faceverify_audit_archive (gallery TEXT NOT NULL, uuid TEXT, "

@@ -49,7 +49,7 @@ parallel). Bulk-load first and create the index after (``COPY``, then ``CREATE I
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -308,6 +308,31 @@ class PostgresStore(ErasingStore):
             db.execute("DELETE FROM faceverify_people WHERE id = %s", (row[0],))
             write_audit(db, change, "erase", int(row[0]), int(count))
         return str(row[1]), int(count)
+
+    def remove_faces(self, name: str, image_sha256: Sequence[str], *, change: Change | None = None) -> int:
+        if self._bound() is None:
+            raise unknown_person(name, self.location)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM faceverify_people WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone()
+            if row is None:
+                raise unknown_person(name, self.location)
+            count = db.execute(
+                "DELETE FROM faceverify_faces WHERE person_id = %s AND image_sha256 = ANY(%s)",
+                (row[0], list(image_sha256)),
+            ).rowcount
+            if count:
+                write_audit(db, change, "remove", int(row[0]), int(count))
+        return int(count)
+
+    dialect = "postgres"
+
+    def sql_write(self) -> AbstractContextManager[Any]:
+        return self._write()
+
+    def sql_read(self) -> AbstractContextManager[Any]:
+        return self._write()  # one transaction: every read sees the same committed state
 
     def record(self, action: str, change: Change | None = None) -> None:
         with self._write() as db:

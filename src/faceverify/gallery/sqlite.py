@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from faceverify.gallery.sqlite_rows import (
     read_faces,
     read_generation,
     read_uuid,
+    remove_faces,
     remove_person,
     write_audit,
 )
@@ -254,6 +255,26 @@ class SQLiteStore(ErasingStore):
         finally:
             self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return not busy
+
+    def remove_faces(self, name: str, image_sha256: Sequence[str], *, change: Change | None = None) -> int:
+        with self._write() as db:
+            removed = remove_faces(db, name, image_sha256, change, self._where)
+        if removed:
+            self._finish_erasures()
+        return removed
+
+    dialect = "sqlite"
+
+    def sql_write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._write()
+
+    def sql_read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._reading()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._snapshot():
+            yield self._db
 
     def record(self, action: str, change: Change | None = None) -> None:
         with self._write() as db:

@@ -181,6 +181,33 @@ def remove_person(
     return str(row[1]), len(face_ids)
 
 
+def remove_faces(
+    db: sqlite3.Connection, name: str, keys: Iterable[str], change: Change | None, location: str
+) -> int:
+    """Delete these faces of ``name`` (by ``image_sha256``), note them as pending erasure
+    from the index files and audit it; the person stays. Returns how many went."""
+    row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise unknown_person(name, location)
+    person_id, wanted = int(row[0]), list(keys)
+    ids: list[int] = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        ids += [
+            r[0]
+            for r in db.execute(
+                f"SELECT id FROM faces WHERE person_id = ? AND image_sha256 IN ({marks})", (person_id, *chunk)
+            )
+        ]
+    if not ids:
+        return 0
+    db.executemany("INSERT OR IGNORE INTO erasures (face_id) VALUES (?)", ((i,) for i in ids))
+    db.executemany("DELETE FROM faces WHERE id = ?", ((i,) for i in ids))
+    write_audit(db, "remove", change, person_id, len(ids))
+    return len(ids)
+
+
 def erased_faces(db: sqlite3.Connection, *, pending: bool) -> np.ndarray:
     """Ids of removed faces: those still to scrub from the files (``pending``), or all."""
     query = "SELECT face_id FROM erasures" + (" WHERE done = 0" if pending else "")

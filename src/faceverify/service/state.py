@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,6 +81,34 @@ class SharedStore(GalleryStore):
 
     def remove_id(self, person_id: int, *, change: Change | None = None) -> tuple[str, int]:
         return self._call(lambda: self.inner.remove_id(person_id, change=change))
+
+    def remove_faces(self, name: str, image_sha256: Sequence[str], *, change: Change | None = None) -> int:
+        return self._call(lambda: self.inner.remove_faces(name, image_sha256, change=change))
+
+    @property
+    def dialect(self) -> str:  # type: ignore[override]
+        return self.inner.dialect
+
+    def sql_write(self) -> AbstractContextManager[Any]:
+        return self._during(self.inner.sql_write)
+
+    def sql_read(self) -> AbstractContextManager[Any]:
+        return self._during(self.inner.sql_read)
+
+    @contextmanager
+    def _during(self, opener: Callable[[], AbstractContextManager[Any]]) -> Iterator[Any]:
+        """A connection held as one running call: :meth:`close` waits for it."""
+        with self._idle:
+            if self._closed:
+                raise UnknownGalleryError(f"gallery {self.name!r} was deleted")
+            self._running += 1
+        try:
+            with opener() as db:
+                yield db
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def record(self, action: str, change: Change | None = None) -> None:
         self._call(self.inner.record, action, change)
