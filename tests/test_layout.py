@@ -2,9 +2,10 @@
 
 Every import of every module under ``src/faceverify`` is checked (those inside functions
 and those for type checkers too) against :data:`LAYERS`, the order in which an image
-travels: decode, faces (detect, align), preprocess, model, runtime, embed, compare, then the gallery,
-evaluation and training, then the HTTP service, with the CLI on top. A package added later is checked once it
-has a place in :data:`LAYERS`; until then only the imports into it are left unchecked.
+travels: decode, faces (detect, align), preprocess, model, runtime, embed, compare, then the
+gallery, photo libraries (clustering), evaluation and training, then the HTTP service, with the
+CLI on top. A package added later is checked once it has a place in :data:`LAYERS`; until then
+only the imports into it are left unchecked.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ LAYERS = (
     ("faceverify.photos", "faceverify.embed", "faceverify.embedding_files"),
     ("faceverify.compare",),
     ("faceverify.gallery",),
+    ("faceverify.cluster",),
     ("faceverify.evaluate",),
     ("faceverify.data",),
     ("faceverify.train",),

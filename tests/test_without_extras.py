@@ -83,6 +83,20 @@ def test_a_gallery_enrolled_on_the_base_install_serves_the_full_one(tmp_path: Pa
 
 
 @needs_photos
+def test_a_photo_library_needs_no_extra(tmp_path: Path) -> None:
+    """Scan, group, name and a contact sheet on the base install (no torch, no faiss)."""
+    db, sheet = str(tmp_path / "library"), tmp_path / "sheet.html"
+    done = base("cluster", str(SHARED_FACES / "gallery"), "--db", db, "--json", "--sheet", str(sheet), "-q")
+    report = json.loads(done.stdout)
+    grouping = report["grouping"]
+    assert report["scan"]["faces_added"] == 9 and (grouping["groups"], grouping["alone"]) == (4, 1)
+    groups = [line.split("\t") for line in base("people", "list", "--db", db).stdout.splitlines()]
+    base("people", "name", "--db", db, groups[0][0], "someone")
+    assert base("list", "--db", db).stdout.startswith("someone\t")
+    assert sheet.read_text().count("data:image/jpeg") == 9
+
+
+@needs_photos
 def test_evaluating_and_calibrating_need_no_extra(tmp_path: Path, weights: Path) -> None:
     pairs = _pairs_file(tmp_path)
     model = (*MODEL, "--weights", str(weights))

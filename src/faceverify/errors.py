@@ -192,6 +192,19 @@ class GalleryExistsError(GalleryError):
     """A gallery of that name already exists in the catalogue."""
 
 
+class CorrectionError(GalleryError):
+    """A photo library refuses a correction: it contradicts an earlier one (the message
+    names both), or it would put two faces of one photo in one group."""
+
+
+class UnknownGroupError(GalleryError):
+    """No group of that id in the photo library."""
+
+
+class UnknownFaceError(GalleryError):
+    """No face of that id in the photo library."""
+
+
 class MissingDependencyError(FaceVerifyError, ImportError):
     """An optional package needed for the requested feature is not installed.
 

@@ -20,6 +20,7 @@ from faceverify.photos import POLICIES
 from faceverify.runtime import BACKENDS
 
 if TYPE_CHECKING:
+    from faceverify.cluster.library import Library
     from faceverify.compare.verification import Verification
     from faceverify.models.spec import ModelSpec
     from faceverify.photos import FaceOptions
@@ -225,3 +226,31 @@ def verdict_line(outcome: Verification) -> str:
     """``score<TAB>SAME|DIFFERENT<TAB>(threshold t, source)``: what verify and verify-id print."""
     verdict = "SAME" if outcome.same else "DIFFERENT"
     return f"{outcome.score:.4f}\t{verdict}\t(threshold {outcome.threshold:g}, {outcome.threshold_source})"
+
+
+#: The model a new library uses when none is named: the face network that ships with the
+#: base install (an ImageNet backbone groups photos by scene, not by person).
+LIBRARY_MODEL = "dlib_resnet_v1"
+
+
+def open_library_from_args(args: argparse.Namespace, *, threshold: float | None = None) -> Library:
+    """The library of ``--db``, with the gallery's model unless ``--model`` names one."""
+    from faceverify.cluster.library import Library
+    from faceverify.cluster.method import Thresholds
+    from faceverify.gallery.base import Change
+    from faceverify.gallery.gallery import Gallery, open_store
+
+    store = open_store(args.db)  # a bad --db fails before the model loads
+    if args.model is None:
+        manifest = store.manifest()
+        args.model = manifest.get("model", LIBRARY_MODEL) if manifest else LIBRARY_MODEL
+    try:
+        gallery = Gallery(
+            store, build_from_args(args), faces=face_options(args, "cluster"), actor=cli_actor()
+        )
+    except BaseException:
+        store.close()
+        raise
+    thresholds = None if threshold is None else Thresholds.from_group(threshold)
+    quality = getattr(args, "min_quality", None)
+    return Library(gallery, thresholds=thresholds, min_quality=quality, change=Change(cli_actor()))

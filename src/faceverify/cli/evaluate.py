@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceverify.cli.common import EXIT_OK, EXIT_PARTIAL, build_from_args, face_options, log
+from faceverify.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    build_from_args,
+    face_options,
+    log,
+    open_library_from_args,
+)
 from faceverify.errors import ConfigError
 from faceverify.evaluate.report import log_problems
 
@@ -59,6 +66,10 @@ def evaluate(args: argparse.Namespace) -> int:
     from faceverify.evaluate.report import summary, write_report
     from faceverify.evaluate.run import evaluate as run
 
+    if args.clusters is not None:
+        if args.pairs is not None or args.gallery is not None:
+            raise ConfigError("--clusters scores a grouping on its own; run --pairs or --gallery separately")
+        return evaluate_clusters(args)
     if (args.gallery is None) != (args.probes is None):
         raise ConfigError("--gallery and --probes go together")
     pairs = _read_pairs(args, required=args.gallery is None)
@@ -81,6 +92,27 @@ def evaluate(args: argparse.Namespace) -> int:
         log.info("report written: %s", ", ".join(str(f) for f in files))
     print(json.dumps(report, indent=2) if args.json else summary(report))
     return EXIT_PARTIAL if report["problems"] else EXIT_OK
+
+
+def evaluate_clusters(args: argparse.Namespace) -> int:
+    """Group a labelled folder (folder = person) into a library and score the groups."""
+    import tempfile
+
+    from faceverify.evaluate.clusters import cluster_metrics
+
+    with tempfile.TemporaryDirectory(prefix="faceverify-clusters-") as scratch:
+        if args.db is None:
+            args.db = scratch  # a library thrown away afterwards
+        library = open_library_from_args(args, threshold=args.cluster_threshold)
+        with library.gallery:
+            scanned = library.scan(args.clusters, progress=False if args.quiet else None)
+            grouped = library.group(full=True)
+            metrics = cluster_metrics(library.export(), args.clusters)
+    for path, reason in scanned.failed:
+        log.warning("%s: %s", path, reason)
+    log.info("%s", grouped.summary())
+    print(json.dumps(metrics.to_dict(), indent=2) if args.json else metrics.describe())
+    return EXIT_PARTIAL if scanned.failed else EXIT_OK
 
 
 def calibrate(args: argparse.Namespace) -> int:
@@ -218,6 +250,17 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         action="append",
         metavar="COLUMN",
         help="also report every figure per value of this CSV pairs column (e.g. age_group); repeatable",
+    )
+    group = p.add_argument_group("clustering")
+    group.add_argument(
+        "--clusters",
+        metavar="FOLDER",
+        help="group the faces of FOLDER/<person>/* by person (as `faceverify cluster`) and score the "
+        "groups against the folders: BCubed and pairwise precision/recall/F1, groups, unassigned",
+    )
+    group.add_argument("--db", help="keep that library in this gallery (default: a temporary one)")
+    group.add_argument(
+        "--cluster-threshold", type=float, help="grouping threshold in cosine (default: from the model's)"
     )
     p.add_argument("--report", metavar="DIR", help="write report.json and PNG plots into DIR")
     p.add_argument("--threshold", type=float, help="operating threshold (default: the model's, else 0.5)")
