@@ -121,6 +121,7 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
             max_queue=args.queue_size,
         ),
         cors_origins=tuple(args.cors_origin or ()),
+        library_roots=tuple(args.library_root or ()),
     )
 
 
@@ -217,6 +218,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.add_argument("--threshold", type=float, help="cosine threshold (default: the model's, else 0.5)")
     p.add_argument("--match", default="best", choices=MATCH_MODES, help="gallery matching (best)")
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow browser calls from ORIGIN")
+    p.add_argument(
+        "--library-root",
+        action="append",
+        metavar="DIR",
+        help="a server folder whose photos clients may scan into photo libraries (repeatable; default none)",
+    )
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")
     limits.add_argument("--max-image-mb", type=float, default=10, help="one uploaded image (10)")

@@ -15,5 +15,5 @@ base install) are needed only here and are imported when an application is built
 when this package is.
 
 May import: ``errors``, ``paths``, ``decode``, ``photos``, ``runtime``, ``embed``,
-``compare`` and ``gallery`` (never evaluation, training or the CLI).
+``compare``, ``gallery`` and ``cluster`` (never evaluation, training or the CLI).
 """

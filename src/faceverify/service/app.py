@@ -48,7 +48,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException
 
-    from faceverify.service.routers import faces, galleries, health
+    from faceverify.service.routers import faces, galleries, health, libraries
     from faceverify.service.routers import keys as key_routes
     from faceverify.service.state import ServiceState
 
@@ -82,7 +82,7 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     app.state.keys = None if settings.insecure else keys
     for kind in (Exception, FaceVerifyError, HTTPException, RequestValidationError):
         app.add_exception_handler(kind, errors)
-    for router in (faces.router, galleries.router, key_routes.router, health.router):
+    for router in (faces.router, galleries.router, libraries.router, key_routes.router, health.router):
         app.include_router(router)
 
     static = Path(str(resources.files("faceverify.service") / "static"))

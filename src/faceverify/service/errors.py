@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from faceverify.errors import (
     BatchImageError,
     ConfigError,
+    CorrectionError,
     DeviceError,
     FaceVerifyError,
     FailureKind,
@@ -28,7 +29,9 @@ from faceverify.errors import (
     ModelMismatchError,
     PersonExistsError,
     ServiceError,
+    UnknownFaceError,
     UnknownGalleryError,
+    UnknownGroupError,
     UnknownPersonError,
     UnsupportedFormatError,
 )
@@ -44,6 +47,9 @@ log = logging.getLogger("faceverify.service")
 LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (UnknownGalleryError, 404, "unknown_gallery"),
     (UnknownPersonError, 404, "unknown_person"),
+    (UnknownGroupError, 404, "unknown_group"),
+    (UnknownFaceError, 404, "unknown_face"),
+    (CorrectionError, 409, "correction_refused"),
     (GalleryExistsError, 409, "gallery_exists"),
     (PersonExistsError, 409, "person_exists"),
     (IdempotencyError, 409, "idempotency_conflict"),

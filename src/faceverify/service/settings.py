@@ -141,6 +141,9 @@ class ServiceSettings(ModelSpec):
             One per worker process suits several workers, or a machine shared with others.
         match: how a gallery compares a probe with a person's faces (``best``/``centroid``).
         cors_origins: origins allowed to call the API from a browser; empty: CORS off.
+        library_roots: server folders inside which clients may have photo libraries scanned
+            (``POST /v1/libraries/{gallery}/scan``); empty: no scanning over HTTP. A folder
+            is checked after ``..`` and links are resolved, so neither leads out of a root.
     """
 
     db: str = field(default_factory=default_galleries)
@@ -153,6 +156,7 @@ class ServiceSettings(ModelSpec):
     limits: Limits = field(default_factory=Limits)
     batching: Batching = field(default_factory=Batching)
     cors_origins: tuple[str, ...] = ()
+    library_roots: tuple[str, ...] = ()
 
     _KIND: ClassVar[str] = "service setting"
 
@@ -171,6 +175,7 @@ class ServiceSettings(ModelSpec):
         raw["limits"] = Limits(**raw["limits"])
         raw["batching"] = Batching(**raw["batching"])
         raw["cors_origins"] = tuple(raw["cors_origins"])
+        raw["library_roots"] = tuple(raw["library_roots"])
         return cls.from_dict(raw)
 
     @classmethod
