@@ -103,6 +103,25 @@ def test_removal_is_final(store: GalleryStore, backend: str, location: Any) -> N
     assert store.faces_of("alice")[0][0] == "new-0"
 
 
+def test_removing_some_faces_keeps_the_person(store: GalleryStore, backend: str, location: Any) -> None:
+    store.add("alice", faces(3, 1, "a"), None)
+    store.add("bob", faces(1, 2, "b"), None)
+    probe = faces(3, 1, "a")[2].vector
+    probe /= np.linalg.norm(probe)
+    assert store.search(probe, 1, "best")[0].score == pytest.approx(1.0, abs=1e-5)
+    assert store.remove_faces("alice", ["a-2", "a-0", "b-0", "nobody"]) == 2  # bob's face is not hers
+    assert [h for h, _, _ in store.faces_of("alice")] == ["a-1"]
+    assert {p.name: p.faces for p in store.people()} == {"alice": 1, "bob": 1}
+    with open_backend(backend, location) as reopened:  # the removed face is found by nobody
+        best = reopened.search(probe, 2, "best")
+        assert all(m.score < 0.99 for m in best)
+    assert store.remove_faces("alice", ["a-1"]) == 1
+    assert {p.name: p.faces for p in store.people()} == {"alice": 0, "bob": 1}
+    assert [e.action for e in store.audit()][-2:] == ["remove", "remove"]
+    with pytest.raises(UnknownPersonError):
+        store.remove_faces("carol", ["a-1"])
+
+
 def test_a_second_handle_sees_writes_of_the_first(store: GalleryStore, backend: str, location: Any) -> None:
     with open_backend(backend, location) as other:
         assert other.search(faces(1, 1, "a")[0].vector, 1, "best") == []
