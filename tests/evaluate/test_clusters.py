@@ -222,7 +222,7 @@ def test_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_exports(tmp_path: Path) -> None:
     with pytest.raises(MetricsError, match='no "photos" list'):
         cluster_metrics({"faces": []}, tmp_path)
-    with pytest.raises(MetricsError, match="status 'lost' is not one of ok, no_face, failed"):
+    with pytest.raises(MetricsError, match="status 'lost' is not one of ok, duplicate, no_face, failed"):
         cluster_metrics({"photos": [_photo(tmp_path / "A/1.jpg", status="lost")]}, tmp_path)
     with pytest.raises(MetricsError, match="none of the 2 exported photos is in a person folder"):
         cluster_metrics(
