@@ -23,7 +23,9 @@ def _people(count: int, per: int, seed: int = 0, dim: int = 128) -> tuple[np.nda
 def _group(vectors: np.ndarray, constraints: Constraints | None = None, group: float = 0.9375) -> np.ndarray:
     neighbours, _ = nearest(vectors)
     photos = np.arange(len(vectors))
-    return group_faces(vectors, neighbours, Thresholds.from_group(group), constraints or Constraints(photos))
+    return group_faces(
+        vectors, neighbours, Thresholds.from_group(group), constraints or Constraints(photos)
+    ).labels
 
 
 def test_thresholds_follow_the_model_with_dlibs_own_ratio() -> None:
@@ -102,7 +104,9 @@ def test_grouping_with_groups_seeded_matches_grouping_all_at_once() -> None:
     first = _group(vectors[earlier])
     seeds = {int(g): earlier[first == g] for g in np.unique(first)}
     neighbours = neighbours_of(vectors, np.flatnonzero(later))
-    added = group_faces(vectors, neighbours, Thresholds.from_group(0.9375), Constraints(photos, seeds=seeds))
+    added = group_faces(
+        vectors, neighbours, Thresholds.from_group(0.9375), Constraints(photos, seeds=seeds)
+    ).labels
     assert bcubed(added, everything).f1 > 0.97
     assert bcubed(added, labels).f1 > 0.95
 
@@ -120,5 +124,8 @@ def test_a_lone_face_joins_its_nearest_faces_group_at_the_verification_threshold
     photos = np.arange(3)
     strict = Thresholds(0.9375, 0.95)
     loose = Thresholds(0.9375, 0.88)
-    assert len(set(group_faces(vectors, neighbours, strict, Constraints(photos)).tolist())) == 2
-    assert len(set(group_faces(vectors, neighbours, loose, Constraints(photos)).tolist())) == 1
+    apart = group_faces(vectors, neighbours, strict, Constraints(photos))
+    assert len(set(apart.labels.tolist())) == 2 and not apart.attached.any()
+    joined = group_faces(vectors, neighbours, loose, Constraints(photos))
+    assert len(set(joined.labels.tolist())) == 1
+    assert joined.attached.tolist() == [False, False, True]  # c joined the pair a, b made

@@ -28,7 +28,7 @@ from faceverify.cluster.corrections import Corrections
 from faceverify.cluster.method import Constraints, Thresholds, group_faces
 from faceverify.cluster.neighbours import DEFAULT_K, nearest, neighbours_of
 from faceverify.cluster.scan import ScanReport, scan_folder
-from faceverify.cluster.tables import Sql, read_meta, write_meta
+from faceverify.cluster.tables import PLACED, Sql, read_meta, write_meta
 from faceverify.errors import GalleryError, UnknownFaceError, UnknownGroupError
 from faceverify.paths import timestamp
 
@@ -200,11 +200,11 @@ class Library(Corrections):
         )
         good = state.pinned | (state.quality >= self.min_quality)
         report.poor = int((~good).sum())
-        labels = self._labels(state, good, full)
+        labels, attached = self._labels(state, good, full)
         report.common = _common_level(state.vectors[good])
         with self.store.sql_write() as db:
             _State.read_groups(self.sql, db, state)  # groups may have changed since the read
-            assigned = _assign_ids(self.sql, db, state, labels, full)
+            assigned = _assign_ids(self.sql, db, state, labels, attached, full)
             write_meta(self.sql, db, "thresholds", self.thresholds.to_dict())
             write_meta(self.sql, db, "common", report.common)
         sizes = Counter(g for g in assigned.tolist() if g >= 0)
@@ -222,8 +222,15 @@ class Library(Corrections):
         scanned = self.scan(folder, progress=progress)
         return scanned, self.group(full=full)
 
-    def _labels(self, state: _State, good: np.ndarray, full: bool) -> np.ndarray:
-        """A label per face (-1: not grouped); seeds keep their group id as label key."""
+    def _labels(self, state: _State, good: np.ndarray, full: bool) -> tuple[np.ndarray, np.ndarray]:
+        """A label per face (-1: not grouped) and which faces the second pass attached.
+
+        A full run starts from the user's pinned faces and searches every face's
+        neighbours. A run adding faces starts from the groups as they are, less the faces
+        the second pass attached (they are placed again, with the new faces' evidence);
+        it searches the neighbours of the new and those faces among all, and of faces left
+        alone before among the new ones only (their old neighbours did not group them).
+        """
         positions = np.flatnonzero(good)
         vectors = state.vectors[positions]
         constraints = Constraints(photos=state.photos[positions])
@@ -233,17 +240,26 @@ class Library(Corrections):
                 constraints.forbidden[where[face]] = set(rejected)
         constraints.anchored = set(state.anchored)
         constraints.apart = set(state.apart)
-        groups = state.group[positions]
-        seeded = state.pinned[positions] if full else groups >= 0
+        groups, placed, pinned = state.group[positions], state.placed[positions], state.pinned[positions]
+        kept = (groups >= 0) & (placed != PLACED["attached"])
+        seeded = pinned if full else pinned | kept
         for gid in np.unique(groups[seeded]).tolist():
             constraints.seeds[int(gid)] = np.flatnonzero(seeded & (groups == gid))
         if full:
             neighbours, _ = nearest(vectors, k=DEFAULT_K)
         else:
-            neighbours = neighbours_of(vectors, np.flatnonzero(~seeded), k=DEFAULT_K)
+            loose = ~seeded & (placed != PLACED["alone"])
+            neighbours = neighbours_of(vectors, np.flatnonzero(loose), k=DEFAULT_K)
+            alone = np.flatnonzero(~seeded & (placed == PLACED["alone"]))
+            if alone.size and loose.any():
+                near = neighbours_of(vectors, alone, k=DEFAULT_K, among=np.flatnonzero(loose))
+                neighbours[alone] = near[alone]
+        grouping = group_faces(vectors, neighbours, self.thresholds, constraints)
         labels = np.full(len(state.ids), -1, dtype=np.int64)
-        labels[positions] = group_faces(vectors, neighbours, self.thresholds, constraints)
-        return labels
+        labels[positions] = grouping.labels
+        attached = np.zeros(len(state.ids), dtype=bool)
+        attached[positions] = grouping.attached
+        return labels, attached
 
     # ---- reading the library -----------------------------------------------------------
 
@@ -429,6 +445,7 @@ class _State:
     quality: np.ndarray
     group: np.ndarray
     pinned: np.ndarray
+    placed: np.ndarray
     rejections: dict[int, set[int]] = field(default_factory=dict)  # face position -> groups
     anchored: set[int] = field(default_factory=set)
     named: set[int] = field(default_factory=set)
@@ -437,7 +454,9 @@ class _State:
 
     @classmethod
     def read(cls, sql: Sql, db: Any, dim: int) -> _State:
-        rows = sql.rows(db, "SELECT id, photo_id, vector, quality, group_id, pinned FROM {faces} ORDER BY id")
+        rows = sql.rows(
+            db, "SELECT id, photo_id, vector, quality, group_id, pinned, placed FROM {faces} ORDER BY id"
+        )
         n = len(rows)
         state = cls(
             ids=np.fromiter((r[0] for r in rows), np.int64, n),
@@ -448,6 +467,7 @@ class _State:
             quality=np.fromiter((r[3] for r in rows), np.float64, n),
             group=np.fromiter((-1 if r[4] is None else r[4] for r in rows), np.int64, n),
             pinned=np.fromiter((bool(r[5]) for r in rows), bool, n),
+            placed=np.fromiter((r[6] for r in rows), np.int64, n),
         )
         position = {int(i): p for p, i in enumerate(state.ids.tolist())}
         for fid, gid in sql.rows(db, "SELECT face_id, group_id FROM {rejections}"):
@@ -465,15 +485,15 @@ class _State:
         state.named = {int(r[0]) for r in rows if r[2] is not None}
 
 
-def _assign_ids(sql: Sql, db: Any, state: _State, labels: np.ndarray, full: bool) -> np.ndarray:
-    """Turn a run's labels into stored group ids and write the changes; returns the ids."""
+def _assign_ids(
+    sql: Sql, db: Any, state: _State, labels: np.ndarray, attached: np.ndarray, full: bool
+) -> np.ndarray:
+    """Turn a run's labels into stored group ids and write the changes (group and how each
+    face was placed); returns the ids (-1: in no group)."""
     assigned = np.full(len(state.ids), -1, dtype=np.int64)
-    members: dict[int, np.ndarray] = {
-        int(k): np.flatnonzero(labels == k) for k in np.unique(labels[labels >= 0]).tolist()
-    }
     taken: set[int] = set()
     pending: list[tuple[int, np.ndarray]] = []
-    for faces in members.values():
+    for faces in _members(labels):
         old = Counter(g for g in state.group[faces].tolist() if g >= 0 and g in state.all_groups)
         fixed = [g for g in old if g in state.anchored or g in state.named]
         keep = fixed[0] if fixed else None
@@ -484,7 +504,7 @@ def _assign_ids(sql: Sql, db: Any, state: _State, labels: np.ndarray, full: bool
             assigned[faces] = keep
         elif len(faces) > 1:
             pending.append((len(faces), faces))
-    # a full run's new groups take the ids of the old groups they overlap most
+    # new groups take the ids of the old groups they overlap most
     pending.sort(key=lambda item: -item[0])
     now = timestamp()
     for _, faces in pending:
@@ -494,20 +514,24 @@ def _assign_ids(sql: Sql, db: Any, state: _State, labels: np.ndarray, full: bool
         if old:
             gid = old.most_common(1)[0][0]
         else:
-            gid = int(
-                sql.rows(db, "INSERT INTO {groups} (anchored, created) VALUES (0, ?) RETURNING id", (now,))[
-                    0
-                ][0]
-            )
+            made = sql.rows(db, "INSERT INTO {groups} (anchored, created) VALUES (0, ?) RETURNING id", (now,))
+            gid = int(made[0][0])
         taken.add(gid)
         assigned[faces] = gid
-    changed = np.flatnonzero((assigned != state.group) & ~state.pinned)
+    assigned[state.pinned] = state.group[state.pinned]
+    placed = np.where(
+        assigned < 0, PLACED["alone"], np.where(attached, PLACED["attached"], PLACED["grouped"])
+    )
+    placed[state.pinned] = PLACED["grouped"]
+    changed = np.flatnonzero((assigned != state.group) | (placed != state.placed))
     sql.many(
         db,
-        "UPDATE {faces} SET group_id = ? WHERE id = ?",
-        ((None if assigned[p] < 0 else int(assigned[p]), int(state.ids[p])) for p in changed.tolist()),
+        "UPDATE {faces} SET group_id = ?, placed = ? WHERE id = ?",
+        (
+            (None if assigned[p] < 0 else int(assigned[p]), int(placed[p]), int(state.ids[p]))
+            for p in changed.tolist()
+        ),
     )
-    assigned[state.pinned] = state.group[state.pinned]
     # groups nobody is in any more go, unless named (a person of the gallery)
     sql.run(
         db,
@@ -515,6 +539,16 @@ def _assign_ids(sql: Sql, db: Any, state: _State, labels: np.ndarray, full: bool
         "AND NOT EXISTS (SELECT 1 FROM {faces} f WHERE f.group_id = {groups}.id)",
     )
     return assigned
+
+
+def _members(labels: np.ndarray) -> list[np.ndarray]:
+    """The positions of each label's faces (labels >= 0), by one sort."""
+    positions = np.flatnonzero(labels >= 0)
+    if positions.size == 0:
+        return []
+    order = positions[np.argsort(labels[positions], kind="stable")]
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return np.split(order, cuts)
 
 
 def _common_level(vectors: np.ndarray) -> float:

@@ -25,9 +25,8 @@ only groups that hold neighbouring faces are compared, so 100k faces need no 100
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -114,14 +113,22 @@ class _Group:
     forbidden: set[int]
 
 
+class Grouping(NamedTuple):
+    """A run's result: a label per face (0..G-1, one per group, singletons included; the
+    seeds' faces in their seed's group), and which faces the second pass attached (a run
+    adding faces places those again: they joined a group on one face's evidence)."""
+
+    labels: np.ndarray
+    attached: np.ndarray
+
+
 def group_faces(
     vectors: np.ndarray,
     neighbours: np.ndarray,
     thresholds: Thresholds,
     constraints: Constraints,
-) -> np.ndarray:
-    """Group unit ``vectors`` (``[n, d]``); returns a label per face (0..G-1, one per group,
-    singletons included), the seeds' faces in their seed's group.
+) -> Grouping:
+    """Group unit ``vectors`` (``[n, d]``).
 
     Args:
         neighbours: ``[n, k]`` positions of each face's nearest faces (-1 pads); only
@@ -131,9 +138,11 @@ def group_faces(
     groups, owner = _initial(vectors, constraints)
     links = _candidate_links(neighbours, owner)
     _agglomerate(groups, owner, links, thresholds.group, constraints)
-    _attach_lone(vectors, neighbours, groups, owner, thresholds.attach, constraints)
+    attached = _attach_lone(vectors, neighbours, groups, owner, thresholds.attach, constraints)
     _, labels = np.unique(_roots(owner, n), return_inverse=True)
-    return labels.astype(np.int64)
+    mask = np.zeros(n, dtype=bool)
+    mask[attached] = True
+    return Grouping(labels.astype(np.int64), mask)
 
 
 def _initial(vectors: np.ndarray, c: Constraints) -> tuple[dict[int, _Group], np.ndarray]:
@@ -161,15 +170,14 @@ def _initial(vectors: np.ndarray, c: Constraints) -> tuple[dict[int, _Group], np
     return groups, owner
 
 
-def _candidate_links(neighbours: np.ndarray, owner: np.ndarray) -> set[tuple[int, int]]:
-    """Pairs of starting groups that hold neighbouring faces."""
+def _candidate_links(neighbours: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """``[m, 2]`` pairs of starting groups that hold neighbouring faces (each pair once)."""
     rows = np.repeat(np.arange(len(neighbours)), neighbours.shape[1])
     cols = neighbours.reshape(-1)
     keep = cols >= 0
     a, b = owner[rows[keep]], owner[cols[keep]]
     pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
-    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
-    return {(int(x), int(y)) for x, y in pairs}
+    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
 
 
 def _link(a: _Group, b: _Group) -> float:
@@ -218,19 +226,16 @@ def _roots(owner: np.ndarray, n: int) -> np.ndarray:
 def _agglomerate(
     groups: dict[int, _Group],
     owner: np.ndarray,
-    links: Iterable[tuple[int, int]],
+    links: np.ndarray,
     threshold: float,
     c: Constraints,
 ) -> None:
     """Merge the most alike pair of neighbouring groups while it reaches ``threshold``."""
     adjacent: dict[int, set[int]] = {g: set() for g in groups}
-    heap: list[tuple[float, int, int, int, int]] = []
-    for a, b in links:
+    for a, b in links.tolist():
         adjacent[a].add(b)
         adjacent[b].add(a)
-        value = _link(groups[a], groups[b])
-        if value >= threshold:
-            heap.append((-value, a, b, groups[a].size, groups[b].size))
+    heap = _first_links(groups, links, threshold)
     heapq.heapify(heap)
     while heap:
         _, a, b, size_a, size_b = heapq.heappop(heap)
@@ -246,6 +251,29 @@ def _agglomerate(
             adjacent[other].discard(gone)
             adjacent[other].add(kept)
         _push_links(heap, groups, kept, near, threshold)
+
+
+def _first_links(
+    groups: dict[int, _Group], links: np.ndarray, threshold: float
+) -> list[tuple[float, int, int, int, int]]:
+    """Heap entries of the starting pairs that reach ``threshold``, scored in blocks (one
+    row-wise product per block, not a call per pair)."""
+    if len(links) == 0:
+        return []
+    heads = np.unique(links)
+    where = {int(h): i for i, h in enumerate(heads.tolist())}
+    totals = np.stack([groups[int(h)].total for h in heads.tolist()])
+    sizes = np.array([groups[int(h)].size for h in heads.tolist()], dtype=np.float64)
+    left = np.fromiter((where[a] for a in links[:, 0].tolist()), np.int64, len(links))
+    right = np.fromiter((where[b] for b in links[:, 1].tolist()), np.int64, len(links))
+    entries: list[tuple[float, int, int, int, int]] = []
+    for start in range(0, len(links), 65536):
+        i, j = left[start : start + 65536], right[start : start + 65536]
+        values = np.einsum("ij,ij->i", totals[i], totals[j]) / (sizes[i] * sizes[j])
+        for k in np.flatnonzero(values >= threshold).tolist():
+            a, b = int(heads[i[k]]), int(heads[j[k]])
+            entries.append((-float(values[k]), a, b, int(sizes[i[k]]), int(sizes[j[k]])))
+    return entries
 
 
 def _push_links(
@@ -274,9 +302,10 @@ def _attach_lone(
     owner: np.ndarray,
     threshold: float,
     c: Constraints,
-) -> None:
+) -> list[int]:
     """A face still alone joins the group of its nearest allowed face when their average
-    similarity reaches ``threshold`` (the model's verification threshold)."""
+    similarity reaches ``threshold`` (the model's verification threshold); returns them."""
+    attached: list[int] = []
     for i in range(len(vectors)):
         root = _find(owner, i)
         if groups[root].size != 1 or groups[root].seeds:
@@ -288,5 +317,9 @@ def _attach_lone(
             if other == root:
                 continue
             if _link(groups[root], groups[other]) >= threshold and _allowed(groups[root], groups[other], c):
+                if groups[other].size == 1 and not groups[other].seeds:
+                    attached.append(other)  # a pair made by this pass: both on one face's evidence
                 _merge(groups, owner, other, root)
+                attached.append(i)
             break  # only the nearest face's group is considered, as a verification would
+    return attached

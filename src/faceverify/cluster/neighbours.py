@@ -50,15 +50,19 @@ def nearest(
     return positions, scores
 
 
-def neighbours_of(vectors: np.ndarray, rows: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-    """``[n, k]`` nearest faces of the faces at ``rows`` among all ``vectors`` (never
-    themselves), best first; every other row is -1. A run adding faces searches only for
-    the new and lone faces: the groups already made are compared through them."""
+def neighbours_of(
+    vectors: np.ndarray, rows: np.ndarray, k: int = DEFAULT_K, *, among: np.ndarray | None = None
+) -> np.ndarray:
+    """``[n, k]`` nearest faces of the faces at ``rows`` among all ``vectors`` (or only the
+    positions ``among``), never themselves, best first; every other row is -1. A run adding
+    faces searches only for the new faces: the groups already made are compared through them."""
     table = np.full((len(vectors), k), -1, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return table
-    found, _ = nearest(vectors, vectors[rows], k=k + 1)
+    pool = np.arange(len(vectors)) if among is None else np.asarray(among, dtype=np.int64)
+    found, _ = nearest(vectors[pool], vectors[rows], k=k + 1)
+    found = np.where(found >= 0, pool[np.maximum(found, 0)], -1)
     found = np.where(found == rows[:, None], -1, found)
     order = np.argsort(found < 0, axis=1, kind="stable")  # the -1s (itself, padding) last
     table[rows] = np.take_along_axis(found, order, axis=1)[:, :k]

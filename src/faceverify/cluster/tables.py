@@ -13,7 +13,8 @@ Tables (``library_*`` in SQLite, ``faceverify_library_*`` in PostgreSQL, one :da
   (``ok``, ``no_face``, ``failed``, ``duplicate``) and why.
 * ``faces``: every face of a photo: box, landmarks, detector score, quality, the vector,
   its group (NULL: alone or too poor to group), ``pinned`` (the user put it there: no run
-  moves it) and ``enrolled`` (it is one of its named group's faces in the gallery).
+  moves it), ``enrolled`` (it is one of its named group's faces in the gallery) and
+  ``placed``, how the last run placed it (:data:`PLACED`).
 * ``groups``: a person found by clustering; ``person_id`` once named; ``anchored`` once
   the user shaped it (such groups never merge by themselves).
 * ``rejections``: "not this person": a face that must never join a group.
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS {faces} (
     vector {blob} NOT NULL,
     group_id {int} REFERENCES {groups}(id) ON DELETE CASCADE,
     pinned INTEGER NOT NULL DEFAULT 0,
-    enrolled INTEGER NOT NULL DEFAULT 0
+    enrolled INTEGER NOT NULL DEFAULT 0,
+    placed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS {faces}_photo ON {faces}(photo_id);
 CREATE INDEX IF NOT EXISTS {faces}_group ON {faces}(group_id);
@@ -85,6 +87,9 @@ CREATE TABLE IF NOT EXISTS {apart} (
     PRIMARY KEY (a, b)
 )
 """
+#: How a run placed a face (the ``placed`` column): not grouped yet, left alone, grouped with
+#: others, or attached to a group by the second pass (a run adding faces places those again).
+PLACED = {"new": 0, "alone": 1, "grouped": 2, "attached": 3}
 #: Column types per dialect (ids are never reused: SQLite's AUTOINCREMENT, PostgreSQL's sequences).
 _TYPES = {
     "sqlite": {"key": "INTEGER PRIMARY KEY AUTOINCREMENT", "int": "INTEGER", "real": "REAL", "blob": "BLOB"},
