@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end and offline, with a real face network (dlib's, installed from PyPI):
 # embed a folder of photos, verify a same-person and a different-person pair, enrol everyone,
-# identify every face in the probe photos, and draw the answers onto a picture.
+# identify every face in the probe photos, draw the answers onto a picture, and group every
+# face of the folder by person (a photo library, with a contact sheet).
 # Usage: scripts/demo.sh [GALLERY_FOLDER [PROBES_FOLDER]]  (GALLERY holds one sub-folder per person)
 set -euo pipefail
 gallery="${1:-${IMAGES:-../shared/faces/gallery}}"
@@ -45,3 +46,9 @@ if [[ -d "$probes" ]]; then
   "$fv" detect "$probes" --db "$out/gallery" "${model[@]}" --annotate "$out/annotated" -q
   echo "== annotated photos: $out/annotated/*.png" >&2
 fi
+
+photos="$(dirname "$gallery")"
+echo "== grouping every face under $photos by person (nobody named yet) -> $out/sheet.html" >&2
+"$fv" cluster "$photos" --db "$out/library" "${model[@]}" --sheet "$out/sheet.html" -q || [[ $? == 3 ]]
+"$fv" people list --db "$out/library"
+echo "== contact sheet: $out/sheet.html (one row of faces per group; name one: faceverify people name ID NAME --db $out/library)" >&2
