@@ -191,3 +191,38 @@ def test_detection_on_a_reduced_photo_is_the_users_trade(shared_faces: Path) -> 
     assert abs(again.width - face.width) < 0.15 * face.width  # boxes in the photo's own pixels
     with pytest.raises(ConfigError, match="max_side 8 is too small"):
         FaceOptions(max_side=8)
+
+
+def test_enrolment_refuses_a_face_too_poor_to_trust(
+    dlib_model: Any, shared_faces: Path, tmp_path: Path
+) -> None:
+    from PIL import ImageFilter
+
+    from faceverify.errors import NothingEnrolledError
+    from faceverify.faces.quality import MIN_QUALITY
+
+    photo = Image.open(shared_faces / "gallery" / "obama" / "obama.jpg")
+    blurred = tmp_path / "blurred.jpg"
+    photo.filter(ImageFilter.GaussianBlur(photo.width / 80)).save(blurred)
+    assert FaceOptions().for_job("enroll").min_quality == MIN_QUALITY
+    assert FaceOptions().for_job("identify").min_quality == 0.0  # only enrolment is gated
+    assert FaceOptions(min_quality=0.3).for_job("enroll").min_quality == 0.3
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        FaceOptions(min_quality=2)
+    gallery = fv.open_gallery(tmp_path / "g", dlib_model)
+    with (
+        gallery,
+        pytest.raises(NothingEnrolledError, match=r"too poor to trust: quality 0\.\d\d below 0\.75, blurred"),
+    ):
+        gallery.enroll("obama", [blurred])
+    sharp = shared_faces / "gallery" / "obama" / "obama2.jpg"
+    with fv.open_gallery(tmp_path / "g", dlib_model) as gallery:
+        result = gallery.enroll("obama", [blurred, sharp])  # the good photo in, the poor one reported
+        assert result.added == 1 and "too poor" in result.skipped[0]
+        # identification is not gated: it answers (the blur costs the match its margin)
+        assert gallery.identify(blurred).matches[0].name == "obama"
+    lenient = fv.open_gallery(tmp_path / "g2", dlib_model, faces=FaceOptions(min_quality=0))
+    with lenient:
+        assert lenient.enroll("obama", [blurred]).added == 1
+    embedded = fv.embed_images(dlib_model, [blurred], faces=FaceOptions(min_quality=MIN_QUALITY))
+    assert [f.kind for f in embedded.failures] == [FailureKind.POOR_FACE]

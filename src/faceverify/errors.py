@@ -23,13 +23,15 @@ class FailureKind(Choice):
 
     ``unreadable``: not an image faceverify decodes (missing, corrupt, unsupported,
     too small or too big); ``no_face``: detection found no face; ``several_faces``: the
-    photo shows several faces where one was needed; ``duplicate``: the image is enrolled
-    already; ``no_person``: a bulk enrolment found it outside every person's folder.
+    photo shows several faces where one was needed; ``poor_face``: its face is too small,
+    blurred or turned to trust (enrolment); ``duplicate``: the image is enrolled already;
+    ``no_person``: a bulk enrolment found it outside every person's folder.
     """
 
     UNREADABLE = "unreadable"
     NO_FACE = "no_face"
     SEVERAL_FACES = "several_faces"
+    POOR_FACE = "poor_face"
     DUPLICATE = "duplicate"
     NO_PERSON = "no_person"
 
@@ -99,6 +101,13 @@ class SeveralFacesError(ImageError):
             "faces (largest, all, skip)",
         )
         self.boxes = list(boxes)
+
+
+class PoorFaceError(ImageError):
+    """The face found is too poor (small, blurred, turned away) to enrol: a gallery face
+    every later identification is compared with must be a good one."""
+
+    kind = FailureKind.POOR_FACE
 
 
 class UnsupportedFormatError(ImageError):

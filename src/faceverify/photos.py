@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from faceverify.checks import check_choice
-from faceverify.errors import Choice, ConfigError, NoFaceError, SeveralFacesError
+from faceverify.errors import Choice, ConfigError, NoFaceError, PoorFaceError, SeveralFacesError
 from faceverify.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, MIN_MAX_SIDE
 
 if TYPE_CHECKING:
@@ -92,6 +92,11 @@ class FaceOptions:
             the model's template) instead of being reported as without a face; its row then
             has no face (``None``), and a warning says so. Off by default: a whole photo is
             not a face, and its vector matches nobody well.
+        min_quality: faces below this quality (:func:`faceverify.faces.quality.face_quality`)
+            are refused (a :class:`~faceverify.errors.PoorFaceError` when none is left);
+            None (default) takes the job's own: :data:`~faceverify.faces.quality.MIN_QUALITY`
+            for enrolment (a blurry profile in a gallery spoils every later match), no
+            gate for the others; 0 turns it off.
     """
 
     detect: bool | None = None
@@ -102,6 +107,7 @@ class FaceOptions:
     score_threshold: float = 0.0
     several: SeveralFaces | str | None = None
     whole_if_no_face: bool = False
+    min_quality: float | None = None
 
     def __post_init__(self) -> None:
         from faceverify.faces.detect import check_detector
@@ -117,14 +123,19 @@ class FaceOptions:
         if self.several is not None:
             policy = check_choice("several-faces policy", str(self.several), POLICIES)
             object.__setattr__(self, "several", SeveralFaces(policy))
+        if self.min_quality is not None and not 0.0 <= self.min_quality <= 1.0:
+            raise ConfigError(f"min_quality {self.min_quality!r} must be between 0 and 1 (0: no gate)")
 
     def applies_to(self, model: Embedder) -> bool:
         return model.preprocess.face_template is not None if self.detect is None else self.detect
 
     def for_job(self, job: str) -> FaceOptions:
-        """These options with the job's policy for several faces, unless one was chosen."""
+        """These options with the job's policy for several faces and its quality gate,
+        unless they were chosen."""
         check_choice("job", job, tuple(JOB_DEFAULTS))
-        return self if self.several is not None else replace(self, several=JOB_DEFAULTS[job])
+        several = self.several if self.several is not None else JOB_DEFAULTS[job]
+        quality = self.min_quality if self.min_quality is not None else _job_min_quality(job)
+        return replace(self, several=several, min_quality=quality)
 
     @property
     def policy(self) -> SeveralFaces:
@@ -179,6 +190,8 @@ def prepare_photo(
         side = face_template_size(model)
         return [PreparedFace(model.prepare(image.resize((side, side), PILImage.Resampling.BILINEAR)))]
     chosen = choose_faces(faces, options.policy, source)
+    if options.min_quality:
+        chosen = good_enough(pixels, chosen, options.min_quality, source)
     chips = align_faces(pixels, chosen, face_template(model))
     return [
         PreparedFace(model.prepare(PILImage.fromarray(chip)), face, len(faces))
@@ -201,6 +214,36 @@ def choose_faces(faces: list[Face], policy: SeveralFaces, source: str) -> list[F
         log.warning("%s: %d faces found; using the largest", source, len(faces))
         return faces[:1]
     raise SeveralFacesError(source, [face.box for face in faces])
+
+
+def good_enough(pixels: np.ndarray, faces: list[Face], minimum: float, source: str) -> list[Face]:
+    """The faces whose quality reaches ``minimum``; a :class:`PoorFaceError` naming what is
+    wrong with the best of them when none does."""
+    from faceverify.faces.quality import face_quality
+
+    measured = [(face, face_quality(pixels, face)) for face in faces]
+    kept = [face for face, quality in measured if quality.score >= minimum]
+    if kept:
+        if len(kept) < len(faces):
+            log.warning(
+                "%s: %d of %d faces left out, too poor to trust", source, len(faces) - len(kept), len(faces)
+            )
+        return kept
+    best = max((quality for _, quality in measured), key=lambda q: q.score)
+    raise PoorFaceError(
+        source,
+        f"the face is too poor to trust: quality {best.score:.2f} below {minimum:g}, "
+        f"{best.weakest()}; use a sharper, larger, more frontal photo (or --min-quality 0 to take it anyway)",
+    )
+
+
+def _job_min_quality(job: str) -> float:
+    """The quality gate a job takes when none is given: enrolment's only."""
+    if job != "enroll":
+        return 0.0
+    from faceverify.faces.quality import MIN_QUALITY
+
+    return MIN_QUALITY
 
 
 def find_faces(pixels: np.ndarray, options: FaceOptions) -> list[Face]:

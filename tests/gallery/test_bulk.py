@@ -47,6 +47,7 @@ def test_a_folder_tree_enrols_each_person_once_and_reports_every_bad_image(
             "unreadable": 1,
             "no_face": 0,
             "several_faces": 0,
+            "poor_face": 0,
             "duplicate": 1,
             "no_person": 1,
         }

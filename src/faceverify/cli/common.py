@@ -180,6 +180,7 @@ def face_options(args: argparse.Namespace, job: str | None) -> FaceOptions:
         min_size=args.min_face,
         several=getattr(args, "faces", None),
         whole_if_no_face=getattr(args, "whole_if_no_face", False),
+        min_quality=getattr(args, "face_min_quality", None),
     )
     return options if job is None else options.for_job(job)
 

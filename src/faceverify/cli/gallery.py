@@ -313,6 +313,12 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
     p.add_argument("name", nargs="?", metavar="NAME")
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="metadata to store (repeatable)")
+    p.add_argument(
+        "--min-quality",
+        dest="face_min_quality",
+        type=float,
+        help="refuse faces below this quality: too small, blurred or turned (0.75; 0 takes every face)",
+    )
     bulk = p.add_argument_group("many people at once")
     bulk.add_argument(
         "--from-folder",

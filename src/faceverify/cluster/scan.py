@@ -219,7 +219,8 @@ def _embed_and_write(
     with_faces = [p for p in photos if p.faces and p.image is not None]
     vectors: dict[int, np.ndarray] = {}
     if with_faces:
-        options = replace(gallery.faces, several=SeveralFaces.ALL, whole_if_no_face=False)
+        # every face is kept (poor ones too, left ungrouped by the library's own gate)
+        options = replace(gallery.faces, several=SeveralFaces.ALL, whole_if_no_face=False, min_quality=0.0)
         embedded = embed_images(
             gallery.model,
             [p.image for p in with_faces],

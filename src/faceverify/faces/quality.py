@@ -132,6 +132,17 @@ class FaceQuality:
     detector: float
     yaw: float
 
+    def weakest(self) -> str:
+        """What pulls the score down most, in words (``too small``, ``blurred``, ``turned
+        away``, ``unsure detection``), with the measurement."""
+        factors = {
+            f"too small ({self.size:.0f} px)": _ramp(self.size, *SIZE_PIVOTS, log=True),
+            f"blurred (sharpness {self.sharpness:.1f})": _ramp(self.sharpness, *SHARPNESS_PIVOTS, log=True),
+            f"turned away (about {self.yaw * 90:.0f} degrees)": 1.0 - _ramp(self.yaw, *YAW_PIVOTS),
+            f"unsure detection ({self.detector:.2f})": self.detector,
+        }
+        return min(factors, key=lambda name: factors[name])
+
     def to_dict(self) -> dict[str, float]:
         """The measurements as JSON numbers, to four decimals."""
         return {

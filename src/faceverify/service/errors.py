@@ -56,7 +56,11 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (ModelMismatchError, 409, "model_mismatch"),
     (GalleryError, 422, "gallery_error"),
     (UnsupportedFormatError, 415, "unsupported_format"),  # EPS, PSD, JPEG 2000...: never parsed
-    (ImageError, 422, "invalid_image"),  # "no_face" / "several_faces" by its kind (see classify)
+    (
+        ImageError,
+        422,
+        "invalid_image",
+    ),  # "no_face" / "several_faces" / "poor_face" by its kind (see classify)
     (BatchImageError, 422, "invalid_image"),
     (InputError, 422, "invalid_input"),
     (ConfigError, 422, "invalid_argument"),
@@ -78,7 +82,11 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, str]]:
         exc = cause
     if isinstance(exc, ServiceError):
         return exc.status, exc.code, str(exc), exc.headers
-    if isinstance(exc, ImageError) and exc.kind in (FailureKind.NO_FACE, FailureKind.SEVERAL_FACES):
+    if isinstance(exc, ImageError) and exc.kind in (
+        FailureKind.NO_FACE,
+        FailureKind.SEVERAL_FACES,
+        FailureKind.POOR_FACE,
+    ):
         return 422, exc.kind.value, str(exc), {}
     if isinstance(exc, FaceVerifyError):
         status, code = next((s, c) for kind, s, c in LIBRARY_ERRORS if isinstance(exc, kind))
