@@ -282,3 +282,13 @@ def test_default_gallery_not_created_yet_is_fine(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     check = check_gallery(None)
     assert check.status == "ok" and not check.required and "no gallery yet" in check.detail
+
+
+def test_faceverify_is_reported_with_its_package_folder() -> None:
+    from pathlib import Path
+
+    import faceverify
+    from faceverify.doctor.runtimes import check_faceverify
+
+    check = check_faceverify()
+    assert check.status == "ok" and check.detail.endswith(f"({Path(faceverify.__file__).resolve().parent})")
