@@ -156,7 +156,11 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         type=float,
         help="grouping threshold in cosine (default: from the model's own threshold; see docs/clustering.md)",
     )
-    p.add_argument("--min-quality", type=float, help="faces below this quality stay ungrouped (0.3)")
+    p.add_argument(
+        "--min-quality",
+        type=float,
+        help="faces below this quality stay ungrouped (0.75; see detect --quality)",
+    )
     p.add_argument("--export", metavar="FILE.json", help="also write photo -> faces -> person as JSON")
     p.add_argument(
         "--sheet", metavar="FILE.html", help="also write a contact sheet: a row of faces per group"

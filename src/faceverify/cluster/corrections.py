@@ -106,12 +106,11 @@ class Corrections:
                     self.sql.run(
                         db, "UPDATE {faces} SET group_id = ?, pinned = 1 WHERE group_id = ?", (survivor, g)
                     )
-                    self.sql.run(db, "UPDATE {rejections} SET group_id = ? WHERE group_id = ?", (survivor, g))
+                    _move_marks(self.sql, db, g, survivor)
                     self.sql.run(db, "DELETE FROM {groups} WHERE id = ?", (g,))
             self.sql.run(db, "UPDATE {faces} SET pinned = 1 WHERE group_id = ?", (survivor,))
             self.sql.run(db, "UPDATE {groups} SET anchored = 1 WHERE id = ?", (survivor,))
-        if rows[survivor][1] is not None:
-            self._enrol(self._person_name(int(rows[survivor][1])), moving, create=False)
+        self._enrol_confirmed(survivor)
         return survivor
 
     def split(self, group: int, faces: Iterable[int]) -> int:
@@ -120,7 +119,7 @@ class Corrections:
         for face in leaving:
             self._face_group(face)  # an unknown face is an error of its own
         staying = [f for f in self._face_ids(group) if f not in leaving]
-        row = self._group_row(group)
+        self._group_row(group)
         outside = sorted(set(leaving) - set(self._face_ids(group)))
         if outside or not leaving:
             raise CorrectionError(
@@ -140,7 +139,7 @@ class Corrections:
             self.sql.run(db, "UPDATE {faces} SET pinned = 1 WHERE group_id = ?", (group,))
             self.sql.run(db, "UPDATE {groups} SET anchored = 1 WHERE id = ?", (group,))
             self.sql.run(db, "INSERT INTO {apart} (a, b) VALUES (?, ?)", (group, new))
-        del row
+        self._enrol_confirmed(group)
         return new
 
     def move(self, face: int, group: int | None) -> int:
@@ -160,15 +159,14 @@ class Corrections:
         if current is not None and current == group:
             with self.store.sql_write() as db:
                 self.sql.run(db, "UPDATE {faces} SET pinned = 1 WHERE id = ?", (face,))
+            self._enrol_confirmed(group)
             return group
         self._unenrol([face])
         with self.store.sql_write() as db:
             target = group if group is not None else new_group(self.sql, db, timestamp(), anchored=True)
             self.sql.run(db, "UPDATE {faces} SET group_id = ?, pinned = 1 WHERE id = ?", (target, face))
             self.sql.run(db, "UPDATE {groups} SET anchored = 1 WHERE id = ?", (target,))
-        person = self._group_row(target)[1]
-        if person is not None:
-            self._enrol(self._person_name(int(person)), [face], create=False)
+        self._enrol_confirmed(target)
         return target
 
     def reject(self, face: int, group: int) -> None:
@@ -187,8 +185,22 @@ class Corrections:
                 self.sql.run(db, "UPDATE {faces} SET group_id = NULL, pinned = 0 WHERE id = ?", (face,))
             self.sql.run(db, "UPDATE {faces} SET pinned = 1 WHERE group_id = ?", (group,))
             self.sql.run(db, "UPDATE {groups} SET anchored = 1 WHERE id = ?", (group,))
+        self._enrol_confirmed(group)
 
     # ---- helpers ------------------------------------------------------------------------
+
+    def _enrol_confirmed(self, group: int) -> None:
+        """A named group's person gets every confirmed face of the group not enrolled yet
+        (a merge, split, move or mark confirms faces; ``identify`` then finds them)."""
+        person = self._group_row(group)[1]
+        if person is None:
+            return
+        with self.store.sql_read() as db:
+            rows = self.sql.rows(
+                db, "SELECT id FROM {faces} WHERE group_id = ? AND pinned = 1 AND enrolled = 0", (group,)
+            )
+        if rows:
+            self._enrol(self._person_name(int(person)), [int(r[0]) for r in rows], create=False)
 
     def _group_row(self, group: int) -> tuple[int, Any]:
         with self.store.sql_read() as db:
@@ -304,3 +316,24 @@ class Corrections:
             ids = [int(r[0]) for r in rows]
             with self.store.sql_write() as db:
                 self.sql.run(db, f"UPDATE {{faces}} SET enrolled = 0 WHERE id IN ({marks(len(ids))})", ids)
+
+
+def _move_marks(sql: Sql, db: Any, gone: int, survivor: int) -> None:
+    """A merged-away group's "not this person" marks and "kept apart" pairs become the
+    survivor's (a mark both held stays one)."""
+    sql.run(
+        db,
+        "INSERT INTO {rejections} (face_id, group_id) SELECT face_id, ? FROM {rejections} "
+        "WHERE group_id = ? ON CONFLICT DO NOTHING",
+        (survivor, gone),
+    )
+    sql.run(
+        db,
+        "INSERT INTO {apart} (a, b) SELECT ?, b FROM {apart} WHERE a = ? AND b <> ? ON CONFLICT DO NOTHING",
+        (survivor, gone, survivor),
+    )
+    sql.run(
+        db,
+        "INSERT INTO {apart} (a, b) SELECT a, ? FROM {apart} WHERE b = ? AND a <> ? ON CONFLICT DO NOTHING",
+        (survivor, gone, survivor),
+    )

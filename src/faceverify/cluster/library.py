@@ -190,8 +190,9 @@ class Library(Corrections):
         """Group the faces by person; new and lone faces only, unless ``full`` (or the
         thresholds changed since the last run). Corrections hold either way."""
         started = time.perf_counter()
+        dim = self._dim()  # before the read: a pooled store must not need a second connection
         with self.store.sql_read() as db:
-            state = _State.read(self.sql, db, self._dim())
+            state = _State.read(self.sql, db, dim)
             last = read_meta(self.sql, db, "thresholds")
         if last is None or Thresholds.from_dict(last) != self.thresholds:
             full = True
@@ -200,11 +201,12 @@ class Library(Corrections):
         )
         good = state.pinned | (state.quality >= self.min_quality)
         report.poor = int((~good).sum())
-        labels, attached = self._labels(state, good, full)
+        labels, attached, seeded = self._labels(state, good, full)
         report.common = _common_level(state.vectors[good])
         with self.store.sql_write() as db:
             _State.read_groups(self.sql, db, state)  # groups may have changed since the read
-            assigned = _assign_ids(self.sql, db, state, labels, attached, full)
+            touched = _changed_meanwhile(self.sql, db, state)
+            assigned = _assign_ids(self.sql, db, state, labels, attached, seeded, touched, full)
             write_meta(self.sql, db, "thresholds", self.thresholds.to_dict())
             write_meta(self.sql, db, "common", report.common)
         sizes = Counter(g for g in assigned.tolist() if g >= 0)
@@ -222,8 +224,11 @@ class Library(Corrections):
         scanned = self.scan(folder, progress=progress)
         return scanned, self.group(full=full)
 
-    def _labels(self, state: _State, good: np.ndarray, full: bool) -> tuple[np.ndarray, np.ndarray]:
-        """A label per face (-1: not grouped) and which faces the second pass attached.
+    def _labels(
+        self, state: _State, good: np.ndarray, full: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A label per face (-1: not grouped), which faces the second pass attached, and
+        which faces started in their group (the seeds: they carry its id).
 
         A full run starts from the user's pinned faces and searches every face's
         neighbours. A run adding faces starts from the groups as they are, less the faces
@@ -259,7 +264,9 @@ class Library(Corrections):
         labels[positions] = grouping.labels
         attached = np.zeros(len(state.ids), dtype=bool)
         attached[positions] = grouping.attached
-        return labels, attached
+        seeds = np.zeros(len(state.ids), dtype=bool)
+        seeds[positions] = seeded
+        return labels, attached, seeds
 
     # ---- reading the library -----------------------------------------------------------
 
@@ -485,31 +492,62 @@ class _State:
         state.named = {int(r[0]) for r in rows if r[2] is not None}
 
 
+def _changed_meanwhile(sql: Sql, db: Any, state: _State) -> np.ndarray:
+    """Faces whose group or pin changed since the run read them (a correction made by
+    another process meanwhile), or that are gone: the run leaves them as they are now."""
+    now = {
+        int(r[0]): (-1 if r[1] is None else int(r[1]), bool(r[2]))
+        for r in sql.rows(db, "SELECT id, group_id, pinned FROM {faces}")
+    }
+    return np.fromiter(
+        (
+            now.get(int(i)) != (int(g), bool(p))
+            for i, g, p in zip(state.ids.tolist(), state.group.tolist(), state.pinned.tolist())
+        ),
+        bool,
+        len(state.ids),
+    )
+
+
 def _assign_ids(
-    sql: Sql, db: Any, state: _State, labels: np.ndarray, attached: np.ndarray, full: bool
+    sql: Sql,
+    db: Any,
+    state: _State,
+    labels: np.ndarray,
+    attached: np.ndarray,
+    seeded: np.ndarray,
+    touched: np.ndarray,
+    full: bool,
 ) -> np.ndarray:
     """Turn a run's labels into stored group ids and write the changes (group and how each
-    face was placed); returns the ids (-1: in no group)."""
+    face was placed); returns the ids (-1: in no group).
+
+    A group's id goes only to the cluster that holds its seeds (the faces it started the
+    run with): the constraints of a run (rejections, kept apart, one photo) hold between a
+    cluster and the groups whose seeds it holds, so a cluster may never take the id of a
+    group the user shaped from a face that merely was in it. Other clusters take the id of
+    an unshaped old group they overlap most, or a new one."""
     assigned = np.full(len(state.ids), -1, dtype=np.int64)
+    shaped = state.anchored | state.named
     taken: set[int] = set()
     pending: list[tuple[int, np.ndarray]] = []
     for faces in _members(labels):
-        old = Counter(g for g in state.group[faces].tolist() if g >= 0 and g in state.all_groups)
-        fixed = [g for g in old if g in state.anchored or g in state.named]
-        keep = fixed[0] if fixed else None
-        if keep is None and not full and old:
-            keep = old.most_common(1)[0][0]  # a run adding faces extends existing groups
+        seeds = Counter(g for g in state.group[faces[seeded[faces]]].tolist() if g in state.all_groups)
+        fixed = [g for g in seeds if g in shaped]
+        keep = fixed[0] if fixed else (seeds.most_common(1)[0][0] if seeds else None)
         if keep is not None and keep not in taken:
             taken.add(keep)
             assigned[faces] = keep
         elif len(faces) > 1:
             pending.append((len(faces), faces))
-    # new groups take the ids of the old groups they overlap most
+    # new groups take the ids of the unshaped old groups they overlap most
     pending.sort(key=lambda item: -item[0])
     now = timestamp()
     for _, faces in pending:
         old = Counter(
-            g for g in state.group[faces].tolist() if g >= 0 and g in state.all_groups and g not in taken
+            g
+            for g in state.group[faces].tolist()
+            if g >= 0 and g in state.all_groups and g not in taken and g not in shaped
         )
         if old:
             gid = old.most_common(1)[0][0]
@@ -518,12 +556,12 @@ def _assign_ids(
             gid = int(made[0][0])
         taken.add(gid)
         assigned[faces] = gid
-    assigned[state.pinned] = state.group[state.pinned]
+    assigned[state.pinned] = state.group[state.pinned]  # seeds already: never moved
     placed = np.where(
         assigned < 0, PLACED["alone"], np.where(attached, PLACED["attached"], PLACED["grouped"])
     )
     placed[state.pinned] = PLACED["grouped"]
-    changed = np.flatnonzero((assigned != state.group) | (placed != state.placed))
+    changed = np.flatnonzero(((assigned != state.group) | (placed != state.placed)) & ~touched)
     sql.many(
         db,
         "UPDATE {faces} SET group_id = ?, placed = ? WHERE id = ?",
@@ -532,6 +570,7 @@ def _assign_ids(
             for p in changed.tolist()
         ),
     )
+    assigned[touched] = -1  # as the other process left them: not counted by this run
     # groups nobody is in any more go, unless named (a person of the gallery)
     sql.run(
         db,

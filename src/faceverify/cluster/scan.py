@@ -116,21 +116,71 @@ def scan_folder(
 ) -> ScanReport:
     """Bring the library up to date with ``folder`` (see the module docstring); with
     ``confine``, files that resolve outside it (links) are reported and left out."""
-    from faceverify.decode import iter_image_paths
-
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise ConfigError(f"{folder} is not a folder; give the folder that holds the photos")
     report = ScanReport(str(root))
     with gallery.store.sql_read() as db:
         known = known_photos(sql, db, root)
-    paths = list(iter_image_paths([root]))  # as found under the folder (links not followed)
+    paths, unlisted = _list_photos(root, report)
     if confine:
         outside = [p for p in paths if not p.resolve().is_relative_to(root)]
         report.failed += [(str(p), "a link to a file outside the folder scanned; left out") for p in outside]
         paths = [p for p in paths if p not in outside]
     report.photos = len(paths)
-    _remove_gone(gallery, sql, known, {str(p) for p in paths}, unenrol, report)
+    # photos under a folder that could not be listed are not gone: they are kept as they are
+    present = {str(p) for p in paths} | {k for k in known if any(Path(k).is_relative_to(u) for u in unlisted)}
+    _remove_gone(gallery, sql, known, present, unenrol, report)
+    todo = _todo(paths, known, report)
+    listed = {str(p) for p in paths}
+    for _ in range(2):  # then once more: duplicates whose original changed in this very scan
+        reading = {str(p.path) for p in todo}
+        orphans = [p for p in _orphans(gallery, sql, root, listed) if str(p.path) not in reading]
+        report.unchanged -= len(orphans)  # counted as unchanged by their size and time
+        _process(gallery, sql, todo + orphans, quality, unenrol, progress, workers, report)
+        todo = []
+    return report
+
+
+def _list_photos(root: Path, report: ScanReport) -> tuple[list[Path], list[Path]]:
+    """The image files under ``root`` (sorted; links to folders not followed), and the
+    folders that could not be listed (reported: their photos must not count as removed)."""
+    from faceverify.decode import IMAGE_SUFFIXES
+
+    unlisted: list[Path] = []
+
+    def failed(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else root
+        unlisted.append(where)
+        report.failed.append(
+            (
+                str(where),
+                f"cannot list this folder ({error.strerror or error}); its photos are kept as they were",
+            )
+        )
+
+    found: list[Path] = []
+    for folder, subfolders, files in os.walk(root, onerror=failed):
+        subfolders.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                str(path).encode("utf-8")
+            except UnicodeEncodeError:  # a name the database cannot hold: reported, not fatal
+                report.failed.append(
+                    (str(path).encode("utf-8", "replace").decode(), "its name is not valid UTF-8; rename it")
+                )
+                continue
+            found.append(path)
+    return found, unlisted
+
+
+def _todo(
+    paths: list[Path], known: dict[str, tuple[int, str, int, float]], report: ScanReport
+) -> list[_Photo]:
+    """The photos to read: new ones, and those whose size or time changed."""
     todo: list[_Photo] = []
     for path in paths:
         stored = known.get(str(path))
@@ -145,6 +195,35 @@ def scan_folder(
         todo.append(
             _Photo(path, stat.st_size, stat.st_mtime, None if stored is None else (stored[0], stored[1]))
         )
+    return todo
+
+
+def _orphans(gallery: Gallery, sql: Sql, root: Path, present: set[str]) -> list[_Photo]:
+    """Duplicates under ``root`` whose original is gone or changed: read again (as changed
+    photos: a stored hash of "" never matches), so that they hold the faces themselves."""
+    prefix = str(root).rstrip(os.sep) + os.sep
+    with gallery.store.sql_read() as db:
+        rows = sql.rows(
+            db,
+            "SELECT d.id, d.path, d.size, d.mtime FROM {photos} d WHERE d.status = 'duplicate' "
+            "AND substr(d.path, 1, ?) = ? AND NOT EXISTS "
+            "(SELECT 1 FROM {photos} o WHERE o.sha256 = d.sha256 AND o.status <> 'duplicate')",
+            (len(prefix), prefix),
+        )
+    return [_Photo(Path(r[1]), int(r[2]), float(r[3]), (int(r[0]), "")) for r in rows if r[1] in present]
+
+
+def _process(
+    gallery: Gallery,
+    sql: Sql,
+    todo: list[_Photo],
+    quality: Callable[[np.ndarray, Face], float],
+    unenrol: Callable[[list[int]], None],
+    progress: bool | None,
+    workers: int | None,
+    report: ScanReport,
+) -> None:
+    """Read, embed and write ``todo`` a chunk per transaction."""
     with (
         _progress_bar(len(todo), progress) as bar,
         ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool,
@@ -153,7 +232,6 @@ def scan_folder(
             photos = list(pool.map(lambda p: _read(p, gallery, quality), chunk))
             _embed_and_write(gallery, sql, photos, unenrol, report)
             bar(len(photos))
-    return report
 
 
 def _remove_gone(

@@ -49,8 +49,8 @@ parallel). Bulk-load first and create the index after (``COPY``, then ``CREATE I
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -332,7 +332,14 @@ class PostgresStore(ErasingStore):
         return self._write()
 
     def sql_read(self) -> AbstractContextManager[Any]:
-        return self._write()  # one transaction: every read sees the same committed state
+        return self._snapshot()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """One REPEATABLE READ transaction: every read inside sees the same committed state."""
+        with self._write() as db:
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield db
 
     def record(self, action: str, change: Change | None = None) -> None:
         with self._write() as db:
