@@ -39,24 +39,31 @@ def dev_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     return root / "now", later
 
 
-def _library(folder: Path, model: Any) -> Library:
-    return Library(Gallery(SQLiteStore(folder, background=False), model))
+def _grouped(tmp_path: Path, tree: Path, model: Any) -> tuple[Library, Path]:
+    """A library of a copy of ``tree``, scanned and grouped, and that copy."""
+    work = tmp_path / "photos"
+    shutil.copytree(tree, work)
+    library = Library(Gallery(SQLiteStore(tmp_path / "gallery", background=False), model))
+    library.scan(work)
+    library.group()
+    return library, work
+
+
+def _arrive(later: list[Path], work: Path) -> None:
+    """The other 20% of the photos arrive in their people's folders."""
+    for photo in later:
+        shutil.copy(photo, work / photo.parent.name / photo.name)
 
 
 def test_corrections_survive_new_photos_and_full_runs(
     tmp_path: Path, dev_tree: tuple[Path, list[Path]], dlib_model: Any
 ) -> None:
     tree, later = dev_tree
-    work = tmp_path / "photos"
-    shutil.copytree(tree, work)
-    library = _library(tmp_path / "gallery", dlib_model)
+    library, work = _grouped(tmp_path, tree, dlib_model)
     with library.gallery:
-        library.scan(work)
-        library.group()
         expected, rejected, named = _correct(library, random.Random(3))
         assert len(rejected) == 10 and len(expected) >= 30
-        for photo in later:
-            shutil.copy(photo, work / photo.parent.name / photo.name)
+        _arrive(later, work)
         assert library.scan(work).new == len(later) > 0
         for full in (False, True):
             library.group(full=full)
@@ -138,14 +145,9 @@ def test_adding_photos_gives_the_groups_of_grouping_them_all(
 ) -> None:
     """The stated tolerance: BCubed F1 of the adding run's groups against a full run's ≥ 0.97."""
     tree, later = dev_tree
-    work = tmp_path / "photos"
-    shutil.copytree(tree, work)
-    library = _library(tmp_path / "gallery", dlib_model)
+    library, work = _grouped(tmp_path, tree, dlib_model)
     with library.gallery:
-        library.scan(work)
-        library.group()
-        for photo in later:
-            shutil.copy(photo, work / photo.parent.name / photo.name)
+        _arrive(later, work)
         library.scan(work)
         library.group()
         added = {f.id: f.group if f.group is not None else -f.id for f in library.faces()}
