@@ -257,6 +257,24 @@ def test_unknown_groups_faces_and_galleries_are_404(built: Built) -> None:
     assert built.groups()[rose]["faces"] == 3  # nothing moved
 
 
+def test_reading_a_gallery_without_a_library_writes_nothing(built: Built) -> None:
+    client = built.client
+    assert client.post("/v1/galleries", json={"name": "plain"}).status_code == 201
+    read = built.as_key("read")
+    assert client.get("/v1/libraries/plain/groups", headers=read).json() == []
+    assert client.get("/v1/libraries/plain/faces", headers=read).json() == []
+    assert client.get("/v1/libraries/plain/export", headers=read).json()["photos"] == []
+    response = client.get("/v1/libraries/plain/faces/1/image", headers=read)
+    assert (response.status_code, error_of(response)["code"]) == (404, "unknown_face")
+    import sqlite3
+
+    database = Path(client.app.state.service.settings.db) / "plain" / "gallery.db"
+    with sqlite3.connect(database) as db:  # neither library tables nor a model binding
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        bound = db.execute("SELECT 1 FROM meta WHERE key = 'manifest'").fetchone()
+    assert not any(t.startswith("library_") for t in tables) and bound is None
+
+
 def test_a_grouping_run_keeps_every_correction(built: Built) -> None:
     before = built.groups()
     run = built.client.post(f"{BASE}/group", json={"full": True})

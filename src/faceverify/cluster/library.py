@@ -136,6 +136,9 @@ class Library(Corrections):
         min_quality: faces below this quality (:func:`faceverify.faces.quality.face_quality`)
             are kept but not grouped; default :data:`faceverify.faces.quality.MIN_QUALITY`.
         change: who makes the corrections (the gallery's audit log names them).
+        create: make the library's tables (and bind the gallery to the model) on first use;
+            False opens it for reading only: a gallery without a library reads as empty,
+            and nothing is written (what the service's read routes do).
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class Library(Corrections):
         thresholds: Thresholds | None = None,
         min_quality: float | None = None,
         change: Change | None = None,
+        create: bool = True,
     ) -> None:
         from faceverify.faces.quality import MIN_QUALITY
         from faceverify.gallery.base import Change
@@ -156,14 +160,20 @@ class Library(Corrections):
         self.change = change or Change(gallery.actor)
         self.thresholds = thresholds or Thresholds.from_model(resolve_threshold(None, gallery.model))
         self.min_quality = MIN_QUALITY if min_quality is None else float(min_quality)
-        if not self._has_tables():  # first use: bind the gallery and make the tables, once
+        self._ready = self._has_tables()
+        if not self._ready and create:  # first use: bind the gallery and make the tables, once
             gallery.bind()
             with self.store.sql_write() as db:
                 self.sql.create(db)
+            self._ready = True
 
     def _has_tables(self) -> bool:
-        with self.store.sql_read() as db:
-            return self.sql.exists(db)
+        """Whether the library's tables exist (looked at again until they do: a reader
+        opened before the first scan sees the library once another process made it)."""
+        if not getattr(self, "_ready", False):
+            with self.store.sql_read() as db:
+                self._ready = self.sql.exists(db)
+        return self._ready
 
     # ---- reading photos -------------------------------------------------------------
 
@@ -283,6 +293,8 @@ class Library(Corrections):
         return found[0]
 
     def _group_infos(self, only: int | None, sample: int) -> list[GroupInfo]:
+        if not self._has_tables():
+            return []
         where, params = ("WHERE g.id = ? ", (only,)) if only is not None else ("", ())
         with self.store.sql_read() as db:
             rows = self.sql.rows(
@@ -327,6 +339,8 @@ class Library(Corrections):
     def _faces(self, where: str, params: tuple[int, ...]) -> list[LibraryFace]:
         import json
 
+        if not self._has_tables():
+            return []
         with self.store.sql_read() as db:
             rows = self.sql.rows(
                 db,
@@ -344,6 +358,8 @@ class Library(Corrections):
         "person"}]}], "groups": [...]}`` (the JSON ``faceverify cluster --export`` writes)."""
         import json
 
+        if not self._has_tables():
+            return {"photos": [], "groups": []}
         with self.store.sql_read() as db:
             photos = self.sql.rows(
                 db, "SELECT id, path, width, height, status, reason, sha256 FROM {photos} ORDER BY path"
@@ -390,6 +406,8 @@ class Library(Corrections):
 
         from faceverify.decode import load_image
 
+        if not self._has_tables():
+            raise UnknownFaceError(f"no face {face_id} in this library; see `faceverify people faces`")
         with self.store.sql_read() as db:
             row = self.sql.rows(
                 db,

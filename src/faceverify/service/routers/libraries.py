@@ -63,21 +63,22 @@ GroupId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a group's id, fro
 FaceId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a face's id, from a faces list")]
 
 
-def _library(gallery: Gallery, key: ApiKey | None = None) -> Library:
-    """The library in ``gallery``; its corrections are audited as the request's key.
+def _library(gallery: Gallery, key: ApiKey | None = None, *, writing: bool = False) -> Library:
+    """The library in ``gallery``; its corrections are audited as the request's key. Read
+    routes open it read-only: a read key never makes its tables or binds the gallery.
 
     No request key (Idempotency-Key) travels with it: a correction is several writes, and a
     replayed enrolment would not replay the library's own."""
     from faceverify.cluster.library import Library
 
-    return Library(gallery, change=Change(actor=actor(key)))
+    return Library(gallery, change=Change(actor=actor(key)), create=writing)
 
 
 @contextlib.contextmanager
 def _writing(state: ServiceState, gate: WriteGate, gallery: str, key: ApiKey | None) -> Iterator[Library]:
     """The library, with the gallery's other writers in this process kept out meanwhile."""
     with state.galleries.writing(gallery) as opened, gate.writing():
-        yield _library(opened, key)
+        yield _library(opened, key, writing=True)
 
 
 def _groups(library: Library, *ids: int) -> list[GroupOut]:
