@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from faceverify.cluster.tables import Sql, marks, new_group
 from faceverify.errors import CorrectionError, UnknownFaceError, UnknownGroupError, UnknownPersonError
 from faceverify.gallery.base import check_name
@@ -282,8 +284,6 @@ class Corrections:
                 f"WHERE f.id IN ({marks(len(faces))})",
                 faces,
             )
-        import numpy as np
-
         stored = [StoredFace(np.frombuffer(bytes(r[2]), dtype="<f4"), str(r[1]), str(r[3])) for r in rows]
         result = self.store.add(name, stored, None, create=create, change=self.change)
         with self.store.sql_write() as db:

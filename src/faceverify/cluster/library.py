@@ -160,8 +160,8 @@ class Library(Corrections):
         self.change = change or Change(gallery.actor)
         self.thresholds = thresholds or Thresholds.from_model(resolve_threshold(None, gallery.model))
         self.min_quality = MIN_QUALITY if min_quality is None else float(min_quality)
-        self._ready = self._has_tables()
-        if not self._ready and create:  # first use: bind the gallery and make the tables, once
+        self._ready = False
+        if not self._has_tables() and create:  # first use: bind the gallery and make the tables, once
             gallery.bind()
             with self.store.sql_write() as db:
                 self.sql.create(db)
@@ -170,7 +170,7 @@ class Library(Corrections):
     def _has_tables(self) -> bool:
         """Whether the library's tables exist (looked at again until they do: a reader
         opened before the first scan sees the library once another process made it)."""
-        if not getattr(self, "_ready", False):
+        if not self._ready:
             with self.store.sql_read() as db:
                 self._ready = self.sql.exists(db)
         return self._ready
@@ -223,7 +223,7 @@ class Library(Corrections):
         report.grouped = sum(sizes.values())
         report.alone = int(good.sum()) - report.grouped
         report.groups = len(sizes)
-        report.named = sum(1 for g in self.groups() if g.name is not None)
+        report.named = len(state.named)  # a run never removes a named group
         report.seconds = time.perf_counter() - started
         return report
 
