@@ -212,7 +212,17 @@ def _scores(answer: dict[str, Any]) -> list[float]:
 
 
 #: Packages that must never become base dependencies (each is an extra's, or a future one's).
-HEAVY = {"torch", "torchvision", "timm", "matplotlib", "scikit-learn", "av", "supervision", "opencv-python"}
+HEAVY = {
+    "torch",
+    "torchvision",
+    "timm",
+    "matplotlib",
+    "scikit-learn",
+    "av",
+    "supervision",
+    "opencv-python",
+    "trackers",
+}
 
 
 def test_the_base_install_depends_on_nothing_heavy() -> None:

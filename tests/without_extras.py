@@ -14,7 +14,7 @@ import builtins
 import sys
 from typing import Any
 
-#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index, onnx) and of the
+#: The top-level modules of the extras (pyproject.toml: torch, plots, postgres, index, onnx, video) and of the
 #: test tools that only the full install has.
 OPTIONAL = (
     "torch",
@@ -31,6 +31,10 @@ OPTIONAL = (
     "pgserver",
     "faiss",
     "onnx",
+    "av",
+    "trackers",
+    "supervision",
+    "cv2",
 )
 
 #: Optional modules something tried to import (and was refused): a base command tries none,

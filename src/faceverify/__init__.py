@@ -52,6 +52,8 @@ _LAZY = {
     "open_gallery": "faceverify.gallery.gallery",
     "Gallery": "faceverify.gallery.gallery",
     "prepare_photos": "faceverify.data.prepare",
+    "watch": "faceverify.video.watch",
+    "WatchOptions": "faceverify.video.watch",
 }
 
 __all__ = [
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
     from faceverify.runtime.build import build_model
     from faceverify.runtime.threshold import DEFAULT_THRESHOLD, Threshold
     from faceverify.runtime.torch_backend import EmbeddingModel
+    from faceverify.video.watch import WatchOptions, watch
 
 
 def __getattr__(name: str) -> Any:

@@ -214,6 +214,24 @@ class UnknownFaceError(GalleryError):
     """No face of that id in the photo library."""
 
 
+class VideoError(FaceVerifyError):
+    """A video source cannot be read: not a video, a codec FFmpeg cannot decode, a stream
+    or camera that cannot be reached (after the retries it was allowed).
+
+    Attributes:
+        source: the file, camera or URL, with any password masked.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class UnknownJobError(FaceVerifyError):
+    """No job (a video being processed) has this id: it never existed, or was removed."""
+
+
 class MissingDependencyError(FaceVerifyError, ImportError):
     """An optional package needed for the requested feature is not installed.
 

@@ -47,7 +47,8 @@ PLOTS = Extra("plots", ("matplotlib",), "figures")
 POSTGRES = Extra("postgres", ("psycopg", "psycopg_pool", "pgvector"), "PostgreSQL galleries")
 INDEX = Extra("index", ("faiss",), "faiss indexes for galleries of tens of thousands of faces and more")
 ONNX = Extra("onnx", ("onnx",), "ONNX tools: int8 quantisation")
-EXTRAS = (TORCH, PLOTS, POSTGRES, INDEX, ONNX)
+VIDEO = Extra("video", ("av", "trackers"), "video decoding through FFmpeg and face tracking")
+EXTRAS = (TORCH, PLOTS, POSTGRES, INDEX, ONNX, VIDEO)
 
 
 def torch_installed() -> bool:

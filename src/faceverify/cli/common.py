@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from faceverify.errors import ConfigError
-from faceverify.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE
+from faceverify.faces.detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE, VIDEO_DETECTOR, VIDEO_MAX_SIDE
 from faceverify.models.registry import DEFAULT_MODEL
 from faceverify.photos import POLICIES
 from faceverify.runtime import BACKENDS
@@ -22,6 +22,7 @@ from faceverify.runtime import BACKENDS
 if TYPE_CHECKING:
     from faceverify.cluster.library import Library
     from faceverify.compare.verification import Verification
+    from faceverify.gallery.base import GalleryStore
     from faceverify.models.spec import ModelSpec
     from faceverify.photos import FaceOptions
     from faceverify.runtime.base import Embedder
@@ -80,7 +81,22 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
     model_opts = Parser(add_help=False)
-    group = model_opts.add_argument_group("model")
+    add_model_arguments(model_opts)
+    faces = model_opts.add_argument_group("faces in photos")
+    faces.add_argument(
+        "--detect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find and align faces in photos (default: when the model needs it, e.g. dlib_resnet_v1); "
+        "--no-detect takes images as ready crops",
+    )
+    add_detector_arguments(faces)
+    return common, model_opts
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --device... and the foreign-graph options: which model embeds."""
+    group = parser.add_argument_group("model")
     group.add_argument("--model", help=f"timm model name or a trained checkpoint (default: {DEFAULT_MODEL})")
     group.add_argument(
         "--weights", help="local .safetensors file or folder; default: the model's published weights"
@@ -97,7 +113,7 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default="auto",
         help="auto: ONNX Runtime on CPUs when installed (faster there), PyTorch otherwise",
     )
-    graph = model_opts.add_argument_group(
+    graph = parser.add_argument_group(
         "ONNX face models faceverify did not write (--model model.onnx; default: insightface's convention)"
     )
     graph.add_argument(
@@ -117,40 +133,40 @@ def shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         choices=("flip",),
         help="flip: embed each face with its mirror image too (steadier vectors, twice the work)",
     )
-    faces = model_opts.add_argument_group("faces in photos")
-    faces.add_argument(
-        "--detect",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="find and align faces in photos (default: when the model needs it, e.g. dlib_resnet_v1); "
-        "--no-detect takes images as ready crops",
-    )
-    add_detector_arguments(faces)
-    return common, model_opts
 
 
-def add_detector_arguments(group: argparse._ActionsContainer, *, embeds: bool = True) -> None:
+def add_detector_arguments(
+    group: argparse._ActionsContainer, *, embeds: bool = True, video: bool = False
+) -> None:
     """--detector, --upsample, --min-face, --faces and --whole-if-no-face: how faces are
     found and which count, for every command that finds them (``embeds=False``, for
-    commands that only cut faces out, leaves out --whole-if-no-face)."""
+    commands that only cut faces out, leaves out --whole-if-no-face; ``video=True`` gives
+    video's defaults, hog at 640 px, and no photo policies)."""
     group.add_argument(
         "--detector",
-        default=DEFAULT_DETECTOR,
-        help="hog+mmod (default: hog, then mmod on photos where hog finds no face), hog (fast on CPUs), "
-        "mmod (dlib's CNN on ONNX Runtime: turned faces and tight crops; 2-3x slower), "
+        default=VIDEO_DETECTOR if video else DEFAULT_DETECTOR,
+        help=(
+            "hog (default: most frames hold no face, where hog+mmod would run the CNN), "
+            if video
+            else "hog+mmod (default: hog, then mmod on photos where hog finds no face), hog (fast on CPUs), "
+        )
+        + "mmod (dlib's CNN on ONNX Runtime: turned faces and tight crops; 2-3x slower), "
         "cnn (the same CNN in dlib: slow), or an installed plugin's",
     )
     group.add_argument(
         "--upsample", type=int, default=1, help="0 finds faces of 80 px and more, 1 (default) 40 px, 2 20 px"
     )
+    max_side = VIDEO_MAX_SIDE if video else DEFAULT_MAX_SIDE
     group.add_argument(
         "--max-side",
         type=positive_int,
-        default=DEFAULT_MAX_SIDE,
-        help=f"detect on photos reduced to this longer side ({DEFAULT_MAX_SIDE}); smaller is faster on "
-        "large photos and misses more small faces (landmarks and chips keep every pixel)",
+        default=max_side,
+        help=f"detect on {'frames' if video else 'photos'} reduced to this longer side ({max_side}); smaller "
+        "is faster on large ones and misses more small faces (landmarks and chips keep every pixel)",
     )
     group.add_argument("--min-face", type=float, default=0.0, help="ignore faces narrower than this (px)")
+    if video:
+        return
     if embeds:  # what a photo without a face gives matters only where photos are embedded
         group.add_argument(
             "--whole-if-no-face",
@@ -234,6 +250,14 @@ def verdict_line(outcome: Verification) -> str:
 LIBRARY_MODEL = "dlib_resnet_v1"
 
 
+def default_to_gallery_model(args: argparse.Namespace, store: GalleryStore) -> None:
+    """Without ``--model``: the model the gallery was enrolled with, or dlib's network for a
+    new one (library and video commands: they need a face model, whatever the global default)."""
+    if args.model is None:
+        manifest = store.manifest()
+        args.model = manifest.get("model", LIBRARY_MODEL) if manifest else LIBRARY_MODEL
+
+
 def open_library_from_args(args: argparse.Namespace, *, threshold: float | None = None) -> Library:
     """The library of ``--db``, with the gallery's model unless ``--model`` names one."""
     from faceverify.cluster.library import Library
@@ -242,9 +266,7 @@ def open_library_from_args(args: argparse.Namespace, *, threshold: float | None 
     from faceverify.gallery.gallery import Gallery, open_store
 
     store = open_store(args.db)  # a bad --db fails before the model loads
-    if args.model is None:
-        manifest = store.manifest()
-        args.model = manifest.get("model", LIBRARY_MODEL) if manifest else LIBRARY_MODEL
+    default_to_gallery_model(args, store)
     try:
         gallery = Gallery(
             store, build_from_args(args), faces=face_options(args, "cluster"), actor=cli_actor()

@@ -13,12 +13,24 @@ import sys
 from collections.abc import Sequence
 
 from faceverify import __version__
-from faceverify.cli import doctor, embed, evaluate, faces, gallery, library, models, prepare, serve, train
+from faceverify.cli import (
+    doctor,
+    embed,
+    evaluate,
+    faces,
+    gallery,
+    library,
+    models,
+    prepare,
+    serve,
+    train,
+    video,
+)
 from faceverify.cli.common import EXIT_ERROR, EXIT_OK, PROG, Parser, print_error, shared_options
 from faceverify.errors import FaceVerifyError
 
 #: The command modules, in the order their subcommands appear in ``--help``.
-AREAS = (models, embed, faces, evaluate, gallery, library, prepare, train, serve, doctor)
+AREAS = (models, embed, faces, evaluate, gallery, library, video, prepare, train, serve, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

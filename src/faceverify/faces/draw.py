@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     from PIL import Image
 
@@ -24,6 +26,22 @@ def draw_faces(pixels: np.ndarray, faces: list[Face], labels: list[str | None]) 
         labels: one per face: a name (green), ``"unknown"`` (red), or None to write the
             detector's score (blue).
     """
+    texts = [label or f"{face.score:.2f}" for face, label in zip(faces, labels)]
+    colours = [_colour(label) for label in labels]
+    return draw_boxes(
+        pixels, [face.box for face in faces], texts, colours, [face.landmarks for face in faces]
+    )
+
+
+def draw_boxes(
+    pixels: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    texts: list[str],
+    colours: list[tuple[int, int, int]],
+    landmarks: Sequence[np.ndarray] | None = None,
+) -> Image.Image:
+    """The picture with each box outlined in its colour and its text written above it
+    (video frames use it with a track's name; :func:`draw_faces` with a photo's faces)."""
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.fromarray(pixels).convert("RGB")
@@ -32,15 +50,25 @@ def draw_faces(pixels: np.ndarray, faces: list[Face], labels: list[str | None]) 
     width = max(2, side // 300)
     size = max(14, side // 45)
     font = ImageFont.load_default(size=size)
-    for face, label in zip(faces, labels):
-        known = label is not None and label != "unknown"
-        colour = (40, 200, 80) if known else (230, 60, 60) if label == "unknown" else (60, 140, 255)
-        draw.rectangle(face.box, outline=colour, width=width)
-        for x, y in face.landmarks:
+    for index, (box, text, colour) in enumerate(zip(boxes, texts, colours)):
+        draw.rectangle(tuple(box), outline=colour, width=width)
+        for x, y in landmarks[index] if landmarks is not None else ():
             draw.ellipse((x - width, y - width, x + width, y + width), fill=(255, 220, 0))
-        text = label or f"{face.score:.2f}"
-        left, top = face.box[0], max(0.0, face.box[1] - size - 2 * width)
-        box = draw.textbbox((left, top), text, font=font)
-        draw.rectangle(box, fill=colour)
+        left, top = box[0], max(0.0, box[1] - size - 2 * width)
+        area = draw.textbbox((left, top), text, font=font)
+        draw.rectangle(area, fill=colour)
         draw.text((left, top), text, fill=(255, 255, 255), font=font)
     return image
+
+
+def label_colour(label: str | None) -> tuple[int, int, int]:
+    """Green for a name, red for ``unknown``, blue for anything else (a score, unidentified)."""
+    return _colour(label)
+
+
+def _colour(label: str | None) -> tuple[int, int, int]:
+    if label == "unknown":
+        return (230, 60, 60)
+    if label is None or label == "unidentified":
+        return (60, 140, 255)
+    return (40, 200, 80)

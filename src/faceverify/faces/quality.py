@@ -173,7 +173,7 @@ def face_quality(pixels: np.ndarray, face: Face) -> FaceQuality:
     left, top, right, bottom = (float(v) for v in face.box)
     size = max(min(right - left + 1, bottom - top + 1), 0.0)
     sharpness = _sharpness(image, (left, top, right, bottom))
-    detector = _detector(face.detector, float(face.score))
+    detector = detector_confidence(face.detector, float(face.score))
     yaw = _yaw(np.asarray(face.landmarks, dtype=np.float64), face.landmark_scheme)
     score = (
         _ramp(size, *SIZE_PIVOTS, log=True)
@@ -229,7 +229,9 @@ def _sharpness(image: np.ndarray, box: tuple[float, float, float, float]) -> flo
     return variance * max(scale, 1.0) ** 2
 
 
-def _detector(name: str, score: float) -> float:
+def detector_confidence(name: str, score: float) -> float:
+    """A detector's score as a confidence in [0, 1] through its family's pivots (1.0 when
+    the detector has none)."""
     pivots = DETECTOR_PIVOTS.get(name)
     return 1.0 if pivots is None else _ramp(score, *pivots)
 

@@ -32,8 +32,10 @@ from faceverify.errors import (
     UnknownFaceError,
     UnknownGalleryError,
     UnknownGroupError,
+    UnknownJobError,
     UnknownPersonError,
     UnsupportedFormatError,
+    VideoError,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ LIBRARY_ERRORS: tuple[tuple[type[FaceVerifyError], int, str], ...] = (
     (UnknownPersonError, 404, "unknown_person"),
     (UnknownGroupError, 404, "unknown_group"),
     (UnknownFaceError, 404, "unknown_face"),
+    (UnknownJobError, 404, "unknown_job"),
+    (VideoError, 422, "invalid_video"),
     (CorrectionError, 409, "correction_refused"),
     (GalleryExistsError, 409, "gallery_exists"),
     (PersonExistsError, 409, "person_exists"),
