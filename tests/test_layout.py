@@ -3,7 +3,7 @@
 Every import of every module under ``src/faceverify`` is checked (those inside functions
 and those for type checkers too) against :data:`LAYERS`, the order in which an image
 travels: decode, faces (detect, align), preprocess, model, runtime, embed, compare, then the
-gallery, photo libraries (clustering), evaluation and training, then the HTTP service, with the
+gallery, photo libraries (clustering), video, evaluation and training, then the HTTP service, with the
 CLI on top. A package added later is checked once it has a place in :data:`LAYERS`; until then
 only the imports into it are left unchecked.
 """
@@ -38,6 +38,7 @@ LAYERS = (
     ("faceverify.compare",),
     ("faceverify.gallery",),
     ("faceverify.cluster",),
+    ("faceverify.video",),
     ("faceverify.evaluate",),
     ("faceverify.data",),
     ("faceverify.train",),

@@ -6,7 +6,7 @@ Needs the ``video`` extra (``pip install "faceverify[video]"``: PyAV for FFmpeg,
 * :mod:`~faceverify.video.source`: one reader for files, cameras and streams (bounded
   queue, dropped and corrupt frames counted, reconnection with back-off);
 * :mod:`~faceverify.video.tracks`: ByteTrack over faces, best shots, identity with hysteresis;
-* :mod:`~faceverify.video.watch`: the loop (:func:`watch`), its events and summary;
+* :mod:`~faceverify.video.watch`: the loop (:func:`faceverify.watch`), its events and summary;
 * :mod:`~faceverify.video.outputs`: JSON-lines events, annotated video, snapshots, strangers;
 * :mod:`~faceverify.video.scenes`: synthetic clips made from photos (tests, benchmarks).
 
@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
-    "watch": "faceverify.video.watch",
     "Watch": "faceverify.video.watch",
     "WatchOptions": "faceverify.video.watch",
     "WatchSummary": "faceverify.video.watch",
@@ -37,12 +36,11 @@ __all__ = [
     "WatchOptions",
     "WatchSummary",
     "open_video",
-    "watch",
 ]
 
 if TYPE_CHECKING:
     from faceverify.video.source import VideoFrame, VideoSource, open_video
-    from faceverify.video.watch import VideoEvent, Watch, WatchOptions, WatchSummary, watch
+    from faceverify.video.watch import VideoEvent, Watch, WatchOptions, WatchSummary
 
 
 def __getattr__(name: str) -> Any:

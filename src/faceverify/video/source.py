@@ -13,8 +13,10 @@ bounded queue, so decoding overlaps the face work:
   to 8 s) until ``retries`` attempts in a row have failed, then the stream ends with a
   :class:`~faceverify.errors.VideoError`; a source that never opens fails the same way;
   FFmpeg's own timeouts (``open_timeout``/``read_timeout``) keep a silent stream from hanging;
-* a frame FFmpeg cannot decode is skipped and counted (:attr:`SourceStats.corrupt`); a
-  source whose frames all fail is a :class:`VideoError` naming its codec.
+* a packet FFmpeg's decoder rejects is skipped and counted (:attr:`SourceStats.corrupt`); a
+  source whose frames all fail is a :class:`VideoError` naming its codec. (Much damage
+  never reaches the decoder: MPEG-TS resynchronises past it and decoders conceal errors,
+  so ``corrupt`` counts what FFmpeg reports, not every damaged byte.)
 
 Frame times are the stream's own presentation times for files (seconds from the start) and
 seconds since the source opened for live sources (their clocks restart on reconnection).
@@ -173,7 +175,8 @@ class VideoSource:
         self.timeouts = (open_timeout, read_timeout)
         self.stats = SourceStats()
         self._check_exists()
-        container = self._open()  # fails here, in the caller's thread, when the source is bad
+        # fails here, in the caller's thread, when the source is bad
+        container = self._first_open(network="://" in self.url and guessed_live is not False)
         self.fps, self.duration, self.size, self.codec = _describe(container)
         self.live = (
             live
@@ -184,6 +187,7 @@ class VideoSource:
         self._stop = threading.Event()
         self._error: VideoError | None = None
         self._started = time.monotonic()
+        self._last_time = 0.0
         self._thread = threading.Thread(
             target=self._run, args=(container,), name="faceverify-video", daemon=True
         )
@@ -264,23 +268,44 @@ class VideoSource:
             self._put(_END, final=True)
 
     def _reconnect(self, failures: int) -> tuple[Any, int]:
+        log.warning(
+            "%s: the stream ended or broke; reconnecting (%d attempts at most)", self.name, self.retries
+        )
         delay = _BACKOFF_START
         while not self._stop.is_set():
             if failures >= self.retries:
                 raise VideoError(self.name, f"the stream broke and {failures} reconnection attempts failed")
-            log.warning("%s: stream ended or broke; reconnecting in %.1f s", self.name, delay)
             if self._stop.wait(delay):
                 break
             failures += 1
             try:
                 container = self._open()
             except VideoError as exc:
-                log.warning("%s: reconnection failed: %s", self.name, exc.reason)
                 delay = min(delay * 2, _BACKOFF_MAX)
+                log.warning(
+                    "%s: attempt %d failed (%s); next in %.1f s", self.name, failures, exc.reason, delay
+                )
                 continue
             self.stats.reconnects += 1
             return container, failures
         raise VideoError(self.name, "closed while reconnecting")
+
+    def _first_open(self, network: bool) -> Any:
+        """Open the source; a live network source gets ``retries`` more attempts with
+        back-off (a camera server restarting), anything else fails at once."""
+        delay, attempt = _BACKOFF_START, 0
+        while True:
+            try:
+                return self._open()
+            except VideoError as exc:
+                if not network or attempt >= self.retries:
+                    if attempt:
+                        raise VideoError(self.name, f"{exc.reason}; {attempt + 1} attempts failed") from exc
+                    raise
+                attempt += 1
+                log.warning("%s: %s; retrying in %.1f s", self.name, exc.reason, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
 
     def _decode(self, container: Any, offset: float) -> bool:
         """Decode until the container ends; True when it ended cleanly, False on an error."""
@@ -319,7 +344,10 @@ class VideoSource:
             stamp = time.monotonic() - self._started
         else:
             stamp = float(frame.time) if frame.time is not None else self.stats.read / (self.fps or 25.0)
-        item = VideoFrame(self.stats.read, max(stamp, offset), frame.width, frame.height, frame)
+        # damaged streams can carry times out of order: a tracker needs them rising
+        stamp = max(stamp, offset, self._last_time)
+        self._last_time = stamp
+        item = VideoFrame(self.stats.read, stamp, frame.width, frame.height, frame)
         self.stats.read += 1
         self._put(item)
 

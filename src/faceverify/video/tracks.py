@@ -20,6 +20,7 @@ Identity, per track (:class:`Track`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,7 @@ class Track:
     """One face followed through the video.
 
     Attributes:
-        id: ByteTrack's id (unique within one watch).
+        id: its number, unique within one watch (1 first).
         start, end: seconds of its first and latest detection.
         detections: how many detections were associated with it.
         shots: its best shots, best first (at most ``keep``).
@@ -86,6 +87,7 @@ class Track:
     best_quality: float = 0.0
     best_face: Face | None = None
     best_crop: np.ndarray | None = field(default=None, repr=False)
+    checked: float = -math.inf  # when its face was last embedded
     _last: list[tuple[float, Box]] = field(default_factory=list, repr=False)
 
     def seen(self, time: float, frame: int, face: Face, quality: float, pixels: np.ndarray) -> None:
@@ -181,14 +183,18 @@ class FaceTracker:
     """
 
     def __init__(self, fps: float, *, lost_after: float = 1.0, min_hits: int = 2) -> None:
-        from trackers import ByteTrackTracker
+        from trackers import ByteTrackTracker, GIoU
 
         self._tracker = ByteTrackTracker(
+            # generalised IoU is negative for boxes apart, and less so the closer they are: a
+            # face that moved up to ~3 widths between two detections (a walker, detection
+            # every few frames) is still matched to its track, where plain IoU is 0
+            iou=GIoU(),
             lost_track_buffer=max(round(lost_after * 30), 1),  # in 30 fps frames, by its convention
             frame_rate=fps,
             track_activation_threshold=0.5,
             minimum_consecutive_frames=min_hits,
-            minimum_iou_threshold=0.1,
+            minimum_iou_threshold=-0.5,
             high_conf_det_threshold=0.5,
         )
 

@@ -59,6 +59,9 @@ class WatchOptions:
         keep: best shots per track whose embeddings make its probe.
         margin: hysteresis, as a share of ``1 - threshold`` (0 turns it off).
         lost_after: seconds a track lives on without a detection.
+        recheck: seconds between checks that a track's face is still the same person (an
+            embedding of a good face compared with the track's best shots; a track the
+            tracker carried over to someone else is split there).
         min_hits: detections in a row that confirm a track.
         threshold: the decision threshold; None takes the model's (calibrated or published).
     """
@@ -73,6 +76,7 @@ class WatchOptions:
     keep: int = 3
     margin: float = 0.1
     lost_after: float = 1.0
+    recheck: float = 1.0
     min_hits: int = 2
     threshold: float | None = None
 
@@ -87,13 +91,15 @@ class WatchOptions:
             "keep": self.keep >= 1,
             "margin": 0.0 <= self.margin < 1.0,
             "lost_after": self.lost_after > 0,
+            "recheck": self.recheck > 0,
             "min_hits": self.min_hits >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(
-                f"invalid watch option {bad[0]}={getattr(self, bad[0])!r}: detect_every >= 1, speed >= 0, "
-                "0 <= min_quality <= 1, keep >= 1, 0 <= margin < 1, lost_after > 0, min_hits >= 1"
+                f"invalid watch option {bad[0]}={getattr(self, bad[0])!r}: detect_every >= 1, "
+                "speed >= 0, 0 <= min_quality <= 1, keep >= 1, 0 <= margin < 1, lost_after > 0, "
+                "recheck > 0, min_hits >= 1"
             )
 
 
@@ -230,7 +236,10 @@ class Watch:
         self.threshold = _threshold(gallery, options.threshold)
         self.summary = WatchSummary(source=source.name)
         self._on_frame, self._on_end = on_frame, on_end
-        self._tracks: dict[int, Track] = {}
+        self._tracks: dict[int, Track] = {}  # by the tracker's id; a Track has its own
+        self._next_id = 0
+        band = options.margin * (1.0 - self.threshold.value)
+        self._same_face = self.threshold.value - band  # below it, a track's new face is someone else
         self._tracker = FaceTracker(
             source.fps or 25.0, lost_after=options.lost_after, min_hits=options.min_hits
         )
@@ -281,8 +290,8 @@ class Watch:
         except VideoError as exc:  # the tracks so far still end, then the caller hears why
             error = exc
             self.summary.error = str(exc)
-        for track in list(self._tracks.values()):
-            yield self._end(track, last_time)
+        for key in list(self._tracks):
+            yield self._end(key, last_time)
         self._update_counts(started, last_time)
         if error is not None:
             raise error
@@ -295,39 +304,55 @@ class Watch:
         faces = find_faces(pixels, self.faces)
         self.summary.detections += 1
         confidences = [detector_confidence(f.detector, f.score) for f in faces]
-        ids = self._tracker.update(faces, confidences, frame.time)
-        wanted: list[tuple[Track, Face, Any]] = []
-        for index, track_id in ids.items():
+        followed = self._tracker.update(faces, confidences, frame.time)
+        wanted: list[tuple[int, Face, Any]] = []
+        for index, key in followed.items():
             face = faces[index]
-            track = self._tracks.get(track_id)
-            if track is None:
-                track = Track(
-                    track_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep
-                )
-                self._tracks[track_id] = track
-                self.summary.tracks += 1
+            track = self._tracks.get(key) or self._new_track(key, frame)
             quality = face_quality(pixels, face)
             # a face cut by the frame's edge is never a shot: its chip would be partly black
             score = 0.0 if _at_edge(face, pixels.shape) else quality.score
+            good = score >= self.options.min_quality
+            if self.gallery is not None and (
+                track.wants(score, self.options.min_quality)
+                or (good and frame.time - track.checked >= self.options.recheck)
+            ):
+                wanted.append((key, face, quality))  # seen once we know whose face it is
+                continue
             track.seen(frame.time, frame.index, face, score, pixels)
-            if self.gallery is not None and track.wants(score, self.options.min_quality):
-                wanted.append((track, face, quality))
-            elif self.gallery is None and score >= self.options.min_quality and not track.announced:
+            if self.gallery is None and good and not track.announced:
                 track.answer = Answer(Status.UNKNOWN)  # nobody to compare with: a stranger
                 track.announced = True
                 yield VideoEvent("appeared", frame.time, track_record(track, self.threshold))
         if wanted:
             yield from self._identify(frame, pixels, wanted)
         alive = self._tracker.alive()
-        for track_id in [t for t in self._tracks if t not in alive]:
-            yield self._end(self._tracks[track_id], frame.time)
+        for key in [k for k in self._tracks if k not in alive]:
+            yield self._end(key, frame.time)
+
+    def _new_track(self, key: int, frame: VideoFrame) -> Track:
+        self._next_id += 1
+        track = Track(self._next_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep)
+        self._tracks[key] = track
+        self.summary.tracks += 1
+        return track
 
     def _identify(
-        self, frame: VideoFrame, pixels: np.ndarray, wanted: list[tuple[Track, Face, Any]]
+        self, frame: VideoFrame, pixels: np.ndarray, wanted: list[tuple[int, Face, Any]]
     ) -> Iterator[VideoEvent]:
         assert self.gallery is not None
         vectors = _embed(self.gallery, pixels, [face for _, face, _ in wanted])
-        for (track, face, quality), vector in zip(wanted, vectors):
+        for (key, face, quality), vector in zip(wanted, vectors):
+            track = self._tracks[key]
+            if track.shots and float(vector @ track.probe()) < self._same_face:
+                # the tracker joined two people (one left as another came in where it was
+                # predicted): the old track ends, the new face starts its own
+                yield self._end(key, frame.time)
+                track = self._new_track(key, frame)
+            track.seen(frame.time, frame.index, face, quality.score, pixels)
+            track.checked = frame.time
+            if not track.wants(quality.score, self.options.min_quality):
+                continue  # a check of who it is, not a better shot
             track.add(Shot(frame.time, frame.index, face, quality, vector))
             found = self.gallery.store.search(track.probe(), 2, self.gallery.match)
             answer = decide(
@@ -341,8 +366,8 @@ class Watch:
             elif changed:
                 yield VideoEvent("changed", frame.time, track_record(track, self.threshold))
 
-    def _end(self, track: Track, at: float) -> VideoEvent:
-        del self._tracks[track.id]
+    def _end(self, key: int, at: float) -> VideoEvent:
+        track = self._tracks.pop(key)
         status = track.answer.status
         if status is Status.KNOWN and track.answer.name is not None:
             self.summary.known += 1
