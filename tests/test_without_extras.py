@@ -124,6 +124,7 @@ def test_what_needs_an_extra_says_which_in_one_line() -> None:
         (("train", "data.root=x"), "torch"),
         (("serve", "--insecure", "--port", "9"), "torch"),  # refused before it starts, not inside uvicorn
         (("quantize", *MODEL, "--calibration-images", photo, "--out", "int8.onnx"), "onnx"),
+        (("watch", photo, "--no-gallery"), "video"),
     ):
         done = base(*args, check=False)
         lines = done.stderr.strip().splitlines()

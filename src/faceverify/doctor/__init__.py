@@ -47,6 +47,7 @@ from faceverify.doctor.faces import (
     check_faiss,
     check_plots,
     check_postgres_drivers,
+    check_video,
     check_timm_models,
 )
 from faceverify.doctor.runtimes import (
@@ -110,6 +111,7 @@ def run_checks(*, db: str | None = None, keys: str | None = None) -> Report:
         ("faiss", check_faiss),
         ("plots", check_plots),
         ("postgres drivers", check_postgres_drivers),
+        ("video", check_video),
         ("gallery", lambda: check_gallery(db)),
         ("keys file", lambda: check_keys(keys)),
     ]

@@ -1,5 +1,5 @@
 """Checks of the face step (dlib, its files, the detectors, dlib's network, timm models, the cache) and of the
-optional extras faiss, plots and the PostgreSQL drivers."""
+optional extras faiss, plots, the PostgreSQL drivers and video."""
 
 from __future__ import annotations
 
@@ -248,3 +248,9 @@ def check_plots() -> Check:
 def check_postgres_drivers() -> Check:
     pairs = [("psycopg", "psycopg"), ("psycopg_pool", "psycopg-pool"), ("pgvector", "pgvector")]
     return package_check("postgres drivers", pairs, extra="postgres")
+
+
+def check_video() -> Check:
+    """PyAV (FFmpeg) and ByteTrack for `faceverify watch`: the video extra."""
+    pairs = [("av", "av"), ("trackers", "trackers")]
+    return package_check("video", pairs, extra="video")
