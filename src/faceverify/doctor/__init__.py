@@ -47,8 +47,8 @@ from faceverify.doctor.faces import (
     check_faiss,
     check_plots,
     check_postgres_drivers,
-    check_video,
     check_timm_models,
+    check_video,
 )
 from faceverify.doctor.runtimes import (
     check_core_packages,
