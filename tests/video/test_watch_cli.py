@@ -105,3 +105,39 @@ def test_the_library_call_yields_the_same_events(walk: Clip, gallery_path: Path,
     ):
         first = next(iter(run))
     assert first.kind == "appeared" and first.record["name"] == "obama"
+
+
+def test_ctrl_c_on_a_live_source_ends_the_tracks_and_finishes_the_outputs(
+    tmp_path: Path, walk: Clip, gallery_path: Path
+) -> None:
+    """A file read as live (`--live`) plays like a camera and starts again when it ends: an
+    endless source. The first Ctrl-C ends the watch as if the video had ended."""
+    import signal
+    import subprocess
+    import sys
+
+    events, video = tmp_path / "events.jsonl", tmp_path / "out.mp4"
+    command = [
+        sys.executable, "-m", "faceverify", "watch", str(walk.path), "--live", "--db", str(gallery_path),
+        "--events", str(events), "--out", str(video),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and '"appeared"' not in (
+            events.read_text() if events.exists() else ""
+        ):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    appeared = {r["track"] for r in records if r["event"] == "appeared"}
+    assert appeared and appeared <= {r["track"] for r in records if r["event"] == "ended"}
+    assert "tracks:" in err
+    import av
+
+    with av.open(str(video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) > 5

@@ -200,12 +200,23 @@ def watch_command(args: argparse.Namespace) -> int:
 
 
 def _drain(run: Watch, events: Any) -> int:
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:  # the first Ctrl-C ends the watch cleanly
+        log.info("stopping: the tracks end and the outputs are finished (Ctrl-C again to abort)")
+        signal.signal(signal.SIGINT, previous)
+        run.stop()
+
+    import threading
+
+    handled = threading.current_thread() is threading.main_thread()  # signals go to it only
+    previous = signal.signal(signal.SIGINT, stop) if handled else None
     try:
         for event in run:
             events.write(event.to_dict())
-    except KeyboardInterrupt:  # how a webcam or stream is stopped: not an error
-        log.info("stopped")
-        run.close()
+    finally:
+        if handled:
+            signal.signal(signal.SIGINT, previous)
     if run.summary.error:
         from faceverify.cli.common import print_error
 

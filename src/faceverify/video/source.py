@@ -6,7 +6,8 @@ camera (``/dev/video0``, or its number ``0``), or a URL (``rtsp://``, ``rtmp://`
 bounded queue, so decoding overlaps the face work:
 
 * a **file** is read whole: the queue blocks the decoder when the consumer is slower;
-* a **live** source (a camera, a stream) cannot wait: when the queue is full the oldest
+* a **live** source (a camera, a stream; a file when asked, played at its own rate and
+  started again when it ends: an endless source for trials) cannot wait: when the queue is full the oldest
   frame is dropped and counted (:attr:`SourceStats.dropped`), so the consumer always works
   on recent frames instead of falling further behind;
 * a live source that breaks or ends is reopened with exponential back-off (0.5 s doubling
@@ -188,6 +189,7 @@ class VideoSource:
         self._error: VideoError | None = None
         self._started = time.monotonic()
         self._last_time = 0.0
+        self._plays_file = "://" not in self.url and self.input_format is None
         self._thread = threading.Thread(
             target=self._run, args=(container,), name="faceverify-video", daemon=True
         )
@@ -203,12 +205,22 @@ class VideoSource:
         """Frames in order until the source ends; raises the source's VideoError, if any,
         after the frames decoded before it."""
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():  # stopped while the source had nothing to give
+                    return
+                continue
             if item is _END:
-                if self._error is not None:
+                if self._error is not None and not self._stop.is_set():
                     raise self._error
                 return
             yield item
+
+    def stop(self) -> None:
+        """Ask the reader to end: iteration stops within a frame or 0.2 s, without waiting
+        for the decoding thread (safe from a signal handler; :meth:`close` still releases)."""
+        self._stop.set()
 
     def close(self) -> None:
         """Stop decoding and release the source (safe to call twice)."""
@@ -340,6 +352,11 @@ class VideoSource:
         return True
 
     def _deliver(self, frame: Any, offset: float) -> None:
+        if self.live and self._plays_file and frame.time is not None:
+            # a file read as live plays at its own rate, as a camera would (ffmpeg's -re)
+            wait = self._started + offset + float(frame.time) - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
         if self.live:
             stamp = time.monotonic() - self._started
         else:

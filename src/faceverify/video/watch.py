@@ -252,8 +252,13 @@ class Watch:
     def __next__(self) -> VideoEvent:
         return next(self._events)
 
+    def stop(self) -> None:
+        """End the watch at the next frame, as if the video had ended: the tracks still end
+        with their events (what Ctrl-C on a camera should do; safe from a signal handler)."""
+        self.source.stop()
+
     def close(self) -> None:
-        """Stop reading (the events already made are lost; the summary stays)."""
+        """Stop reading now (events not yet taken are lost; the summary stays)."""
         self._events.close()
         self.source.close()
 
