@@ -89,6 +89,9 @@ def test_the_pace_detects_as_often_as_the_frame_budget_allows() -> None:
     # n detections every n frames: 0.25 + (n-1) 0.01 <= 0.09 n  ->  n >= 3
     assert pace.every == 3
     assert not pace.skip_now(), "live sources never skip: their reader drops"
+    slow = Pace(10.0, WatchOptions(), live=True)
+    slow.record(3.0, detected=True)
+    assert slow.every == 5, "never further apart than half of lost_after (1 s at 10 fps)"
     fixed = Pace(10.0, WatchOptions(detect_every=5), live=True)
     fixed.record(0.5, detected=True)
     assert fixed.every == 5

@@ -161,12 +161,16 @@ class Pace:
 
     Costs are measured as it runs (moving averages of a detecting frame and of a tracking
     one); detection runs every ``n`` frames with ``n`` the smallest that fits the frame
-    budget (90% of the frame interval divided by the speed). Files skip frames only when
-    tracking alone is over budget; live sources never skip here (their reader drops).
+    budget (90% of the frame interval divided by the speed), and at most half of
+    ``lost_after`` apart. Files skip frames when they fall behind; live sources never skip
+    here (their reader drops).
     """
 
     def __init__(self, fps: float | None, options: WatchOptions, live: bool) -> None:
         self.fixed = options.detect_every
+        # never let detections drift further apart than half a track's memory: tracks would
+        # be lost between them (a live source drops frames instead; a file skips them)
+        self.longest = max(1, math.floor((fps or 25.0) * options.lost_after / 2))
         speed = 1.0 if live else options.speed
         self.budget = 0.9 / ((fps or 25.0) * speed) if speed > 0 else math.inf
         self.live = live
@@ -183,8 +187,8 @@ class Pace:
             return 1
         spare = self.budget - self.track_cost
         if spare <= 0:
-            return 1_000_000
-        return max(1, math.ceil((self.detect_cost - self.track_cost) / spare))
+            return self.longest
+        return min(max(1, math.ceil((self.detect_cost - self.track_cost) / spare)), self.longest)
 
     def detect_now(self) -> bool:
         return self.since_detection >= self.every
