@@ -52,6 +52,7 @@ def cut_outs(faces_root: Path) -> dict[str, np.ndarray]:
         "biden": cut_out(faces_root / "gallery" / "biden" / "biden2.jpg"),
         "rose_leslie": cut_out(faces_root / "gallery" / "rose_leslie" / "img2.jpg"),
         "alex_lacamoire": cut_out(faces_root / "probes" / "alex_lacamoire1.jpg"),
+        "kit_harington": cut_out(faces_root / "gallery" / "kit_harington" / "john1.jpeg"),
     }
 
 
@@ -64,7 +65,8 @@ def dlib_model() -> Any:
 
 @pytest.fixture(scope="session")
 def gallery_path(tmp_path_factory: pytest.TempPathFactory, faces_root: Path, dlib_model: Any) -> Path:
-    """A gallery of obama, biden and rose_leslie (their gallery photos, one each for rose)."""
+    """A gallery of obama, biden and rose_leslie (their gallery photos, one each for rose);
+    alex_lacamoire and kit_harington are strangers to it."""
     from faceverify import open_gallery
 
     folder = tmp_path_factory.mktemp("video-gallery") / "gallery"

@@ -169,3 +169,19 @@ def test_passwords_never_reach_messages() -> None:
     with pytest.raises(VideoError) as caught:
         VideoSource(f"tcp://user:hunter2@127.0.0.1:{port}", retries=0)
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_file_whose_every_frame_is_damaged_is_an_error_not_an_empty_video(tmp_path: Path) -> None:
+    from faceverify.video.scenes import write_clip
+
+    path = tmp_path / "clip.mp4"
+    write_clip(path, _frames(20), fps=10)
+    data = bytearray(path.read_bytes())
+    start, end = data.find(b"mdat") + 4, data.find(b"moov") - 4  # the frames, not the index
+    data[start:end] = np.random.default_rng(1).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    with (
+        open_video(path) as source,
+        pytest.raises(VideoError, match="no frame of its h264 video could be decoded"),
+    ):
+        list(source)

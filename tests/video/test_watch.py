@@ -160,3 +160,24 @@ def test_a_track_the_tracker_carries_over_to_someone_else_is_split(
     events, _ = _watch(walk.path, gallery_path, dlib_model, speed=0, detect_every=4, recheck=1e9)
     ended_names = [e["name"] for e in events if e["event"] == "ended"]
     assert None not in ended_names, "the check is what told them apart"
+
+
+def test_people_crossing_face_to_face_keep_one_track_each(
+    tmp_path: Path, cut_outs: dict[str, np.ndarray], gallery_path: Path, dlib_model: Any
+) -> None:
+    """Same height, opposite ways, detecting every 3rd frame at 10 fps: the tracker swaps
+    the two as they pass; the identity check swaps them back, so nobody is split or renamed.
+    (Before the check learned to swap, biden came out as two tracks and a stranger.)"""
+    from faceverify.video.scenes import Walker, render, write_clip
+
+    walkers = [
+        Walker(cut_outs["obama"], 0.0, 2.5, (-0.1, 0.5), (1.1, 0.5), 0.6),
+        Walker(cut_outs["biden"], 1.0, 3.5, (1.1, 0.5), (-0.1, 0.5), 0.6),
+        Walker(cut_outs["kit_harington"], 2.0, 4.5, (-0.1, 0.5), (1.1, 0.5), 0.6),
+    ]
+    clip = tmp_path / "crossing.mp4"
+    write_clip(clip, render(walkers, size=(320, 240), fps=10), fps=10)
+    events, summary = _watch(clip, gallery_path, dlib_model, speed=0, detect_every=3)
+    ended = [e for e in events if e["event"] == "ended"]
+    assert sorted(str(e["name"]) for e in ended) == ["None", "biden", "obama"], ended
+    assert summary.tracks == 3 and not [e for e in events if e["event"] == "changed"]

@@ -349,6 +349,9 @@ class VideoSource:
                 self.stats.corrupt += 1  # a truncated file: keep what was read
                 log.warning("%s: reading stopped early: %s", self.name, exc)
             return False
+        if not self.live and self.stats.read == 0:
+            damaged = f" ({self.stats.corrupt} packets could not be decoded)" if self.stats.corrupt else ""
+            raise VideoError(self.name, f"no frame of its {self.codec} video could be decoded{damaged}")
         return True
 
     def _deliver(self, frame: Any, offset: float) -> None:

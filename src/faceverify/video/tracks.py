@@ -88,6 +88,7 @@ class Track:
     best_face: Face | None = None
     best_crop: np.ndarray | None = field(default=None, repr=False)
     checked: float = -math.inf  # when its face was last embedded
+    doubted: bool = False  # its last embedded face was unlike its best shots
     _last: list[tuple[float, Box]] = field(default_factory=list, repr=False)
 
     def seen(self, time: float, frame: int, face: Face, quality: float, pixels: np.ndarray) -> None:

@@ -315,12 +315,18 @@ class Watch:
         confidences = [detector_confidence(f.detector, f.score) for f in faces]
         followed = self._tracker.update(faces, confidences, frame.time)
         wanted: list[tuple[int, Face, Any]] = []
+        crowded = _crowded([f.box for f in faces])
         for index, key in followed.items():
             face = faces[index]
             track = self._tracks.get(key) or self._new_track(key, frame)
             quality = face_quality(pixels, face)
-            # a face cut by the frame's edge is never a shot: its chip would be partly black
-            score = 0.0 if _at_edge(face, pixels.shape) else quality.score
+            score = quality.score
+            if _at_edge(face, pixels.shape):
+                score = 0.0  # never a shot: its chip would be partly black
+            elif index in crowded:
+                # faces crossing: the tracker may swap them, and one hides part of the other;
+                # no shot, and whose face it is gets checked once they are apart
+                score, track.checked = 0.0, -math.inf
             good = score >= self.options.min_quality
             if self.gallery is not None and (
                 track.wants(score, self.options.min_quality)
@@ -352,12 +358,12 @@ class Watch:
         assert self.gallery is not None
         vectors = _embed(self.gallery, pixels, [face for _, face, _ in wanted])
         for (key, face, quality), vector in zip(wanted, vectors):
-            track = self._tracks[key]
-            if track.shots and float(vector @ track.probe()) < self._same_face:
-                # the tracker joined two people (one left as another came in where it was
-                # predicted): the old track ends, the new face starts its own
-                yield self._end(key, frame.time)
-                track = self._new_track(key, frame)
+            track = self._continuity(key, vector, frame)
+            if track is None:
+                continue  # held out: one odd face does not split a track
+            if track.id != self._tracks[key].id:
+                yield self._end(key, frame.time)  # a newcomer carried on an old track
+                self._tracks[key] = track
             track.seen(frame.time, frame.index, face, quality.score, pixels)
             track.checked = frame.time
             if not track.wants(quality.score, self.options.min_quality):
@@ -374,6 +380,33 @@ class Watch:
                 yield VideoEvent("appeared", frame.time, track_record(track, self.threshold))
             elif changed:
                 yield VideoEvent("changed", frame.time, track_record(track, self.threshold))
+
+    def _continuity(self, key: int, vector: np.ndarray, frame: VideoFrame) -> Track | None:
+        """The track this face belongs to, checked against the track the tracker gave it.
+
+        A face unlike its track's best shots is first compared with the other live tracks:
+        a match means the tracker swapped two people (they crossed) and the tracks are
+        swapped back. Otherwise the face is held out once; unlike again at the next
+        detection, it is someone new (the tracker carried a fading track over to a newcomer)
+        and gets a new track (returned unregistered; the caller ends the old one).
+        """
+        track = self._tracks[key]
+        if not track.shots or float(vector @ track.probe()) >= self._same_face:
+            track.doubted = False
+            return track
+        others = [(float(vector @ t.probe()), k) for k, t in self._tracks.items() if k != key and t.shots]
+        score, other = max(others, default=(-1.0, -1))
+        if score >= self._same_face:
+            self._tracks[key], self._tracks[other] = self._tracks[other], track
+            self._tracks[other].checked = -math.inf  # check the other face at once too
+            self._tracks[key].doubted = False
+            return self._tracks[key]
+        if not track.doubted:
+            track.doubted, track.checked = True, -math.inf
+            return None
+        self._next_id += 1
+        self.summary.tracks += 1
+        return Track(self._next_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep)
 
     def _end(self, key: int, at: float) -> VideoEvent:
         track = self._tracks.pop(key)
@@ -397,6 +430,23 @@ class Watch:
         self.summary.reconnects = stats.reconnects
         self.summary.video_seconds = last_time
         self.summary.wall_seconds = time.perf_counter() - started
+
+
+def _crowded(boxes: list[tuple[float, float, float, float]], grow: float = 0.1) -> set[int]:
+    """The indices of boxes that touch another box grown by ``grow`` of its size."""
+    touching: set[int] = set()
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            b = boxes[j]
+            pad_x, pad_y = grow * (b[2] - b[0]), grow * (b[3] - b[1])
+            if (
+                a[0] <= b[2] + pad_x
+                and b[0] - pad_x <= a[2]
+                and a[1] <= b[3] + pad_y
+                and b[1] - pad_y <= a[3]
+            ):
+                touching.update((i, j))
+    return touching
 
 
 def _at_edge(face: Face, shape: tuple[int, ...]) -> bool:
