@@ -232,6 +232,10 @@ class UnknownJobError(FaceVerifyError):
     """No job (a video being processed) has this id: it never existed, or was removed."""
 
 
+class UnknownCameraError(FaceVerifyError):
+    """No camera of this name is configured (``serve --camera``), or the key may not see it."""
+
+
 class MissingDependencyError(FaceVerifyError, ImportError):
     """An optional package needed for the requested feature is not installed.
 

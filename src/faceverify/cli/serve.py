@@ -43,8 +43,15 @@ def serve(args: argparse.Namespace) -> int:
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "log_level": "warning" if args.quiet else "info",
         "server_header": False,
+        # open event streams would otherwise hold a shutdown (and the cameras) for ever
+        "timeout_graceful_shutdown": max(args.timeout, 5.0),
     }
     if args.workers > 1:  # each worker process builds the app from the settings it inherits
+        log.warning(
+            "--workers %d: each worker keeps its own video jobs and watches its own cameras; a "
+            "video job is found only by the worker that took its upload (others answer 404)",
+            args.workers,
+        )
         os.environ[SETTINGS_ENV] = settings.to_json()
         uvicorn.run(
             "faceverify.service.app:app_from_environment", factory=True, workers=args.workers, **options
@@ -87,7 +94,14 @@ def _announce_access(settings: ServiceSettings, port: int) -> None:
 def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
     """The service's settings: the model the shared model options describe (read as every
     command reads them), with ``--threshold``, and the service's own options."""
-    from faceverify.service.settings import Batching, Limits, ServiceSettings, default_galleries
+    from faceverify.service.settings import (
+        Batching,
+        Camera,
+        Limits,
+        ServiceSettings,
+        VideoSettings,
+        default_galleries,
+    )
 
     if args.faces is not None:
         raise ConfigError(
@@ -122,6 +136,13 @@ def settings_from_args(args: argparse.Namespace) -> ServiceSettings:
         ),
         cors_origins=tuple(args.cors_origin or ()),
         library_roots=tuple(args.library_root or ()),
+        video=VideoSettings(
+            max_upload_bytes=int(args.max_video_mb * (1 << 20)),
+            workers=args.video_workers,
+            max_pending=args.video_queue,
+            folder=args.video_folder,
+            cameras=tuple(Camera.parse(text) for text in args.camera or ()),
+        ),
     )
 
 
@@ -223,6 +244,27 @@ def register(sub: Any, common: argparse.ArgumentParser, model_opts: argparse.Arg
         action="append",
         metavar="DIR",
         help="a server folder whose photos clients may scan into photo libraries (repeatable; default none)",
+    )
+    video = p.add_argument_group("video")
+    video.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME=GALLERY:SOURCE",
+        help="a camera clients may subscribe to at /v1/cameras/NAME/events, naming the people of "
+        "GALLERY; SOURCE is a video file, /dev/videoN (or N) or an rtsp/http/udp URL, e.g. "
+        "door=staff:rtsp://10.0.0.5/stream (repeatable; watched only while someone listens)",
+    )
+    video.add_argument("--max-video-mb", type=float, default=512, help="one uploaded video (512)")
+    video.add_argument(
+        "--video-workers", type=positive_int, default=1, help="uploaded videos watched at once (1)"
+    )
+    video.add_argument(
+        "--video-queue", type=positive_int, default=4, help="uploaded videos waiting; more get 503 (4)"
+    )
+    video.add_argument(
+        "--video-folder",
+        metavar="DIR",
+        help="where uploads wait for a worker (default: the temporary folder)",
     )
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-body-mb", type=float, default=32, help="request body (32)")

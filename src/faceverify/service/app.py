@@ -5,7 +5,9 @@ server starts), never at import or per request. Requests pass, outermost first:
 metrics, security headers, CORS (only when origins are configured), the deadline, API
 key authentication (or, without keys, the Host and Origin checks) and the body limit,
 then FastAPI's routing, where each route checks its key again with its scope and
-gallery, and the one error handler shapes every failure. Paths are never redirected
+gallery, and the one error handler shapes every failure. A video upload has its own
+body limit and deadline, and a camera's event stream none (:class:`ByRoute`); the video
+jobs and cameras start and stop with the rest in the lifespan. Paths are never redirected
 (no trailing-slash redirects: a client that follows one with the same method could
 land a DELETE on another resource).
 """
@@ -23,8 +25,15 @@ from faceverify.errors import FaceVerifyError
 from faceverify.service.errors import ErrorRenderer
 from faceverify.service.keys import KeyStore
 from faceverify.service.metrics import Instrument, Metrics
-from faceverify.service.middleware import Authenticate, BodyLimit, Deadline, LocalOnly, SecurityHeaders
-from faceverify.service.settings import ServiceSettings, is_loopback
+from faceverify.service.middleware import (
+    Authenticate,
+    BodyLimit,
+    ByRoute,
+    Deadline,
+    LocalOnly,
+    SecurityHeaders,
+)
+from faceverify.service.settings import MB, ServiceSettings, is_loopback
 
 DESCRIPTION = """\
 Face verification and galleries over HTTP. Send photos as `multipart/form-data`.
@@ -48,9 +57,11 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException
 
-    from faceverify.service.routers import faces, galleries, health, libraries
+    from faceverify.service.cameras import Cameras
+    from faceverify.service.routers import faces, galleries, health, libraries, videos
     from faceverify.service.routers import keys as key_routes
     from faceverify.service.state import ServiceState
+    from faceverify.service.video_jobs import VideoJobs
 
     settings = settings or ServiceSettings()
     metrics = Metrics()
@@ -61,11 +72,18 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await anyio.to_thread.run_sync(ServiceState.open, settings, metrics, keys)
         errors.hide(state.hidden_strings())
+        app.state.videos = VideoJobs(settings.video, state.galleries.get)
+        app.state.cameras = Cameras(settings.video, state.galleries.get)
+        errors.hide([(str(app.state.videos.folder), "<uploads>")])
         app.state.service = state
         try:
             yield
         finally:
             app.state.service = None
+            cameras, app.state.cameras = app.state.cameras, None
+            videos, app.state.videos = app.state.videos, None
+            await anyio.to_thread.run_sync(cameras.close)
+            await anyio.to_thread.run_sync(videos.close)
             await anyio.to_thread.run_sync(state.close)
 
     app = FastAPI(
@@ -82,7 +100,15 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
     app.state.keys = None if settings.insecure else keys
     for kind in (Exception, FaceVerifyError, HTTPException, RequestValidationError):
         app.add_exception_handler(kind, errors)
-    for router in (faces.router, galleries.router, libraries.router, key_routes.router, health.router):
+    routers = (
+        faces.router,
+        galleries.router,
+        libraries.router,
+        videos.router,
+        key_routes.router,
+        health.router,
+    )
+    for router in routers:
         app.include_router(router)
 
     static = Path(str(resources.files("faceverify.service") / "static"))
@@ -93,8 +119,15 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
 
     app.mount("/static", StaticFiles(directory=static), name="static")
 
-    # add_middleware wraps what is there: the last one added is the outermost
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes, errors=errors)
+    # add_middleware wraps what is there: the last one added is the outermost. A video
+    # upload may be larger and slower than a photo, and an event stream has no deadline.
+    video = settings.video
+    app.add_middleware(
+        ByRoute,
+        build=lambda inner, size: BodyLimit(inner, max_bytes=size, errors=errors),
+        default=settings.limits.max_body_bytes,
+        routes=[(videos.UPLOAD_PATH, video.max_upload_bytes + MB)],
+    )
     if settings.insecure:
         app.add_middleware(
             LocalOnly,
@@ -104,7 +137,14 @@ def create_app(settings: ServiceSettings | None = None) -> Any:
         )
     else:
         app.add_middleware(Authenticate, keys=keys, errors=errors)
-    app.add_middleware(Deadline, seconds=settings.limits.timeout_s, errors=errors)
+    app.add_middleware(
+        ByRoute,
+        build=lambda inner, seconds: (
+            inner if seconds is None else Deadline(inner, seconds=seconds, errors=errors)
+        ),
+        default=settings.limits.timeout_s,
+        routes=[(videos.UPLOAD_PATH, video.upload_timeout_s), (videos.EVENTS_PATH, None)],
+    )
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

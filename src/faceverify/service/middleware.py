@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from faceverify.errors import (
@@ -311,3 +312,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class ByRoute:
+    """One middleware with a setting chosen by the request's route path: ``build(app, value)``
+    for the first of ``routes`` (``(regex, value)``) whose regex matches it, else for
+    ``default``. Each is built once, at start-up."""
+
+    def __init__(
+        self,
+        app: Any,
+        build: Callable[[Any, Any], Any],
+        default: Any,
+        routes: Sequence[tuple[str, Any]],
+    ) -> None:
+        self.default = build(app, default)
+        self.routes = [(re.compile(pattern), build(app, value)) for pattern, value in routes]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = route_path(scope)
+            for pattern, target in self.routes:
+                if pattern.fullmatch(path):
+                    await target(scope, receive, send)
+                    return
+        await self.default(scope, receive, send)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from faceverify.errors import ConfigError
 from faceverify.models.spec import ModelSpec
@@ -111,6 +112,110 @@ class Batching:
             )
 
 
+#: A camera's name: what ``/v1/cameras/{name}`` takes (the rule of gallery names).
+CAMERA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A video source the service watches for subscribers of ``/v1/cameras/{name}/events``.
+
+    Attributes:
+        name: how clients name it (1-48 lower-case letters, digits, ``_`` or ``-``).
+        gallery: the gallery whose people it names; a key needs ``read`` on it to subscribe.
+        source: a file, a camera (``/dev/video0`` or ``0``) or a stream URL; never shown to
+            clients (a URL may hold a password).
+    """
+
+    name: str
+    gallery: str
+    source: str
+
+    def __post_init__(self) -> None:
+        from faceverify.errors import GalleryError
+        from faceverify.gallery.catalog import check_gallery_name
+
+        if CAMERA_NAME.fullmatch(self.name) is None:
+            raise ConfigError(
+                f"camera name {self.name[:60]!r} is not valid; use 1-48 lower-case letters, digits, "
+                "'_' or '-', starting with a letter or digit"
+            )
+        try:
+            check_gallery_name(self.gallery)
+        except GalleryError as exc:
+            raise ConfigError(f"camera {self.name!r}: {exc}") from None
+        if not self.source:
+            raise ConfigError(f"camera {self.name!r} has no source; give NAME=GALLERY:SOURCE")
+
+    @classmethod
+    def parse(cls, text: str) -> Camera:
+        """``NAME=GALLERY:SOURCE`` (``door=staff:rtsp://cam/stream``, ``desk=staff:0``): the
+        first ``:`` ends the gallery, whose names hold none, so the source may hold any."""
+        name, equals, rest = text.partition("=")
+        gallery, colon, source = rest.partition(":")
+        if not (equals and colon) or source.startswith("//"):  # "door=rtsp://...": no gallery
+            raise ConfigError(
+                f"camera {text[:80]!r} is not NAME=GALLERY:SOURCE (e.g. door=staff:rtsp://10.0.0.5/stream)"
+            )
+        return cls(name.strip(), gallery.strip(), source.strip())
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Videos uploaded for a background watch, and cameras watched for live subscribers.
+
+    The defaults keep one watch at a time busy (a watch uses a core or more; the service's
+    other requests need the rest) and bound everything a client can make the service hold.
+
+    Attributes:
+        max_upload_bytes: one uploaded video (413 above it; the request body may exceed it
+            by 1 MB for the form's other parts).
+        upload_timeout_s: the whole upload request (a video takes longer to send than a
+            photo: 512 MB at 10 Mbit/s is about 7 minutes).
+        workers: videos watched at once (threads).
+        max_pending: videos waiting for a worker, uploads in progress included; more get
+            503 with Retry-After before their body is read.
+        keep_s: how long a finished job (its events name people) is kept after it ends.
+        max_jobs: finished jobs kept at most; the oldest go first.
+        max_events: events kept per job (the first ones; the rest are counted). With
+            ``max_jobs`` it bounds what finished jobs hold: 100,000 events of about 1 KB.
+        folder: where uploads wait for their worker (a private sub-folder is made in it);
+            None: the system's temporary folder.
+        cameras: the cameras clients may subscribe to.
+        max_subscribers: event streams per camera at once (more get 503).
+        subscriber_queue: events waiting for one slow subscriber; beyond, the oldest are
+            dropped and the subscriber is told how many.
+        keepalive_s: seconds between keep-alive comments on an idle event stream.
+    """
+
+    max_upload_bytes: int = 512 * MB
+    upload_timeout_s: float = 900.0
+    workers: int = 1
+    max_pending: int = 4
+    keep_s: float = 3600.0
+    max_jobs: int = 50
+    max_events: int = 2000
+    folder: str | None = None
+    cameras: tuple[Camera, ...] = ()
+    max_subscribers: int = 16
+    subscriber_queue: int = 256
+    keepalive_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, (int, float)) and value <= 0:
+                raise ConfigError(f"video setting {item.name}={value!r} must be positive")
+        names = [camera.name for camera in self.cameras]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"camera names must differ; got {', '.join(names)}")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> VideoSettings:
+        cameras = tuple(Camera(**camera) for camera in raw.get("cameras", ()))
+        return cls(**{**raw, "cameras": cameras})
+
+
 @dataclass(frozen=True)
 class ServiceSettings(ModelSpec):
     """Everything :func:`faceverify.service.app.create_app` needs: the model to serve (the
@@ -144,6 +249,7 @@ class ServiceSettings(ModelSpec):
         library_roots: server folders inside which clients may have photo libraries scanned
             (``POST /v1/libraries/{gallery}/scan``); empty: no scanning over HTTP. A folder
             is checked after ``..`` and links are resolved, so neither leads out of a root.
+        video: uploaded videos and cameras (:class:`VideoSettings`).
     """
 
     db: str = field(default_factory=default_galleries)
@@ -157,6 +263,7 @@ class ServiceSettings(ModelSpec):
     batching: Batching = field(default_factory=Batching)
     cors_origins: tuple[str, ...] = ()
     library_roots: tuple[str, ...] = ()
+    video: VideoSettings = field(default_factory=VideoSettings)
 
     _KIND: ClassVar[str] = "service setting"
 
@@ -176,6 +283,7 @@ class ServiceSettings(ModelSpec):
         raw["batching"] = Batching(**raw["batching"])
         raw["cors_origins"] = tuple(raw["cors_origins"])
         raw["library_roots"] = tuple(raw["library_roots"])
+        raw["video"] = VideoSettings.from_dict(raw["video"])
         return cls.from_dict(raw)
 
     @classmethod
