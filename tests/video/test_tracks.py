@@ -20,6 +20,8 @@ KNOWN_A = Answer(Status.KNOWN, "a", 0.95)
         (Answer(Status.UNIDENTIFIED), [("a", 0.95)], ("known", "a")),
         (Answer(Status.UNIDENTIFIED), [("a", 0.85)], ("unknown", None)),
         (Answer(Status.UNKNOWN), [("a", 0.9)], ("known", "a")),  # at the threshold: taken
+        (Answer(Status.UNKNOWN), [("a", 0.95), ("b", 0.945)], ("unknown", None)),  # not distinct
+        (Answer(Status.UNKNOWN), [("a", 0.95), ("b", 0.94)], ("known", "a")),  # leads by the band
         (KNOWN_A, [("a", 0.895)], ("known", "a")),  # just below: kept (within the band)
         (KNOWN_A, [("a", 0.885)], ("unknown", None)),  # below the band: dropped
         (KNOWN_A, [("b", 0.955), ("a", 0.95)], ("known", "a")),  # b barely ahead: kept
@@ -92,6 +94,10 @@ def test_the_pace_detects_as_often_as_the_frame_budget_allows() -> None:
     slow = Pace(10.0, WatchOptions(), live=True)
     slow.record(3.0, detected=True)
     assert slow.every == 5, "never further apart than half of lost_after (1 s at 10 fps)"
+    assert slow.detect_now(10.0) and not slow.detect_now(10.1)
+    slow.record(0.01, detected=True)
+    # a live source dropped frames meanwhile: half a second of video is due whatever the count
+    assert slow.detect_now(10.6)
     fixed = Pace(10.0, WatchOptions(detect_every=5), live=True)
     fixed.record(0.5, detected=True)
     assert fixed.every == 5

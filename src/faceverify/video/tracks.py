@@ -11,8 +11,9 @@ Identity, per track (:class:`Track`):
   gate; a track keeps its ``keep`` best shots and their embeddings;
 * the track's probe is the quality-weighted mean of those embeddings (a sharp frontal shot
   counts more than a passable one), searched in the gallery each time the set improves;
-* the answer changes with **hysteresis**: a name is taken at the threshold, left only when
-  the score falls ``margin`` below it, and another name replaces it only when it beats the
+* the answer changes with **hysteresis**: a name is taken at the threshold when it also
+  leads the next person by ``margin`` (a blurred face drifts towards several people at
+  once; a genuine match stands out), left only when the score falls ``margin`` below it, and another name replaces it only when it beats the
   current one by ``margin``. ``margin`` is a share (default 0.1) of the distance from the
   threshold to a perfect match, so it means the same for dlib's 0.91 and an ArcFace 0.3;
 * a track that never gets a shot good enough is ``unidentified``, never a guess.
@@ -155,17 +156,16 @@ def decide(current: Answer, matches: list[tuple[str, float]], threshold: float, 
         return Answer(Status.UNKNOWN)
     band = margin * (1.0 - threshold)
     name, score = matches[0]
+    # a name is taken only when it also leads the next person by the band: a face blurred
+    # or seen badly drifts towards several people at once, a genuine match stands out
+    distinct = len(matches) < 2 or score - matches[1][1] >= band
     if current.status is not Status.KNOWN:
-        return (
-            Answer(Status.KNOWN, name, score) if score >= threshold else Answer(Status.UNKNOWN, None, score)
-        )
+        if score >= threshold and distinct:
+            return Answer(Status.KNOWN, name, score)
+        return Answer(Status.UNKNOWN, None, score)
     mine = next((s for n, s in matches if n == current.name), None)
     if name == current.name:
-        return (
-            Answer(Status.KNOWN, name, score)
-            if score >= threshold - band
-            else Answer(Status.UNKNOWN, None, score)
-        )
+        return Answer(Status.KNOWN, name, score) if score >= threshold - band else Answer(Status.UNKNOWN, None, score)
     if score >= threshold and (mine is None or score >= mine + band):
         return Answer(Status.KNOWN, name, score)  # another person, clearly better
     if mine is not None and mine >= threshold - band:

@@ -171,6 +171,8 @@ class Pace:
         # never let detections drift further apart than half a track's memory: tracks would
         # be lost between them (a live source drops frames instead; a file skips them)
         self.longest = max(1, math.floor((fps or 25.0) * options.lost_after / 2))
+        self.longest_s = options.lost_after / 2  # the same in the video's seconds: frames
+        self.last_detection = -math.inf  # a live source dropped do not count above
         speed = 1.0 if live else options.speed
         self.budget = 0.9 / ((fps or 25.0) * speed) if speed > 0 else math.inf
         self.live = live
@@ -190,8 +192,12 @@ class Pace:
             return self.longest
         return min(max(1, math.ceil((self.detect_cost - self.track_cost) / spare)), self.longest)
 
-    def detect_now(self) -> bool:
-        return self.since_detection >= self.every
+    def detect_now(self, at: float) -> bool:
+        """Whether to detect on the frame of time ``at`` (and remember it if so)."""
+        due = self.since_detection >= self.every or at - self.last_detection >= self.longest_s
+        if due:
+            self.last_detection = at
+        return due
 
     def skip_now(self) -> bool:
         return not self.live and not math.isinf(self.budget) and self.lag > 4 * self.budget
@@ -287,7 +293,7 @@ class Watch:
                     self.summary.frames_skipped += 1
                     continue
                 tick = time.perf_counter()
-                detected = self._pace.detect_now()
+                detected = self._pace.detect_now(frame.time)
                 if detected:
                     yield from self._detect(frame)
                 if self._on_frame is not None:
