@@ -13,9 +13,9 @@ Identity, per track (:class:`Track`):
   counts more than a passable one), searched in the gallery each time the set improves;
 * the answer changes with **hysteresis**: a name is taken at the threshold when it also
   leads the next person by ``margin`` (a blurred face drifts towards several people at
-  once; a genuine match stands out), left only when the score falls ``margin`` below it, and another name replaces it only when it beats the
-  current one by ``margin``. ``margin`` is a share (default 0.1) of the distance from the
-  threshold to a perfect match, so it means the same for dlib's 0.91 and an ArcFace 0.3;
+  once; a genuine match stands out), left only when the score falls ``margin`` below it,
+  and another name replaces it only when it beats the current one by ``margin``.
+  ``margin`` is a share (default 0.1) of the distance from the threshold to a perfect match, so it means the same for dlib's 0.91 and an ArcFace 0.3;
 * a track that never gets a shot good enough is ``unidentified``, never a guess.
 """
 
@@ -165,7 +165,8 @@ def decide(current: Answer, matches: list[tuple[str, float]], threshold: float, 
         return Answer(Status.UNKNOWN, None, score)
     mine = next((s for n, s in matches if n == current.name), None)
     if name == current.name:
-        return Answer(Status.KNOWN, name, score) if score >= threshold - band else Answer(Status.UNKNOWN, None, score)
+        kept = score >= threshold - band
+        return Answer(Status.KNOWN, name, score) if kept else Answer(Status.UNKNOWN, None, score)
     if score >= threshold and (mine is None or score >= mine + band):
         return Answer(Status.KNOWN, name, score)  # another person, clearly better
     if mine is not None and mine >= threshold - band:
