@@ -15,7 +15,8 @@ Identity, per track (:class:`Track`):
   leads the next person by ``margin`` (a blurred face drifts towards several people at
   once; a genuine match stands out), left only when the score falls ``margin`` below it,
   and another name replaces it only when it beats the current one by ``margin``.
-  ``margin`` is a share (default 0.1) of the distance from the threshold to a perfect match, so it means the same for dlib's 0.91 and an ArcFace 0.3;
+  ``margin`` is a share (default 0.1) of the distance from the threshold to a perfect
+  match, so it means the same for dlib's 0.91 and an ArcFace 0.3;
 * a track that never gets a shot good enough is ``unidentified``, never a guess.
 """
 
