@@ -141,3 +141,20 @@ def test_ctrl_c_on_a_live_source_ends_the_tracks_and_finishes_the_outputs(
 
     with av.open(str(video)) as container:
         assert sum(1 for _ in container.decode(video=0)) > 5
+
+
+def test_a_stream_lost_for_good_ends_with_the_summary_then_one_error_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.video.test_source import _free_port, _sender
+
+    port = _free_port()
+    sender = _sender(port, 1, 20, 20)
+    try:
+        code = main(["watch", f"tcp://127.0.0.1:{port}", "--no-gallery", "--retries", "0"])
+    finally:
+        sender.wait(timeout=30)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert "0 tracks" in err[-2] and "frames read 20" in err[-2]
+    assert "reconnection attempts failed" in err[-1] and err[-1].startswith("faceverify: error:")

@@ -19,8 +19,9 @@ from faceverify.cli.common import (
     cli_actor,
     default_to_gallery_model,
     positive_int,
+    print_error,
 )
-from faceverify.errors import ConfigError
+from faceverify.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
     from faceverify.gallery.gallery import Gallery
@@ -191,15 +192,18 @@ def watch_command(args: argparse.Namespace) -> int:
             return snapshots(track) if snapshots is not None else None
 
         run = Watch(source, gallery, options, on_frame=annotated, on_end=on_end)
-        code = _drain(run, events)
+        _drain(run, events)
         _report(run.summary, args)
-        return code
+        if run.summary.error:  # a stream lost for good: after the summary, one line, non-zero
+            print_error(run.summary.error)
+            return EXIT_ERROR
+        return EXIT_OK
     finally:
         for closer in reversed(closers):
             closer.close()
 
 
-def _drain(run: Watch, events: Any) -> int:
+def _drain(run: Watch, events: Any) -> None:
     import signal
 
     def stop(signum: int, frame: Any) -> None:  # the first Ctrl-C ends the watch cleanly
@@ -214,15 +218,11 @@ def _drain(run: Watch, events: Any) -> int:
     try:
         for event in run:
             events.write(event.to_dict())
+    except VideoError:
+        pass  # the tracks ended first; the summary holds the error, reported below
     finally:
         if handled:
             signal.signal(signal.SIGINT, previous)
-    if run.summary.error:
-        from faceverify.cli.common import print_error
-
-        print_error(run.summary.error)
-        return EXIT_ERROR
-    return EXIT_OK
 
 
 def _report(summary: WatchSummary, args: argparse.Namespace) -> None:
