@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +14,7 @@ from fastapi.testclient import TestClient
 from faceverify.photos import FaceOptions
 from faceverify.service.app import create_app
 from faceverify.service.settings import ServiceSettings
-from tests.service.helpers import admin_key
+from tests.service.helpers import admin_key, start_uvicorn
 
 #: ConvNeXt-Atto (random weights, from the root conftest) at 32 pixels: a real network,
 #: milliseconds per face, and the generated people of ``identity_data`` stay apart.
@@ -110,19 +108,9 @@ def serve() -> Iterator[Callable[[ServiceSettings], str]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(settings: ServiceSettings) -> str:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(create_app(settings), log_level="warning", timeout_keep_alive=2)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
+        server, thread, url = start_uvicorn(create_app(settings), timeout_keep_alive=2)
         servers.append((server, thread))
-        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+        return url
 
     yield start
     for server, thread in servers:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +59,21 @@ def metric(text: str, name: str, **labels: str) -> float:
         if line.startswith(head + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def start_uvicorn(app: Any, **config: Any) -> tuple[Any, threading.Thread, str]:
+    """``app`` served by uvicorn in a thread on a free local port, once it has started:
+    ``(server, thread, base URL)``; set ``server.should_exit`` and join the thread to stop."""
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{listener.getsockname()[1]}"

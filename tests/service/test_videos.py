@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,7 +23,7 @@ from faceverify.errors import ConfigError
 from faceverify.service.cameras import RETRY_MS, CameraFeed, Message, Subscriber
 from faceverify.service.settings import Camera, ServiceSettings, VideoSettings
 from tests.conftest import SHARED_FACES
-from tests.service.helpers import error_of, write_keys
+from tests.service.helpers import error_of, start_uvicorn, write_keys
 
 pytest.importorskip("av", reason="video needs PyAV: pip install 'faceverify[video]'")
 pytest.importorskip("trackers", reason="video needs trackers: pip install 'faceverify[video]'")
@@ -102,7 +100,6 @@ def _clip(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def service(dlib_settings: ServiceSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    import uvicorn
 
     from faceverify.service.app import create_app
 
@@ -122,19 +119,8 @@ def service(dlib_settings: ServiceSettings, tmp_path_factory: pytest.TempPathFac
     roles = ("admin", "read", "reader", "other", "other_admin")
     scopes = [("admin", None), ("read", "people"), ("read", "people"), ("read", "other"), ("admin", "other")]
     keys = dict(zip(roles, write_keys(settings, *scopes)))
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    built = Service(
-        f"http://127.0.0.1:{listener.getsockname()[1]}", keys, clip.read_bytes(), root / "uploads"
-    )
+    server, thread, url = start_uvicorn(create_app(settings), timeout_graceful_shutdown=5)
+    built = Service(url, keys, clip.read_bytes(), root / "uploads")
     with built.client("admin") as admin:
         assert admin.post("/v1/galleries", json={"name": "people"}).status_code == 201
         for person in ("obama", "biden"):
