@@ -27,7 +27,7 @@ def draw_faces(pixels: np.ndarray, faces: list[Face], labels: list[str | None]) 
             detector's score (blue).
     """
     texts = [label or f"{face.score:.2f}" for face, label in zip(faces, labels)]
-    colours = [_colour(label) for label in labels]
+    colours = [label_colour(label) for label in labels]
     return draw_boxes(
         pixels, [face.box for face in faces], texts, colours, [face.landmarks for face in faces]
     )
@@ -63,10 +63,6 @@ def draw_boxes(
 
 def label_colour(label: str | None) -> tuple[int, int, int]:
     """Green for a name, red for ``unknown``, blue for anything else (a score, unidentified)."""
-    return _colour(label)
-
-
-def _colour(label: str | None) -> tuple[int, int, int]:
     if label == "unknown":
         return (230, 60, 60)
     if label is None or label == "unidentified":

@@ -52,12 +52,9 @@ class Walker:
 def portrait(pixels: np.ndarray, box: Sequence[float], *, margin: float = 0.9) -> np.ndarray:
     """The region around a face box, ``margin`` box widths added on each side (clipped to the
     photo): the head with some hair and shoulders, so a detector sees a whole face."""
-    left, top, right, bottom = (float(v) for v in box)
-    pad_x, pad_y = margin * (right - left), margin * (bottom - top)
-    height, width = pixels.shape[:2]
-    x0, y0 = max(int(left - pad_x), 0), max(int(top - pad_y), 0)
-    x1, y1 = min(int(right + pad_x), width), min(int(bottom + pad_y * 1.3), height)
-    return np.ascontiguousarray(pixels[y0:y1, x0:x1])
+    from faceverify.video.tracks import face_crop
+
+    return face_crop(pixels, box, margin, below=1.3)
 
 
 def background(size: tuple[int, int], seed: int = 0) -> np.ndarray:

@@ -23,6 +23,7 @@ Identity, per track (:class:`Track`):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,13 +141,16 @@ class Track:
         return tuple(b + (b - a) * ahead for a, b in zip(prev, last))  # type: ignore[return-value]
 
 
-def face_crop(pixels: np.ndarray, box: Box, margin: float = 0.4) -> np.ndarray:
-    """A copy of the face with ``margin`` box sizes around it (the snapshot of a track)."""
-    left, top, right, bottom = box
+def face_crop(
+    pixels: np.ndarray, box: Sequence[float], margin: float = 0.4, *, below: float = 1.0
+) -> np.ndarray:
+    """A copy of the face with ``margin`` box sizes around it, ``below`` times that under
+    it (shoulders), clipped to the picture: a track's snapshot, a scene's cut-out."""
+    left, top, right, bottom = (float(v) for v in box)
     pad_x, pad_y = margin * (right - left), margin * (bottom - top)
     height, width = pixels.shape[:2]
     x0, y0 = max(int(left - pad_x), 0), max(int(top - pad_y), 0)
-    x1, y1 = min(int(right + pad_x) + 1, width), min(int(bottom + pad_y) + 1, height)
+    x1, y1 = min(int(right + pad_x) + 1, width), min(int(bottom + pad_y * below) + 1, height)
     return np.array(pixels[y0:y1, x0:x1])
 
 

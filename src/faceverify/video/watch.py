@@ -352,11 +352,14 @@ class Watch:
             yield self._end(key, frame.time)
 
     def _new_track(self, key: int, frame: VideoFrame) -> Track:
-        self._next_id += 1
-        track = Track(self._next_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep)
-        self._tracks[key] = track
-        self.summary.tracks += 1
+        track = self._tracks[key] = self._make_track(frame)
         return track
+
+    def _make_track(self, frame: VideoFrame) -> Track:
+        """A new track starting at ``frame`` (numbered and counted, not yet followed)."""
+        self._next_id += 1
+        self.summary.tracks += 1
+        return Track(self._next_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep)
 
     def _identify(
         self, frame: VideoFrame, pixels: np.ndarray, wanted: list[tuple[int, Face, Any]]
@@ -410,9 +413,7 @@ class Watch:
         if not track.doubted:
             track.doubted, track.checked = True, -math.inf
             return None
-        self._next_id += 1
-        self.summary.tracks += 1
-        return Track(self._next_id, frame.time, frame.time, frame.index, frame.index, keep=self.options.keep)
+        return self._make_track(frame)
 
     def _end(self, key: int, at: float) -> VideoEvent:
         track = self._tracks.pop(key)
